@@ -1,0 +1,69 @@
+//! Who is calling: the bearer token's id, tenant and role. Handlers ask two questions,
+//! in this order: may the caller *see* the tenant (else 404, so tenants cannot probe for
+//! each other's ids), and does the role allow the action (else 403).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::error::ApiError;
+use crate::state::AppState;
+use crate::store::Role;
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// Token id (for audit).
+    pub token_id: String,
+    /// The caller's tenant; `None` for the platform admin.
+    pub tenant_id: Option<String>,
+    /// Role.
+    pub role: Role,
+}
+
+impl Principal {
+    /// Whether the caller may see `tenant_id`'s objects at all.
+    pub fn can_see(&self, tenant_id: &str) -> bool {
+        self.role == Role::PlatformAdmin || self.tenant_id.as_deref() == Some(tenant_id)
+    }
+
+    /// 404 unless the caller may see the tenant.
+    pub fn see(&self, tenant_id: &str, what: &'static str) -> Result<(), ApiError> {
+        if self.can_see(tenant_id) { Ok(()) } else { Err(ApiError::NotFound(what)) }
+    }
+
+    /// 403 unless the role is at least `needed`.
+    pub fn require(&self, needed: Role, action: &str) -> Result<(), ApiError> {
+        if self.role.at_least(needed) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "role {} may not {action}; it needs {}",
+                self.role.as_str(),
+                needed.as_str()
+            )))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthorized)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 256)
+            .ok_or(ApiError::Unauthorized)?;
+        let found = state
+            .store
+            .find_api_token(&tether_shared::tokens::hash(token))
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(Principal { token_id: found.id, tenant_id: found.tenant_id, role: found.role })
+    }
+}

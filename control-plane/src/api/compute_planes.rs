@@ -1,0 +1,178 @@
+//! Compute planes, their enrollment tokens and their agents.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tether_shared::names::validate_dns1123_label;
+use tether_shared::tokens;
+
+use super::auth::Principal;
+use super::error::ApiError;
+use super::json::{ApiJson, parse};
+use super::rfc3339;
+use crate::sessions::reason;
+use crate::state::AppState;
+use crate::store::{ComputePlane, Role};
+
+/// Default and bounds of enrollment token lifetimes.
+const DEFAULT_ENROLLMENT_TTL: u64 = 3600;
+const MAX_ENROLLMENT_TTL: u64 = 7 * 24 * 3600;
+
+/// `POST /tenants/{t}/compute-planes` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateComputePlane {
+    name: String,
+    region: String,
+}
+
+/// `POST /compute-planes/{cp}/enrollment-tokens` body (optional).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnrollmentToken {
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+}
+
+fn opt_time(t: Option<i64>) -> Value {
+    t.map(|t| Value::String(rfc3339(t))).unwrap_or(Value::Null)
+}
+
+/// The API form of a compute plane with its agent's state.
+pub fn compute_plane_json(cp: &ComputePlane) -> Value {
+    let a = &cp.agent;
+    json!({
+        "id": cp.id,
+        "tenant_id": cp.tenant_id,
+        "name": cp.name,
+        "region": cp.region,
+        "created_at": rfc3339(cp.created_at),
+        "agent": {
+            "connected": a.connected,
+            "connected_since": if a.connected { opt_time(a.connected_since) } else { Value::Null },
+            "session_id": a.session_id,
+            "version": a.version,
+            "last_heartbeat": opt_time(a.last_heartbeat),
+            "remote_addr": a.remote_addr,
+            "certificate_serial": a.certificate_serial,
+            "certificate_expires_at": opt_time(a.certificate_expires_at),
+            "revoked": a.revoked,
+        },
+    })
+}
+
+fn validate_region(region: &str) -> Result<(), ApiError> {
+    let ok = !region.is_empty()
+        && region.len() <= 32
+        && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && region.contains('-');
+    if ok { Ok(()) } else { Err(ApiError::field("region", "must be an AWS region such as us-east-1")) }
+}
+
+async fn visible_cp(s: &AppState, p: &Principal, id: &str) -> Result<ComputePlane, ApiError> {
+    match s.store.get_compute_plane(id).await? {
+        Some(cp) if p.can_see(&cp.tenant_id) => Ok(cp),
+        _ => Err(ApiError::NotFound("compute plane")),
+    }
+}
+
+/// `GET /tenants/{t}/compute-planes`.
+pub async fn list(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    p.see(&tenant, "tenant")?;
+    s.store.get_tenant(&tenant).await?.ok_or(ApiError::NotFound("tenant"))?;
+    let cps = s.store.list_compute_planes(&tenant).await?;
+    Ok(Json(json!({"compute_planes": cps.iter().map(compute_plane_json).collect::<Vec<_>>()})))
+}
+
+/// `POST /tenants/{t}/compute-planes` (admin).
+pub async fn create(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(tenant): Path<String>,
+    ApiJson(body): ApiJson<CreateComputePlane>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    p.see(&tenant, "tenant")?;
+    s.store.get_tenant(&tenant).await?.ok_or(ApiError::NotFound("tenant"))?;
+    p.require(Role::Admin, "create compute planes")?;
+    validate_dns1123_label(&body.name).map_err(|e| ApiError::field("name", e))?;
+    validate_region(&body.region)?;
+    let cp = s
+        .store
+        .create_compute_plane(&tenant, &body.name, &body.region, s.clock.now())
+        .await?;
+    tracing::info!(tenant = %tenant, compute_plane = %cp.id, name = %cp.name, by = %p.token_id, "compute plane created");
+    Ok((StatusCode::CREATED, Json(compute_plane_json(&cp))))
+}
+
+/// `GET /compute-planes/{cp}`.
+pub async fn get(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(cp): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(compute_plane_json(&visible_cp(&s, &p, &cp).await?)))
+}
+
+/// `POST /compute-planes/{cp}/enrollment-tokens` (admin): a one-time bootstrap token,
+/// shown once.
+pub async fn create_enrollment_token(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(cp): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let cp = visible_cp(&s, &p, &cp).await?;
+    p.require(Role::Admin, "create enrollment tokens")?;
+    let body: CreateEnrollmentToken = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateEnrollmentToken { ttl_seconds: None }
+    } else {
+        parse(&body)?
+    };
+    let ttl = body.ttl_seconds.unwrap_or(DEFAULT_ENROLLMENT_TTL);
+    if ttl == 0 || ttl > MAX_ENROLLMENT_TTL {
+        return Err(ApiError::field(
+            "ttl_seconds",
+            format!("must be between 1 and {MAX_ENROLLMENT_TTL}"),
+        ));
+    }
+    let token = tokens::generate(tokens::ENROLLMENT_TOKEN_PREFIX);
+    let now = s.clock.now();
+    let expires_at = now + ttl as i64;
+    let id = s
+        .store
+        .create_enrollment_token(&cp.id, &tokens::hash(&token), expires_at, now)
+        .await?;
+    tracing::info!(compute_plane = %cp.id, token_id = %id, ttl, by = %p.token_id, "enrollment token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": id,
+            "token": token,
+            "compute_plane_id": cp.id,
+            "expires_at": rfc3339(expires_at),
+        })),
+    ))
+}
+
+/// `POST /compute-planes/{cp}/revoke-agent` (admin): revokes every certificate of the
+/// agent and ends its live session at once.
+pub async fn revoke_agent(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(cp): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let cp = visible_cp(&s, &p, &cp).await?;
+    p.require(Role::Admin, "revoke agents")?;
+    s.store.revoke_agent(&cp.id).await?;
+    let ended = s.sessions.end(&cp.id, reason::REVOKED, "this agent's certificate was revoked");
+    tracing::info!(compute_plane = %cp.id, session = ?ended, by = %p.token_id, "agent revoked");
+    let cp = visible_cp(&s, &p, &cp.id).await?;
+    Ok(Json(compute_plane_json(&cp)))
+}

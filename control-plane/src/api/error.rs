@@ -1,0 +1,76 @@
+//! The one mapping from API errors to HTTP responses:
+//! `{"error": {"code": "...", "message": "...", "field": "..."}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::StoreError;
+
+/// An API error; the message is safe to show the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400, naming the offending field when there is one.
+    #[error("{message}")]
+    BadRequest {
+        /// What is wrong.
+        message: String,
+        /// The JSON field, if one is to blame.
+        field: Option<String>,
+    },
+    /// 401: no or unknown token.
+    #[error("a valid API token is required (Authorization: Bearer TOKEN)")]
+    Unauthorized,
+    /// 403: the token's role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404, also for what exists but belongs to another tenant.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// 500; details are logged, not sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 400 naming `field`.
+    pub fn field(field: &str, message: impl std::fmt::Display) -> Self {
+        ApiError::BadRequest { message: format!("{field}: {message}"), field: Some(field.to_owned()) }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::NotFound(what) => ApiError::NotFound(what),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "API request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        let field = match &self {
+            ApiError::BadRequest { field, .. } => field.clone(),
+            _ => None,
+        };
+        let body = json!({"error": {"code": code, "message": self.to_string(), "field": field}});
+        (status, Json(body)).into_response()
+    }
+}

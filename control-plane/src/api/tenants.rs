@@ -1,0 +1,96 @@
+//! Tenants and their API tokens.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tether_shared::names::validate_dns1123_label;
+use tether_shared::tokens;
+
+use super::auth::Principal;
+use super::error::ApiError;
+use super::json::ApiJson;
+use super::rfc3339;
+use crate::state::AppState;
+use crate::store::{Role, Tenant};
+
+/// `POST /tenants` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    name: String,
+    #[serde(default)]
+    aws_account_id: Option<String>,
+}
+
+/// `POST /tenants/{t}/tokens` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    role: String,
+}
+
+fn tenant_json(t: &Tenant) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "aws_account_id": t.aws_account_id,
+        "created_at": rfc3339(t.created_at),
+    })
+}
+
+/// `GET /tenants`: all tenants for the platform admin, one's own otherwise.
+pub async fn list(State(s): State<AppState>, p: Principal) -> Result<Json<Value>, ApiError> {
+    let all = s.store.list_tenants().await?;
+    let visible: Vec<Value> = all.iter().filter(|t| p.can_see(&t.id)).map(tenant_json).collect();
+    Ok(Json(json!({ "tenants": visible })))
+}
+
+/// `POST /tenants` (platform admin).
+pub async fn create(
+    State(s): State<AppState>,
+    p: Principal,
+    ApiJson(body): ApiJson<CreateTenant>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    p.require(Role::PlatformAdmin, "create tenants")?;
+    validate_dns1123_label(&body.name).map_err(|e| ApiError::field("name", e))?;
+    if let Some(acct) = &body.aws_account_id
+        && (acct.len() != 12 || !acct.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(ApiError::field("aws_account_id", "must be 12 digits"));
+    }
+    let t = s
+        .store
+        .create_tenant(&body.name, body.aws_account_id.as_deref(), s.clock.now())
+        .await?;
+    tracing::info!(tenant = %t.id, name = %t.name, by = %p.token_id, "tenant created");
+    Ok((StatusCode::CREATED, Json(tenant_json(&t))))
+}
+
+/// `POST /tenants/{t}/tokens` (tenant admin or platform admin): a new API token, shown
+/// once; only its hash is stored.
+pub async fn create_token(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(tenant): Path<String>,
+    ApiJson(body): ApiJson<CreateToken>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    p.see(&tenant, "tenant")?;
+    let t = s.store.get_tenant(&tenant).await?.ok_or(ApiError::NotFound("tenant"))?;
+    p.require(Role::Admin, "create API tokens")?;
+    let role = match Role::parse(&body.role) {
+        Some(r @ (Role::Admin | Role::Operator | Role::Viewer)) => r,
+        _ => return Err(ApiError::field("role", "must be one of admin, operator, viewer")),
+    };
+    let token = tokens::generate(tokens::API_TOKEN_PREFIX);
+    let stored = s
+        .store
+        .create_api_token(Some(&t.id), role, &tokens::hash(&token), s.clock.now())
+        .await?;
+    tracing::info!(tenant = %t.id, token_id = %stored.id, role = role.as_str(), by = %p.token_id, "API token created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": stored.id, "token": token, "role": role.as_str(), "tenant_id": t.id})),
+    ))
+}

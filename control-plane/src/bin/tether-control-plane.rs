@@ -1,0 +1,118 @@
+//! `tether-control-plane serve`: parses flags, builds the config, runs the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tether_control_plane::state::SessionSettings;
+use tether_control_plane::{Config, ControlPlane};
+
+#[derive(Parser)]
+#[command(name = "tether-control-plane", version, about = "The Tether SaaS control plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the REST API and the agents' gRPC endpoint.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Holds the CA (ca.pem), the platform admin token (admin-token) and the SQLite database.
+    #[arg(long, env = "TETHER_DATA_DIR")]
+    data_dir: PathBuf,
+    /// REST API and dashboard address.
+    #[arg(long, env = "TETHER_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    http_listen: SocketAddr,
+    /// Agents' gRPC (TLS) address.
+    #[arg(long, env = "TETHER_GRPC_LISTEN", default_value = "127.0.0.1:8443")]
+    grpc_listen: SocketAddr,
+    /// Database URL (default: SQLite in the data dir).
+    #[arg(long, env = "TETHER_DATABASE")]
+    database: Option<String>,
+    /// The URL agents use to reach the gRPC endpoint; its host goes into the server certificate.
+    #[arg(long, env = "TETHER_PUBLIC_GRPC_ENDPOINT")]
+    public_grpc_endpoint: Option<String>,
+    /// Extra DNS name or IP address for the gRPC server certificate (repeatable).
+    #[arg(long = "tls-san", env = "TETHER_TLS_SANS", value_delimiter = ',')]
+    tls_sans: Vec<String>,
+    /// Lifetime of agent certificates, e.g. 24h, 20s.
+    #[arg(long, env = "TETHER_AGENT_CERT_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    agent_cert_ttl: std::time::Duration,
+    /// How often agents send heartbeats.
+    #[arg(long, env = "TETHER_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    heartbeat_interval: std::time::Duration,
+    /// Log format.
+    #[arg(long, env = "TETHER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let Cli { command: Command::Serve(args) } = Cli::parse();
+    init_logging(&args.log_format);
+    if args.agent_cert_ttl < std::time::Duration::from_secs(3) {
+        anyhow::bail!("--agent-cert-ttl must be at least 3s");
+    }
+    let session = SessionSettings {
+        agent_cert_ttl: args.agent_cert_ttl,
+        heartbeat_interval: args.heartbeat_interval,
+        idle_timeout: (args.heartbeat_interval * 4).max(std::time::Duration::from_secs(10)),
+        ..SessionSettings::default()
+    };
+    let config = Config {
+        data_dir: args.data_dir.clone(),
+        database: args.database,
+        public_grpc_endpoint: args.public_grpc_endpoint,
+        tls_sans: args.tls_sans,
+        session,
+    };
+    let cp = ControlPlane::open(config).await.context("starting the control plane")?;
+    let http = tokio::net::TcpListener::bind(args.http_listen)
+        .await
+        .with_context(|| format!("binding --http-listen {}", args.http_listen))?;
+    let grpc = tokio::net::TcpListener::bind(args.grpc_listen)
+        .await
+        .with_context(|| format!("binding --grpc-listen {}", args.grpc_listen))?;
+    tracing::info!(
+        http = %http.local_addr()?, grpc = %grpc.local_addr()?,
+        ca = %args.data_dir.join("ca.pem").display(),
+        admin_token = %cp.admin_token_path().display(),
+        "control plane listening"
+    );
+    cp.run(http, grpc, shutdown_signal()).await?;
+    tracing::info!("control plane stopped");
+    Ok(())
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

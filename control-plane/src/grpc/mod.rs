@@ -1,0 +1,350 @@
+//! The gRPC `AgentControl` service the agents dial into.
+//!
+//! `Enroll` is the only RPC that accepts a connection without a client certificate; every
+//! other RPC reads the agent's identity from the verified TLS client certificate and from
+//! nowhere else.
+
+pub mod tls;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use tether_proto::v1::agent_control_server::AgentControl;
+use tether_proto::v1::{
+    self as pb, AgentMessage, ControlMessage, EnrollRequest, EnrollResponse,
+    RenewCertificateRequest, RenewCertificateResponse, TelemetryAck, TelemetryBatch,
+    agent_message, control_message,
+};
+use tether_shared::AgentIdentity;
+use tether_shared::pki::CertificateInfo;
+use tether_shared::tokens;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::sessions::reason;
+use crate::state::AppState;
+use crate::store::{NewCertificate, RedeemError, SessionStart, StoreError};
+
+/// Limits on fields of requests, beyond the transport's message size limit.
+const MAX_TOKEN_LEN: usize = 512;
+const MAX_CSR_LEN: usize = 16 * 1024;
+const MAX_VERSION_LEN: usize = 64;
+
+/// The service implementation.
+#[derive(Debug, Clone)]
+pub struct AgentControlService {
+    state: AppState,
+}
+
+impl AgentControlService {
+    /// A service over the shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    /// The tonic server for this service, with message size limits.
+    pub fn into_server(self) -> pb::agent_control_server::AgentControlServer<Self> {
+        pb::agent_control_server::AgentControlServer::new(self)
+            .max_decoding_message_size(tether_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(tether_proto::MAX_MESSAGE_BYTES)
+    }
+}
+
+/// The authenticated caller of an mTLS RPC.
+#[derive(Debug)]
+struct Peer {
+    identity: AgentIdentity,
+    cert: CertificateInfo,
+}
+
+fn internal(e: StoreError) -> Status {
+    tracing::error!(error = %e, "store failure");
+    Status::internal("internal error; try again")
+}
+
+fn redeem_status(e: RedeemError) -> Status {
+    match e {
+        RedeemError::Unknown => Status::unauthenticated("enrollment token not recognised"),
+        RedeemError::Used => Status::unauthenticated(
+            "enrollment token already used; create a new one for this compute plane",
+        ),
+        RedeemError::Expired => Status::unauthenticated(
+            "enrollment token expired; create a new one for this compute plane",
+        ),
+    }
+}
+
+fn check_len(field: &str, value: &str, max: usize, required: bool) -> Result<(), Status> {
+    if required && value.is_empty() {
+        return Err(Status::invalid_argument(format!("{field} is required")));
+    }
+    if value.len() > max {
+        return Err(Status::invalid_argument(format!("{field} is longer than {max} bytes")));
+    }
+    Ok(())
+}
+
+fn unix_ms() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
+}
+
+impl AgentControlService {
+    /// Reads the caller's identity from its TLS client certificate and checks that the
+    /// certificate is still allowed (known, not revoked).
+    async fn authenticate<T>(&self, req: &Request<T>) -> Result<Peer, Status> {
+        let certs = req.peer_certs().ok_or_else(|| {
+            Status::unauthenticated(
+                "a client certificate issued by this control plane is required; enroll first",
+            )
+        })?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("empty client certificate chain"))?;
+        let cert = CertificateInfo::from_der(leaf)
+            .map_err(|_| Status::unauthenticated("unreadable client certificate"))?;
+        let identity = cert
+            .identity
+            .clone()
+            .ok_or_else(|| Status::unauthenticated("client certificate names no agent identity"))?;
+        let allowed = self
+            .state
+            .store
+            .certificate_allowed(&identity.compute_plane_id, &cert.serial)
+            .await
+            .map_err(internal)?;
+        if !allowed {
+            return Err(Status::permission_denied(
+                "certificate revoked: create a new enrollment token and enroll this agent again",
+            ));
+        }
+        Ok(Peer { identity, cert })
+    }
+}
+
+type ControlStream = Pin<Box<dyn Stream<Item = Result<ControlMessage, Status>> + Send>>;
+type TelemetryAckStream = Pin<Box<dyn Stream<Item = Result<TelemetryAck, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentControl for AgentControlService {
+    #[tracing::instrument(skip_all, fields(remote = ?req.remote_addr()))]
+    async fn enroll(
+        &self,
+        req: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let r = req.into_inner();
+        check_len("bootstrap_token", &r.bootstrap_token, MAX_TOKEN_LEN, true)?;
+        check_len("csr_pem", &r.csr_pem, MAX_CSR_LEN, true)?;
+        check_len("agent_version", &r.agent_version, MAX_VERSION_LEN, false)?;
+        let hash = tokens::hash(&r.bootstrap_token);
+        let now = self.state.clock.now();
+        let cp = self
+            .state
+            .store
+            .peek_enrollment_token(&hash, now)
+            .await
+            .map_err(internal)?
+            .map_err(redeem_status)?;
+        if !r.expected_compute_plane_id.is_empty() && r.expected_compute_plane_id != cp.id {
+            return Err(Status::permission_denied(format!(
+                "this enrollment token belongs to another compute plane, not {}",
+                r.expected_compute_plane_id
+            )));
+        }
+        let identity = AgentIdentity { tenant_id: cp.tenant_id.clone(), compute_plane_id: cp.id };
+        let issued = self
+            .state
+            .ca
+            .sign_agent(&r.csr_pem, &identity, self.state.settings.agent_cert_ttl)
+            .map_err(|e| Status::invalid_argument(format!("invalid CSR: {e}")))?;
+        let record = NewCertificate {
+            serial: issued.serial.clone(),
+            issued_at: now,
+            expires_at: issued.not_after,
+        };
+        self.state
+            .store
+            .redeem_enrollment_token(&hash, &record, now)
+            .await
+            .map_err(internal)?
+            .map_err(redeem_status)?;
+        tracing::info!(%identity, serial = %issued.serial, version = %r.agent_version, "agent enrolled");
+        Ok(Response::new(EnrollResponse {
+            certificate_pem: issued.pem,
+            ca_pem: self.state.ca.ca_pem().to_owned(),
+            identity: Some(pb::AgentIdentity {
+                tenant_id: identity.tenant_id,
+                compute_plane_id: identity.compute_plane_id,
+            }),
+            not_after_unix: issued.not_after,
+            serial: issued.serial,
+            desired_state_signing_key_pem: String::new(),
+        }))
+    }
+
+    type SessionStream = ControlStream;
+
+    #[tracing::instrument(skip_all, fields(remote = ?req.remote_addr()))]
+    async fn session(
+        &self,
+        req: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let peer = self.authenticate(&req).await?;
+        let remote = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let mut inbound = req.into_inner();
+        let settings = &self.state.settings;
+        let hello = match tokio::time::timeout(settings.hello_timeout, inbound.message()).await {
+            Ok(Ok(Some(AgentMessage { kind: Some(agent_message::Kind::Hello(h)) }))) => h,
+            Ok(Ok(Some(_))) => {
+                return Err(Status::invalid_argument("the first message of a session must be Hello"));
+            }
+            Ok(Ok(None)) => return Err(Status::cancelled("stream closed before Hello")),
+            Ok(Err(status)) => return Err(status),
+            Err(_) => return Err(Status::deadline_exceeded("no Hello in time")),
+        };
+        check_len("hello.version", &hello.version, MAX_VERSION_LEN, false)?;
+
+        let cp_id = peer.identity.compute_plane_id.clone();
+        let session_id = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = mpsc::channel(64);
+        let welcome = ControlMessage {
+            kind: Some(control_message::Kind::Welcome(pb::Welcome {
+                heartbeat_interval_seconds: settings.heartbeat_interval.as_secs().max(1) as u32,
+                telemetry_acked_seq: 0,
+                session_id: session_id.clone(),
+                identity: Some(pb::AgentIdentity {
+                    tenant_id: peer.identity.tenant_id.clone(),
+                    compute_plane_id: cp_id.clone(),
+                }),
+                server_time_unix_ms: unix_ms(),
+            })),
+        };
+        tx.try_send(welcome).map_err(|_| Status::internal("session channel"))?;
+        let now = self.state.clock.now();
+        self.state
+            .store
+            .agent_connected(
+                &cp_id,
+                &SessionStart {
+                    session_id: session_id.clone(),
+                    at: now,
+                    version: hello.version.clone(),
+                    remote_addr: remote.clone(),
+                },
+            )
+            .await
+            .map_err(internal)?;
+        let reg = self.state.sessions.register(&cp_id, &session_id, tx, peer.cert.not_after);
+        tracing::info!(identity = %peer.identity, %session_id, version = %hello.version, %remote, "session started");
+        tokio::spawn(read_session(self.state.clone(), cp_id, session_id, inbound, reg));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
+    }
+
+    type TelemetryStream = TelemetryAckStream;
+
+    async fn telemetry(
+        &self,
+        req: Request<Streaming<TelemetryBatch>>,
+    ) -> Result<Response<Self::TelemetryStream>, Status> {
+        self.authenticate(&req).await?;
+        Err(Status::unimplemented(
+            "this control plane version does not accept telemetry yet",
+        ))
+    }
+
+    #[tracing::instrument(skip_all, fields(remote = ?req.remote_addr()))]
+    async fn renew_certificate(
+        &self,
+        req: Request<RenewCertificateRequest>,
+    ) -> Result<Response<RenewCertificateResponse>, Status> {
+        let peer = self.authenticate(&req).await?;
+        let r = req.into_inner();
+        check_len("csr_pem", &r.csr_pem, MAX_CSR_LEN, true)?;
+        let issued = self
+            .state
+            .ca
+            .sign_agent(&r.csr_pem, &peer.identity, self.state.settings.agent_cert_ttl)
+            .map_err(|e| Status::invalid_argument(format!("invalid CSR: {e}")))?;
+        let now = self.state.clock.now();
+        let record = NewCertificate {
+            serial: issued.serial.clone(),
+            issued_at: now,
+            expires_at: issued.not_after,
+        };
+        self.state
+            .store
+            .record_certificate(&peer.identity.compute_plane_id, &record)
+            .await
+            .map_err(internal)?;
+        self.state
+            .sessions
+            .certificate_renewed(&peer.identity.compute_plane_id, issued.not_after);
+        tracing::info!(identity = %peer.identity, old = %peer.cert.serial, new = %issued.serial, "certificate renewed");
+        Ok(Response::new(RenewCertificateResponse {
+            certificate_pem: issued.pem,
+            not_after_unix: issued.not_after,
+            serial: issued.serial,
+        }))
+    }
+}
+
+/// Reads one session's inbound messages until the agent leaves, the session is ended from
+/// outside, it goes idle, or its certificate expires without renewal.
+async fn read_session(
+    state: AppState,
+    cp_id: String,
+    session_id: String,
+    mut inbound: Streaming<AgentMessage>,
+    mut reg: crate::sessions::Registration,
+) {
+    let idle = state.settings.idle_timeout;
+    let why: &str = loop {
+        let expiry = *reg.cert_expiry.borrow();
+        let left = Duration::from_secs((expiry - state.clock.now()).max(0) as u64);
+        tokio::select! {
+            msg = tokio::time::timeout(idle, inbound.message()) => match msg {
+                Ok(Ok(Some(m))) => match m.kind {
+                    Some(agent_message::Kind::Heartbeat(_)) => {
+                        if let Err(e) = state.store.agent_heartbeat(&cp_id, &session_id, state.clock.now()).await {
+                            tracing::warn!(error = %e, "recording heartbeat failed");
+                        }
+                    }
+                    Some(agent_message::Kind::Goodbye(g)) => {
+                        tracing::info!(%session_id, reason = %g.reason, "agent said goodbye");
+                        break "agent left";
+                    }
+                    Some(agent_message::Kind::Hello(_)) => {
+                        tracing::warn!(%session_id, "ignoring a second Hello");
+                    }
+                    _ => {}
+                },
+                Ok(Ok(None)) => break "stream closed by agent",
+                Ok(Err(status)) => {
+                    tracing::debug!(%session_id, %status, "session stream error");
+                    break "stream error";
+                }
+                Err(_) => {
+                    state.sessions.end(&cp_id, "idle", "no message within the idle timeout");
+                    break "idle timeout";
+                }
+            },
+            _ = reg.stop.changed() => break "ended by control plane",
+            changed = reg.cert_expiry.changed() => {
+                if changed.is_err() {
+                    break "ended by control plane";
+                }
+            }
+            () = tokio::time::sleep(left) => {
+                state.sessions.end(&cp_id, reason::CERTIFICATE_EXPIRED, "the session's certificate expired without renewal");
+                break "certificate expired";
+            }
+        }
+    };
+    state.sessions.deregister(&cp_id, &session_id);
+    if let Err(e) = state.store.agent_disconnected(&cp_id, &session_id).await {
+        tracing::warn!(error = %e, "recording disconnect failed");
+    }
+    tracing::info!(compute_plane_id = %cp_id, %session_id, why, "session ended");
+}

@@ -1,0 +1,233 @@
+//! The Tether control plane.
+//!
+//! Read in this order: [`ControlPlane`] (what `serve` does), [`grpc`] (the service agents
+//! dial into), [`sessions`] (live sessions, supersede and revoke), [`api`] (REST),
+//! [`store`] (persistence behind one trait), [`ca`] (the internal CA).
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod ca;
+pub mod clock;
+pub mod grpc;
+pub mod sessions;
+pub mod state;
+pub mod store;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tether_shared::{files, tokens};
+use tokio::net::TcpListener;
+
+use crate::ca::Ca;
+use crate::clock::{Clock, SystemClock};
+use crate::sessions::{Registry, reason};
+use crate::state::{AppState, SessionSettings};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Role, Store, StoreError};
+
+/// Lifetime of the gRPC server certificate (re-issued on every start).
+const SERVER_CERT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+/// How long shutdown waits for connections to drain.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Agents are told to come back within this window after a shutdown.
+const SHUTDOWN_RETRY_SPREAD_MS: u64 = 5_000;
+
+/// Configuration of `tether-control-plane serve`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds the CA, the admin token and (by default) the SQLite database.
+    pub data_dir: PathBuf,
+    /// Database URL; `None` means SQLite at `DATA_DIR/tether.db`.
+    pub database: Option<String>,
+    /// The gRPC endpoint agents are told to use (its host goes into the server
+    /// certificate).
+    pub public_grpc_endpoint: Option<String>,
+    /// Extra DNS names or IP addresses for the gRPC server certificate.
+    pub tls_sans: Vec<String>,
+    /// Session tunables.
+    pub session: SessionSettings,
+}
+
+/// Why the control plane could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Data dir problem.
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// CA problem.
+    #[error("internal CA: {0}")]
+    Ca(#[from] ca::CaError),
+    /// Store problem.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// TLS configuration problem.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    /// A server failed.
+    #[error("{0} server: {1}")]
+    Server(&'static str, String),
+}
+
+/// A control plane ready to serve.
+#[derive(Debug)]
+pub struct ControlPlane {
+    state: AppState,
+    tls: Arc<rustls::ServerConfig>,
+    admin_token_path: PathBuf,
+}
+
+impl ControlPlane {
+    /// Prepares the data dir: opens the store (running migrations), creates the CA and
+    /// the platform admin token on first start, issues the gRPC server certificate.
+    pub async fn open(config: Config) -> Result<Self, ServeError> {
+        let dir = &config.data_dir;
+        let dir_err = |source| ServeError::DataDir { path: dir.display().to_string(), source };
+        std::fs::create_dir_all(dir).map_err(dir_err)?;
+        let url = match &config.database {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", dir.join("tether.db").display()),
+        };
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await?);
+        store.mark_all_disconnected().await?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let admin_token_path = dir.join("admin-token");
+        ensure_admin_token(store.as_ref(), clock.now(), &admin_token_path)
+            .await
+            .map_err(|e| match e {
+                AdminTokenError::Io(source) => dir_err(source),
+                AdminTokenError::Store(e) => ServeError::Store(e),
+            })?;
+        let ca = Arc::new(Ca::load_or_create(dir)?);
+        let (dns, ips) = server_names(&config);
+        let (server_cert, server_key) = ca.issue_server(&dns, &ips, SERVER_CERT_TTL)?;
+        let tls = grpc::tls::server_config(
+            ca.ca_pem(),
+            &server_cert.pem,
+            server_key.serialize_der(),
+        )
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+        let state = AppState {
+            store,
+            ca,
+            sessions: Registry::default(),
+            clock,
+            settings: config.session,
+        };
+        Ok(Self { state, tls, admin_token_path })
+    }
+
+    /// The shared state (for in-process callers such as the sandbox).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Where the platform admin token was written.
+    pub fn admin_token_path(&self) -> &Path {
+        &self.admin_token_path
+    }
+
+    /// Serves HTTP on `http` and gRPC (TLS) on `grpc` until `shutdown` resolves; then
+    /// says Goodbye to every agent with a spread-out `retry_after` and drains.
+    pub async fn run(
+        self,
+        http: TcpListener,
+        grpc: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let app = api::router(self.state.clone());
+        let http_server = axum::serve(http, app).with_graceful_shutdown(wait(stop_rx.clone()));
+        let grpc_server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .max_concurrent_streams(Some(32))
+            .add_service(grpc::AgentControlService::new(self.state.clone()).into_server())
+            .serve_with_incoming_shutdown(
+                grpc::tls::incoming(grpc, self.tls.clone()),
+                wait(stop_rx.clone()),
+            );
+        let mut http_task = tokio::spawn(async move { http_server.await });
+        let mut grpc_task = tokio::spawn(grpc_server);
+        let sessions = self.state.sessions.clone();
+        tokio::select! {
+            () = shutdown => {}
+            r = &mut http_task => return Err(ServeError::Server("HTTP", format!("{r:?}"))),
+            r = &mut grpc_task => return Err(ServeError::Server("gRPC", format!("{r:?}"))),
+        }
+        tracing::info!(sessions = sessions.len(), "shutting down: saying goodbye to agents");
+        sessions.end_all(reason::SHUTTING_DOWN, "the control plane is restarting", SHUTDOWN_RETRY_SPREAD_MS);
+        stop_tx.send_replace(true);
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            let _ = http_task.await;
+            let _ = grpc_task.await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("connections did not drain in time; closing them");
+        }
+        Ok(())
+    }
+}
+
+enum AdminTokenError {
+    Io(std::io::Error),
+    Store(StoreError),
+}
+
+/// Writes `DIR/admin-token` (0600) once; re-registers its hash if the database is new.
+async fn ensure_admin_token(
+    store: &dyn Store,
+    now: i64,
+    path: &Path,
+) -> Result<(), AdminTokenError> {
+    let token = match std::fs::read_to_string(path) {
+        Ok(t) => t.trim().to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let t = tokens::generate(tokens::API_TOKEN_PREFIX);
+            files::write_private(path, format!("{t}\n").as_bytes()).map_err(AdminTokenError::Io)?;
+            tracing::info!(path = %path.display(), "platform admin token written");
+            t
+        }
+        Err(e) => return Err(AdminTokenError::Io(e)),
+    };
+    let hash = tokens::hash(&token);
+    if store.find_api_token(&hash).await.map_err(AdminTokenError::Store)?.is_none() {
+        store
+            .create_api_token(None, Role::PlatformAdmin, &hash, now)
+            .await
+            .map_err(AdminTokenError::Store)?;
+    }
+    Ok(())
+}
+
+/// Names for the gRPC server certificate: loopback, the public endpoint's host, and any
+/// `--tls-san`.
+fn server_names(config: &Config) -> (Vec<String>, Vec<IpAddr>) {
+    let mut dns = vec!["localhost".to_owned()];
+    let mut ips: Vec<IpAddr> = vec![[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
+    let endpoint_host = config
+        .public_grpc_endpoint
+        .as_deref()
+        .and_then(|e| e.parse::<http::Uri>().ok())
+        .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_owned()));
+    for name in endpoint_host.into_iter().chain(config.tls_sans.iter().cloned()) {
+        match name.parse::<IpAddr>() {
+            Ok(ip) if !ips.contains(&ip) => ips.push(ip),
+            Ok(_) => {}
+            Err(_) if !dns.contains(&name) => dns.push(name),
+            Err(_) => {}
+        }
+    }
+    (dns, ips)
+}

@@ -1,0 +1,48 @@
+//! What every handler of both servers shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::ca::Ca;
+use crate::clock::Clock;
+use crate::sessions::Registry;
+use crate::store::Store;
+
+/// Tunables of agent sessions.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Lifetime of agent certificates.
+    pub agent_cert_ttl: Duration,
+    /// How often agents heartbeat.
+    pub heartbeat_interval: Duration,
+    /// A session that sends nothing for this long is ended.
+    pub idle_timeout: Duration,
+    /// How long a new session may take to say Hello.
+    pub hello_timeout: Duration,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            agent_cert_ttl: Duration::from_secs(24 * 3600),
+            heartbeat_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(60),
+            hello_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Shared state of the control plane.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The internal CA.
+    pub ca: Arc<Ca>,
+    /// Live sessions.
+    pub sessions: Registry,
+    /// Wall clock.
+    pub clock: Arc<dyn Clock>,
+    /// Session tunables.
+    pub settings: SessionSettings,
+}

@@ -1,0 +1,276 @@
+//! The store: everything the control plane keeps. One interface, [`Store`]; SQLite now
+//! ([`sqlite::SqliteStore`]), PostgreSQL later for several replicas. Callers hold an
+//! `Arc<dyn Store>` and never see SQL.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique name is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// The row the caller named does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Roles of API tokens, from most to least powerful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Operates the SaaS itself: tenants.
+    PlatformAdmin,
+    /// A tenant's admin: tokens, compute planes, enrollment, revocation.
+    Admin,
+    /// Manages clusters and catalogs.
+    Operator,
+    /// Reads.
+    Viewer,
+}
+
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::PlatformAdmin => "platform_admin",
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "platform_admin" => Role::PlatformAdmin,
+            "admin" => Role::Admin,
+            "operator" => Role::Operator,
+            "viewer" => Role::Viewer,
+            _ => return None,
+        })
+    }
+
+    /// Whether this role may do what `needed` may.
+    pub fn at_least(self, needed: Role) -> bool {
+        self.rank() >= needed.rank()
+    }
+
+    fn rank(self) -> u8 {
+        match self {
+            Role::PlatformAdmin => 3,
+            Role::Admin => 2,
+            Role::Operator => 1,
+            Role::Viewer => 0,
+        }
+    }
+}
+
+/// A tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    /// Id.
+    pub id: String,
+    /// Unique DNS-1123 name.
+    pub name: String,
+    /// The AWS account the tenant's agents must run in, if registered.
+    pub aws_account_id: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+/// An API token as stored (the hash only).
+#[derive(Debug, Clone)]
+pub struct ApiToken {
+    /// Id, shown in audit logs.
+    pub id: String,
+    /// `None` for the platform admin.
+    pub tenant_id: Option<String>,
+    /// Role.
+    pub role: Role,
+}
+
+/// A compute plane and what is known of its agent.
+#[derive(Debug, Clone)]
+pub struct ComputePlane {
+    /// Id.
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// DNS-1123 name, unique within the tenant.
+    pub name: String,
+    /// AWS region.
+    pub region: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Agent state.
+    pub agent: AgentState,
+}
+
+/// What the control plane knows of a compute plane's agent.
+#[derive(Debug, Clone, Default)]
+pub struct AgentState {
+    /// A session is live.
+    pub connected: bool,
+    /// Id of the live (or last) session.
+    pub session_id: Option<String>,
+    /// Unix seconds the live session started.
+    pub connected_since: Option<i64>,
+    /// Agent version from its Hello.
+    pub version: Option<String>,
+    /// Unix seconds of the last heartbeat.
+    pub last_heartbeat: Option<i64>,
+    /// The agent's address as seen by the control plane (its NAT or proxy).
+    pub remote_addr: Option<String>,
+    /// Serial of the newest certificate issued to the agent.
+    pub certificate_serial: Option<String>,
+    /// Its expiry, Unix seconds.
+    pub certificate_expires_at: Option<i64>,
+    /// Revoked: every certificate refused until the agent enrolls again.
+    pub revoked: bool,
+}
+
+/// Why an enrollment token could not be redeemed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedeemError {
+    /// No such token.
+    Unknown,
+    /// Already used once.
+    Used,
+    /// Past its expiry.
+    Expired,
+}
+
+/// A certificate about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewCertificate {
+    /// Serial, hex.
+    pub serial: String,
+    /// Unix seconds.
+    pub issued_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// A live session as recorded on connect.
+#[derive(Debug, Clone)]
+pub struct SessionStart {
+    /// Session id.
+    pub session_id: String,
+    /// Unix seconds.
+    pub at: i64,
+    /// Agent version.
+    pub version: String,
+    /// Peer address.
+    pub remote_addr: String,
+}
+
+/// The control plane's persistent state. Implementations must make every method atomic.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Creates a tenant; `Conflict` if the name is taken.
+    async fn create_tenant(
+        &self,
+        name: &str,
+        aws_account_id: Option<&str>,
+        now: i64,
+    ) -> Result<Tenant, StoreError>;
+    /// All tenants, by name.
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+    /// One tenant.
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError>;
+
+    /// Stores a token hash with its role.
+    async fn create_api_token(
+        &self,
+        tenant_id: Option<&str>,
+        role: Role,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<ApiToken, StoreError>;
+    /// Looks a token up by its hash.
+    async fn find_api_token(&self, token_hash: &str) -> Result<Option<ApiToken>, StoreError>;
+
+    /// Creates a compute plane; `Conflict` if the tenant already has one of that name.
+    async fn create_compute_plane(
+        &self,
+        tenant_id: &str,
+        name: &str,
+        region: &str,
+        now: i64,
+    ) -> Result<ComputePlane, StoreError>;
+    /// A tenant's compute planes, by name.
+    async fn list_compute_planes(&self, tenant_id: &str) -> Result<Vec<ComputePlane>, StoreError>;
+    /// One compute plane.
+    async fn get_compute_plane(&self, id: &str) -> Result<Option<ComputePlane>, StoreError>;
+
+    /// Stores an enrollment token hash for a compute plane.
+    async fn create_enrollment_token(
+        &self,
+        compute_plane_id: &str,
+        token_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<String, StoreError>;
+    /// The compute plane a token would enroll into, without using it up.
+    async fn peek_enrollment_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Result<ComputePlane, RedeemError>, StoreError>;
+    /// Uses the token up and records the certificate issued for it, in one transaction;
+    /// clears the compute plane's revoked flag.
+    async fn redeem_enrollment_token(
+        &self,
+        token_hash: &str,
+        cert: &NewCertificate,
+        now: i64,
+    ) -> Result<Result<(), RedeemError>, StoreError>;
+
+    /// Records a renewed certificate for a compute plane.
+    async fn record_certificate(
+        &self,
+        compute_plane_id: &str,
+        cert: &NewCertificate,
+    ) -> Result<(), StoreError>;
+    /// Whether a certificate may open a session: issued to that compute plane, not
+    /// revoked, and the compute plane not revoked.
+    async fn certificate_allowed(
+        &self,
+        compute_plane_id: &str,
+        serial: &str,
+    ) -> Result<bool, StoreError>;
+    /// Revokes every certificate of the compute plane's agent.
+    async fn revoke_agent(&self, compute_plane_id: &str) -> Result<(), StoreError>;
+
+    /// Marks the agent connected under `session`.
+    async fn agent_connected(
+        &self,
+        compute_plane_id: &str,
+        session: &SessionStart,
+    ) -> Result<(), StoreError>;
+    /// Records a heartbeat of the session.
+    async fn agent_heartbeat(
+        &self,
+        compute_plane_id: &str,
+        session_id: &str,
+        at: i64,
+    ) -> Result<(), StoreError>;
+    /// Marks the agent disconnected, if `session_id` is still the current session.
+    async fn agent_disconnected(
+        &self,
+        compute_plane_id: &str,
+        session_id: &str,
+    ) -> Result<(), StoreError>;
+    /// On start of a single-replica control plane: no session survived the restart.
+    async fn mark_all_disconnected(&self) -> Result<(), StoreError>;
+}

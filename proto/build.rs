@@ -1,0 +1,15 @@
+//! Compiles `tether/v1/*.proto` with protox (pure Rust, no system `protoc`) and generates
+//! the prost messages and tonic client/server.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["tether/v1/agent_control.proto"];
+    for f in files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["."])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! Types and helpers both planes need.
+//!
+//! - [`files`]: owner-only, atomic writes of keys and tokens.
+//! - [`names`]: DNS-1123 label validation for everything that becomes a name.
+//! - [`identity`]: the agent identity carried in a certificate's URI SAN.
+//! - [`pki`]: PEM parsing and certificate facts (serial, expiry, identity).
+//! - [`tokens`]: bearer and bootstrap tokens, and their hashes.
+#![forbid(unsafe_code)]
+
+pub mod files;
+pub mod identity;
+pub mod names;
+pub mod pki;
+pub mod tokens;
+
+pub use identity::AgentIdentity;
