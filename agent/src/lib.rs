@@ -1,1 +1,167 @@
-//! placeholder
+//! The Tether agent: runs inside the customer's VPC, opens every connection itself, and
+//! holds one mutual-TLS session to the control plane.
+//!
+//! Read in this order: [`run`] (enroll if needed, then sessions forever), [`session`]
+//! (one session: Hello, heartbeats, renewal, Goodbye), [`transport`] (proxy, TLS, HTTP/2),
+//! [`retry`] (backoff with full jitter), [`identity_store`] (key and certificate on disk).
+#![forbid(unsafe_code)]
+
+pub mod enroll;
+pub mod error;
+pub mod identity_store;
+pub mod retry;
+pub mod session;
+pub mod transport;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub use crate::error::AgentError;
+use crate::identity_store::StateDir;
+use crate::retry::{Retry, RetryPolicy};
+use crate::session::SessionEnd;
+use crate::transport::TlsMaterial;
+
+/// A session that lasted this long resets the backoff.
+const STABLE_SESSION: Duration = Duration::from_secs(30);
+
+/// Configuration of `tether-agent run`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `https://HOST:PORT` of the control plane's gRPC endpoint.
+    pub control_plane: String,
+    /// The control plane's CA certificate (`ca.pem`).
+    pub ca_file: PathBuf,
+    /// Where the key and certificate live.
+    pub state_dir: PathBuf,
+    /// One-time bootstrap token, used when the state dir holds no certificate.
+    pub enrollment_token: Option<String>,
+    /// Refuse to enroll into any other compute plane.
+    pub compute_plane_id: Option<String>,
+    /// Reconnect policy.
+    pub retry: RetryPolicy,
+}
+
+/// Enrolls if needed, then keeps a session up until `shutdown` resolves. Returns an error
+/// only for what retrying cannot fix (bad configuration, refused enrollment, revocation).
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
+    let url = transport::parse_control_plane_url(&config.control_plane)?;
+    let ca = std::fs::read(&config.ca_file).map_err(|e| {
+        AgentError::Config(format!(
+            "cannot read --ca-file {}: {e}",
+            config.ca_file.display()
+        ))
+    })?;
+    let roots = tether_shared::pki::certs_from_pem(&ca)
+        .map_err(|e| AgentError::Config(format!("--ca-file {}: {e}", config.ca_file.display())))?;
+    let state = StateDir::open(&config.state_dir)?;
+    let (stop_tx, mut stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        stop_tx.send_replace(true);
+    });
+    let mut retry = Retry::new(config.retry);
+    let mut attempt: u64 = 0;
+
+    let mut creds = match state.load()? {
+        Some(c) => c,
+        None => {
+            let token = config.enrollment_token.as_deref().ok_or_else(|| {
+                AgentError::NotEnrolled(state.identity_path().display().to_string())
+            })?;
+            let material = TlsMaterial {
+                roots: roots.clone(),
+                client: None,
+            };
+            loop {
+                attempt += 1;
+                tracing::info!(attempt, control_plane = %url, "enrolling with control plane");
+                match enroll::enroll(
+                    &url,
+                    &material,
+                    &state,
+                    token,
+                    config.compute_plane_id.as_deref(),
+                )
+                .await
+                {
+                    Ok(c) => break c,
+                    Err(e) if e.is_retryable() => {
+                        let delay = retry.next_delay();
+                        tracing::error!(
+                            delay_ms = delay.as_millis() as u64,
+                            "enrollment failed, will retry: {e}"
+                        );
+                        if wait(delay, &mut stop).await {
+                            return Ok(());
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    };
+    retry.reset();
+
+    loop {
+        attempt += 1;
+        tracing::info!(attempt, control_plane = %url, "dialing control plane");
+        let started = Instant::now();
+        let result = session::run(&url, &roots, &state, &mut creds, &mut stop).await;
+        if started.elapsed() >= STABLE_SESSION {
+            retry.reset();
+        }
+        let delay = match result {
+            Ok(SessionEnd::Shutdown) => {
+                tracing::info!("agent stopped");
+                return Ok(());
+            }
+            Ok(SessionEnd::Goodbye {
+                reason,
+                message,
+                retry_after,
+            }) => {
+                if reason == "revoked" {
+                    return Err(AgentError::Revoked(message));
+                }
+                tracing::warn!(%reason, %message, retry_after_ms = retry_after.as_millis() as u64, "control plane ended the session");
+                if retry_after.is_zero() {
+                    retry.next_delay()
+                } else {
+                    retry_after
+                }
+            }
+            Ok(SessionEnd::Closed) => {
+                tracing::warn!("session closed by the control plane");
+                retry.next_delay()
+            }
+            Err(e) if e.is_retryable() => {
+                let delay = retry.next_delay();
+                tracing::error!(
+                    delay_ms = delay.as_millis() as u64,
+                    "cannot hold a session, will retry: {e}"
+                );
+                delay
+            }
+            Err(e) => return Err(e),
+        };
+        if *stop.borrow() || wait(delay, &mut stop).await {
+            tracing::info!("agent stopped");
+            return Ok(());
+        }
+    }
+}
+
+/// Sleeps `delay`; true if told to stop meanwhile.
+async fn wait(delay: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => false,
+        r = stop.wait_for(|s| *s) => r.is_ok(),
+    }
+}

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
-    SerialNumber,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use tether_shared::AgentIdentity;
 use time::OffsetDateTime;
@@ -64,7 +63,10 @@ const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(60);
 impl Ca {
     /// Loads the CA from `dir`, creating it (valid ten years) when absent.
     pub fn load_or_create(dir: &Path) -> Result<Self, CaError> {
-        let io = |source| CaError::Io { dir: dir.display().to_string(), source };
+        let io = |source| CaError::Io {
+            dir: dir.display().to_string(),
+            source,
+        };
         let cert_path = dir.join("ca.pem");
         let key_path = dir.join("ca-key.pem");
         if cert_path.exists() && key_path.exists() {
@@ -189,8 +191,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = Ca::load_or_create(dir.path()).expect("ca");
         let (_, csr) = key_and_csr("spiffe://tether/tenant/evil/compute-plane/evil").expect("csr");
-        let id = AgentIdentity { tenant_id: "t1".into(), compute_plane_id: "cp1".into() };
-        let issued = ca.sign_agent(&csr, &id, Duration::from_secs(20)).expect("sign");
+        let id = AgentIdentity {
+            tenant_id: "t1".into(),
+            compute_plane_id: "cp1".into(),
+        };
+        let issued = ca
+            .sign_agent(&csr, &id, Duration::from_secs(20))
+            .expect("sign");
         let info = CertificateInfo::from_pem(issued.pem.as_bytes()).expect("info");
         assert_eq!(info.identity, Some(id));
         assert_eq!(info.serial, issued.serial);
@@ -204,7 +211,13 @@ mod tests {
     fn refuses_garbage_csr() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = Ca::load_or_create(dir.path()).expect("ca");
-        let id = AgentIdentity { tenant_id: "t".into(), compute_plane_id: "c".into() };
-        assert!(ca.sign_agent("not a csr", &id, Duration::from_secs(60)).is_err());
+        let id = AgentIdentity {
+            tenant_id: "t".into(),
+            compute_plane_id: "c".into(),
+        };
+        assert!(
+            ca.sign_agent("not a csr", &id, Duration::from_secs(60))
+                .is_err()
+        );
     }
 }

@@ -89,7 +89,10 @@ impl ControlPlane {
     /// the platform admin token on first start, issues the gRPC server certificate.
     pub async fn open(config: Config) -> Result<Self, ServeError> {
         let dir = &config.data_dir;
-        let dir_err = |source| ServeError::DataDir { path: dir.display().to_string(), source };
+        let dir_err = |source| ServeError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        };
         std::fs::create_dir_all(dir).map_err(dir_err)?;
         let url = match &config.database {
             Some(url) => url.clone(),
@@ -108,12 +111,9 @@ impl ControlPlane {
         let ca = Arc::new(Ca::load_or_create(dir)?);
         let (dns, ips) = server_names(&config);
         let (server_cert, server_key) = ca.issue_server(&dns, &ips, SERVER_CERT_TTL)?;
-        let tls = grpc::tls::server_config(
-            ca.ca_pem(),
-            &server_cert.pem,
-            server_key.serialize_der(),
-        )
-        .map_err(|e| ServeError::Tls(e.to_string()))?;
+        let tls =
+            grpc::tls::server_config(ca.ca_pem(), &server_cert.pem, server_key.serialize_der())
+                .map_err(|e| ServeError::Tls(e.to_string()))?;
         let state = AppState {
             store,
             ca,
@@ -121,7 +121,11 @@ impl ControlPlane {
             clock,
             settings: config.session,
         };
-        Ok(Self { state, tls, admin_token_path })
+        Ok(Self {
+            state,
+            tls,
+            admin_token_path,
+        })
     }
 
     /// The shared state (for in-process callers such as the sandbox).
@@ -165,8 +169,15 @@ impl ControlPlane {
             r = &mut http_task => return Err(ServeError::Server("HTTP", format!("{r:?}"))),
             r = &mut grpc_task => return Err(ServeError::Server("gRPC", format!("{r:?}"))),
         }
-        tracing::info!(sessions = sessions.len(), "shutting down: saying goodbye to agents");
-        sessions.end_all(reason::SHUTTING_DOWN, "the control plane is restarting", SHUTDOWN_RETRY_SPREAD_MS);
+        tracing::info!(
+            sessions = sessions.len(),
+            "shutting down: saying goodbye to agents"
+        );
+        sessions.end_all(
+            reason::SHUTTING_DOWN,
+            "the control plane is restarting",
+            SHUTDOWN_RETRY_SPREAD_MS,
+        );
         stop_tx.send_replace(true);
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             let _ = http_task.await;
@@ -202,7 +213,12 @@ async fn ensure_admin_token(
         Err(e) => return Err(AdminTokenError::Io(e)),
     };
     let hash = tokens::hash(&token);
-    if store.find_api_token(&hash).await.map_err(AdminTokenError::Store)?.is_none() {
+    if store
+        .find_api_token(&hash)
+        .await
+        .map_err(AdminTokenError::Store)?
+        .is_none()
+    {
         store
             .create_api_token(None, Role::PlatformAdmin, &hash, now)
             .await
@@ -221,7 +237,10 @@ fn server_names(config: &Config) -> (Vec<String>, Vec<IpAddr>) {
         .as_deref()
         .and_then(|e| e.parse::<http::Uri>().ok())
         .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_owned()));
-    for name in endpoint_host.into_iter().chain(config.tls_sans.iter().cloned()) {
+    for name in endpoint_host
+        .into_iter()
+        .chain(config.tls_sans.iter().cloned())
+    {
         match name.parse::<IpAddr>() {
             Ok(ip) if !ips.contains(&ip) => ips.push(ip),
             Ok(_) => {}

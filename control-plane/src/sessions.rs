@@ -85,15 +85,26 @@ impl Registry {
         );
         if let Some(old) = old {
             tracing::info!(compute_plane_id, old_session = %old.session_id, new_session = session_id, "session superseded");
-            finish(old, reason::SUPERSEDED, "a newer session with the same identity started", 0);
+            finish(
+                old,
+                reason::SUPERSEDED,
+                "a newer session with the same identity started",
+                0,
+            );
         }
-        Registration { stop: stop_rx, cert_expiry: exp_rx }
+        Registration {
+            stop: stop_rx,
+            cert_expiry: exp_rx,
+        }
     }
 
     /// Removes the session if it is still the current one for the compute plane.
     pub fn deregister(&self, compute_plane_id: &str, session_id: &str) {
         let mut map = self.lock();
-        if map.get(compute_plane_id).is_some_and(|e| e.session_id == session_id) {
+        if map
+            .get(compute_plane_id)
+            .is_some_and(|e| e.session_id == session_id)
+        {
             map.remove(compute_plane_id);
         }
     }
@@ -112,7 +123,11 @@ impl Registry {
     pub fn end_all(&self, reason: &str, message: &str, spread_ms: u64) {
         let entries: Vec<Entry> = self.lock().drain().map(|(_, e)| e).collect();
         for e in entries {
-            let retry = if spread_ms == 0 { 0 } else { rand::random::<u64>() % spread_ms };
+            let retry = if spread_ms == 0 {
+                0
+            } else {
+                rand::random::<u64>() % spread_ms
+            };
             finish(e, reason, message, retry);
         }
     }
@@ -155,7 +170,9 @@ mod tests {
         let (tx2, _rx2) = mpsc::channel(4);
         let _r2 = reg.register("cp", "s2", tx2, 0);
         let msg = rx1.recv().await.expect("goodbye");
-        assert!(matches!(msg.kind, Some(control_message::Kind::Goodbye(g)) if g.reason == reason::SUPERSEDED));
+        assert!(
+            matches!(msg.kind, Some(control_message::Kind::Goodbye(g)) if g.reason == reason::SUPERSEDED)
+        );
         assert!(rx1.recv().await.is_none(), "old stream closed");
         assert!(*r1.stop.borrow());
         // The old session's cleanup must not remove the new one.

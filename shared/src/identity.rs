@@ -51,12 +51,17 @@ impl AgentIdentity {
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl fmt::Display for AgentIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "tenant {} / compute plane {}", self.tenant_id, self.compute_plane_id)
+        write!(
+            f,
+            "tenant {} / compute plane {}",
+            self.tenant_id, self.compute_plane_id
+        )
     }
 }
 
@@ -66,7 +71,10 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let id = AgentIdentity { tenant_id: "t1".into(), compute_plane_id: "cp-2".into() };
+        let id = AgentIdentity {
+            tenant_id: "t1".into(),
+            compute_plane_id: "cp-2".into(),
+        };
         assert_eq!(AgentIdentity::from_uri(&id.to_uri()), Ok(id));
     }
 

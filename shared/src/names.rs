@@ -50,9 +50,16 @@ mod tests {
     #[test]
     fn refuses_non_labels() {
         assert_eq!(validate_dns1123_label(""), Err(NameError::Empty));
-        assert_eq!(validate_dns1123_label(&"x".repeat(64)), Err(NameError::TooLong(64)));
+        assert_eq!(
+            validate_dns1123_label(&"x".repeat(64)),
+            Err(NameError::TooLong(64))
+        );
         for n in ["Acme", "-a", "a-", "a_b", "a.b", "a b", "ä", "a\nb", "a=b"] {
-            assert_eq!(validate_dns1123_label(n), Err(NameError::NotDns1123), "{n:?}");
+            assert_eq!(
+                validate_dns1123_label(n),
+                Err(NameError::NotDns1123),
+                "{n:?}"
+            );
         }
     }
 }

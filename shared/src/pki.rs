@@ -115,10 +115,12 @@ mod tests {
     #[test]
     fn reads_identity_and_renew_point() {
         let key = KeyPair::generate().expect("key");
-        let id = AgentIdentity { tenant_id: "t".into(), compute_plane_id: "c".into() };
+        let id = AgentIdentity {
+            tenant_id: "t".into(),
+            compute_plane_id: "c".into(),
+        };
         let mut params = CertificateParams::default();
-        params.subject_alt_names =
-            vec![rcgen::SanType::URI(id.to_uri().try_into().expect("ia5"))];
+        params.subject_alt_names = vec![rcgen::SanType::URI(id.to_uri().try_into().expect("ia5"))];
         let cert = params.self_signed(&key).expect("cert");
         let info = CertificateInfo::from_der(cert.der()).expect("info");
         assert_eq!(info.identity, Some(id));

@@ -28,7 +28,11 @@ impl Principal {
 
     /// 404 unless the caller may see the tenant.
     pub fn see(&self, tenant_id: &str, what: &'static str) -> Result<(), ApiError> {
-        if self.can_see(tenant_id) { Ok(()) } else { Err(ApiError::NotFound(what)) }
+        if self.can_see(tenant_id) {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound(what))
+        }
     }
 
     /// 403 unless the role is at least `needed`.
@@ -64,6 +68,10 @@ impl FromRequestParts<AppState> for Principal {
             .find_api_token(&tether_shared::tokens::hash(token))
             .await?
             .ok_or(ApiError::Unauthorized)?;
-        Ok(Principal { token_id: found.id, tenant_id: found.tenant_id, role: found.role })
+        Ok(Principal {
+            token_id: found.id,
+            tenant_id: found.tenant_id,
+            role: found.role,
+        })
     }
 }

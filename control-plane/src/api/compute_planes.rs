@@ -67,9 +67,18 @@ pub fn compute_plane_json(cp: &ComputePlane) -> Value {
 fn validate_region(region: &str) -> Result<(), ApiError> {
     let ok = !region.is_empty()
         && region.len() <= 32
-        && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && region.contains('-');
-    if ok { Ok(()) } else { Err(ApiError::field("region", "must be an AWS region such as us-east-1")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::field(
+            "region",
+            "must be an AWS region such as us-east-1",
+        ))
+    }
 }
 
 async fn visible_cp(s: &AppState, p: &Principal, id: &str) -> Result<ComputePlane, ApiError> {
@@ -86,9 +95,14 @@ pub async fn list(
     Path(tenant): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     p.see(&tenant, "tenant")?;
-    s.store.get_tenant(&tenant).await?.ok_or(ApiError::NotFound("tenant"))?;
+    s.store
+        .get_tenant(&tenant)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?;
     let cps = s.store.list_compute_planes(&tenant).await?;
-    Ok(Json(json!({"compute_planes": cps.iter().map(compute_plane_json).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"compute_planes": cps.iter().map(compute_plane_json).collect::<Vec<_>>()}),
+    ))
 }
 
 /// `POST /tenants/{t}/compute-planes` (admin).
@@ -99,7 +113,10 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateComputePlane>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     p.see(&tenant, "tenant")?;
-    s.store.get_tenant(&tenant).await?.ok_or(ApiError::NotFound("tenant"))?;
+    s.store
+        .get_tenant(&tenant)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?;
     p.require(Role::Admin, "create compute planes")?;
     validate_dns1123_label(&body.name).map_err(|e| ApiError::field("name", e))?;
     validate_region(&body.region)?;
@@ -171,7 +188,11 @@ pub async fn revoke_agent(
     let cp = visible_cp(&s, &p, &cp).await?;
     p.require(Role::Admin, "revoke agents")?;
     s.store.revoke_agent(&cp.id).await?;
-    let ended = s.sessions.end(&cp.id, reason::REVOKED, "this agent's certificate was revoked");
+    let ended = s.sessions.end(
+        &cp.id,
+        reason::REVOKED,
+        "this agent's certificate was revoked",
+    );
     tracing::info!(compute_plane = %cp.id, session = ?ended, by = %p.token_id, "agent revoked");
     let cp = visible_cp(&s, &p, &cp.id).await?;
     Ok(Json(compute_plane_json(&cp)))

@@ -39,7 +39,10 @@ pub enum ApiError {
 impl ApiError {
     /// A 400 naming `field`.
     pub fn field(field: &str, message: impl std::fmt::Display) -> Self {
-        ApiError::BadRequest { message: format!("{field}: {message}"), field: Some(field.to_owned()) }
+        ApiError::BadRequest {
+            message: format!("{field}: {message}"),
+            field: Some(field.to_owned()),
+        }
     }
 }
 

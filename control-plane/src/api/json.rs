@@ -1,8 +1,8 @@
 //! A JSON body extractor whose errors are 400s that name the field (axum's own `Json`
 //! answers 415/422 with text that does not).
 
-use axum::extract::{FromRequest, Request};
 use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -15,10 +15,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| ApiError::BadRequest {
-            message: format!("request body: {e}"),
-            field: None,
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::BadRequest {
+                message: format!("request body: {e}"),
+                field: None,
+            })?;
         parse(&bytes).map(ApiJson)
     }
 }
@@ -50,7 +52,10 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         };
         match field {
             Some(f) => ApiError::field(&f, message),
-            None => ApiError::BadRequest { message, field: None },
+            None => ApiError::BadRequest {
+                message,
+                field: None,
+            },
         }
     })
 }
@@ -78,7 +83,10 @@ mod tests {
     fn names_the_field() {
         assert_eq!(field_of(r#"{"n": 1}"#).as_deref(), Some("name"));
         assert_eq!(field_of(r#"{"name": 5}"#).as_deref(), Some("name"));
-        assert_eq!(field_of(r#"{"name": "a", "bogus": 1}"#).as_deref(), Some("bogus"));
+        assert_eq!(
+            field_of(r#"{"name": "a", "bogus": 1}"#).as_deref(),
+            Some("bogus")
+        );
         assert_eq!(field_of(r#"{"name": "a", "n": -1}"#).as_deref(), Some("n"));
         assert_eq!(field_of("not json"), None);
         // Truncated input is blamed on the field being read.

@@ -31,7 +31,10 @@ pub fn router(state: AppState) -> Router {
             "/compute-planes/{cp}/enrollment-tokens",
             post(compute_planes::create_enrollment_token),
         )
-        .route("/compute-planes/{cp}/revoke-agent", post(compute_planes::revoke_agent));
+        .route(
+            "/compute-planes/{cp}/revoke-agent",
+            post(compute_planes::revoke_agent),
+        );
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok\n" }))
@@ -59,6 +62,9 @@ async fn metrics(State(state): State<AppState>) -> String {
 pub fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }

@@ -43,7 +43,11 @@ fn tenant_json(t: &Tenant) -> Value {
 /// `GET /tenants`: all tenants for the platform admin, one's own otherwise.
 pub async fn list(State(s): State<AppState>, p: Principal) -> Result<Json<Value>, ApiError> {
     let all = s.store.list_tenants().await?;
-    let visible: Vec<Value> = all.iter().filter(|t| p.can_see(&t.id)).map(tenant_json).collect();
+    let visible: Vec<Value> = all
+        .iter()
+        .filter(|t| p.can_see(&t.id))
+        .map(tenant_json)
+        .collect();
     Ok(Json(json!({ "tenants": visible })))
 }
 
@@ -77,11 +81,20 @@ pub async fn create_token(
     ApiJson(body): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     p.see(&tenant, "tenant")?;
-    let t = s.store.get_tenant(&tenant).await?.ok_or(ApiError::NotFound("tenant"))?;
+    let t = s
+        .store
+        .get_tenant(&tenant)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?;
     p.require(Role::Admin, "create API tokens")?;
     let role = match Role::parse(&body.role) {
         Some(r @ (Role::Admin | Role::Operator | Role::Viewer)) => r,
-        _ => return Err(ApiError::field("role", "must be one of admin, operator, viewer")),
+        _ => {
+            return Err(ApiError::field(
+                "role",
+                "must be one of admin, operator, viewer",
+            ));
+        }
     };
     let token = tokens::generate(tokens::API_TOKEN_PREFIX);
     let stored = s

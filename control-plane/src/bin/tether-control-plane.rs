@@ -9,7 +9,11 @@ use tether_control_plane::state::SessionSettings;
 use tether_control_plane::{Config, ControlPlane};
 
 #[derive(Parser)]
-#[command(name = "tether-control-plane", version, about = "The Tether SaaS control plane")]
+#[command(
+    name = "tether-control-plane",
+    version,
+    about = "The Tether SaaS control plane"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,7 +59,9 @@ struct ServeArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let Cli { command: Command::Serve(args) } = Cli::parse();
+    let Cli {
+        command: Command::Serve(args),
+    } = Cli::parse();
     init_logging(&args.log_format);
     if args.agent_cert_ttl < std::time::Duration::from_secs(3) {
         anyhow::bail!("--agent-cert-ttl must be at least 3s");
@@ -73,7 +79,9 @@ async fn main() -> anyhow::Result<()> {
         tls_sans: args.tls_sans,
         session,
     };
-    let cp = ControlPlane::open(config).await.context("starting the control plane")?;
+    let cp = ControlPlane::open(config)
+        .await
+        .context("starting the control plane")?;
     let http = tokio::net::TcpListener::bind(args.http_listen)
         .await
         .with_context(|| format!("binding --http-listen {}", args.http_listen))?;
@@ -94,7 +102,9 @@ async fn main() -> anyhow::Result<()> {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if format == "json" {
         builder.json().init();

@@ -13,8 +13,8 @@ use futures::Stream;
 use tether_proto::v1::agent_control_server::AgentControl;
 use tether_proto::v1::{
     self as pb, AgentMessage, ControlMessage, EnrollRequest, EnrollResponse,
-    RenewCertificateRequest, RenewCertificateResponse, TelemetryAck, TelemetryBatch,
-    agent_message, control_message,
+    RenewCertificateRequest, RenewCertificateResponse, TelemetryAck, TelemetryBatch, agent_message,
+    control_message,
 };
 use tether_shared::AgentIdentity;
 use tether_shared::pki::CertificateInfo;
@@ -82,7 +82,9 @@ fn check_len(field: &str, value: &str, max: usize, required: bool) -> Result<(),
         return Err(Status::invalid_argument(format!("{field} is required")));
     }
     if value.len() > max {
-        return Err(Status::invalid_argument(format!("{field} is longer than {max} bytes")));
+        return Err(Status::invalid_argument(format!(
+            "{field} is longer than {max} bytes"
+        )));
     }
     Ok(())
 }
@@ -153,7 +155,10 @@ impl AgentControl for AgentControlService {
                 r.expected_compute_plane_id
             )));
         }
-        let identity = AgentIdentity { tenant_id: cp.tenant_id.clone(), compute_plane_id: cp.id };
+        let identity = AgentIdentity {
+            tenant_id: cp.tenant_id.clone(),
+            compute_plane_id: cp.id,
+        };
         let issued = self
             .state
             .ca
@@ -196,9 +201,13 @@ impl AgentControl for AgentControlService {
         let mut inbound = req.into_inner();
         let settings = &self.state.settings;
         let hello = match tokio::time::timeout(settings.hello_timeout, inbound.message()).await {
-            Ok(Ok(Some(AgentMessage { kind: Some(agent_message::Kind::Hello(h)) }))) => h,
+            Ok(Ok(Some(AgentMessage {
+                kind: Some(agent_message::Kind::Hello(h)),
+            }))) => h,
             Ok(Ok(Some(_))) => {
-                return Err(Status::invalid_argument("the first message of a session must be Hello"));
+                return Err(Status::invalid_argument(
+                    "the first message of a session must be Hello",
+                ));
             }
             Ok(Ok(None)) => return Err(Status::cancelled("stream closed before Hello")),
             Ok(Err(status)) => return Err(status),
@@ -221,7 +230,8 @@ impl AgentControl for AgentControlService {
                 server_time_unix_ms: unix_ms(),
             })),
         };
-        tx.try_send(welcome).map_err(|_| Status::internal("session channel"))?;
+        tx.try_send(welcome)
+            .map_err(|_| Status::internal("session channel"))?;
         let now = self.state.clock.now();
         self.state
             .store
@@ -236,9 +246,18 @@ impl AgentControl for AgentControlService {
             )
             .await
             .map_err(internal)?;
-        let reg = self.state.sessions.register(&cp_id, &session_id, tx, peer.cert.not_after);
+        let reg = self
+            .state
+            .sessions
+            .register(&cp_id, &session_id, tx, peer.cert.not_after);
         tracing::info!(identity = %peer.identity, %session_id, version = %hello.version, %remote, "session started");
-        tokio::spawn(read_session(self.state.clone(), cp_id, session_id, inbound, reg));
+        tokio::spawn(read_session(
+            self.state.clone(),
+            cp_id,
+            session_id,
+            inbound,
+            reg,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
     }
 
@@ -265,7 +284,11 @@ impl AgentControl for AgentControlService {
         let issued = self
             .state
             .ca
-            .sign_agent(&r.csr_pem, &peer.identity, self.state.settings.agent_cert_ttl)
+            .sign_agent(
+                &r.csr_pem,
+                &peer.identity,
+                self.state.settings.agent_cert_ttl,
+            )
             .map_err(|e| Status::invalid_argument(format!("invalid CSR: {e}")))?;
         let now = self.state.clock.now();
         let record = NewCertificate {

@@ -31,10 +31,9 @@ pub fn server_config(
     for cert in tether_shared::pki::certs_from_pem(ca_pem.as_bytes())? {
         roots.add(cert)?;
     }
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()?;
     let chain: Vec<CertificateDer<'static>> =
         tether_shared::pki::certs_from_pem(cert_pem.as_bytes())?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8_der));

@@ -91,14 +91,16 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Tenant, StoreError> {
         let id = new_id();
-        sqlx::query("INSERT INTO tenants (id, name, aws_account_id, created_at) VALUES (?, ?, ?, ?)")
-            .bind(&id)
-            .bind(name)
-            .bind(aws_account_id)
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| conflict_or(e, format!("tenant {name:?} already exists")))?;
+        sqlx::query(
+            "INSERT INTO tenants (id, name, aws_account_id, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(aws_account_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or(e, format!("tenant {name:?} already exists")))?;
         Ok(Tenant {
             id,
             name: name.to_owned(),
@@ -140,7 +142,11 @@ impl Store for SqliteStore {
         .bind(now)
         .execute(&self.pool)
         .await?;
-        Ok(ApiToken { id, tenant_id: tenant_id.map(str::to_owned), role })
+        Ok(ApiToken {
+            id,
+            tenant_id: tenant_id.map(str::to_owned),
+            role,
+        })
     }
 
     async fn find_api_token(&self, token_hash: &str) -> Result<Option<ApiToken>, StoreError> {
@@ -183,9 +189,9 @@ impl Store for SqliteStore {
 
     async fn list_compute_planes(&self, tenant_id: &str) -> Result<Vec<ComputePlane>, StoreError> {
         let rows = sqlx::query("SELECT * FROM compute_planes WHERE tenant_id = ? ORDER BY name")
-        .bind(tenant_id)
-        .fetch_all(&self.pool)
-        .await?;
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(compute_plane).collect::<Result<_, _>>()?)
     }
 
@@ -230,7 +236,9 @@ impl Store for SqliteStore {
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(Err(RedeemError::Unknown)) };
+        let Some(row) = row else {
+            return Ok(Err(RedeemError::Unknown));
+        };
         if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
             return Ok(Err(RedeemError::Used));
         }
@@ -305,7 +313,10 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(false) };
-        Ok(row.try_get::<i64, _>("cert_revoked")? == 0 && row.try_get::<i64, _>("cp_revoked")? == 0)
+        Ok(
+            row.try_get::<i64, _>("cert_revoked")? == 0
+                && row.try_get::<i64, _>("cp_revoked")? == 0,
+        )
     }
 
     async fn revoke_agent(&self, compute_plane_id: &str) -> Result<(), StoreError> {

@@ -1,0 +1,104 @@
+//! `tether-agent run`: parses flags (or `TETHER_*` variables), runs the library, and
+//! turns a fatal error into one line and an exit code.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use tether_agent::Config;
+use tether_agent::retry::RetryPolicy;
+
+#[derive(Parser)]
+#[command(
+    name = "tether-agent",
+    version,
+    about = "The Tether agent (runs in the customer VPC)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enroll if needed, then hold the session to the control plane.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The control plane's gRPC endpoint, https://HOST:PORT.
+    #[arg(long, env = "TETHER_CONTROL_PLANE")]
+    control_plane: String,
+    /// The control plane's CA certificate (its ca.pem).
+    #[arg(long, env = "TETHER_CA_FILE")]
+    ca_file: PathBuf,
+    /// Where the agent keeps its key and certificate.
+    #[arg(long, env = "TETHER_STATE_DIR")]
+    state_dir: PathBuf,
+    /// One-time bootstrap token (used only when the state dir holds no certificate).
+    #[arg(long, env = "TETHER_ENROLLMENT_TOKEN", hide_env_values = true)]
+    enrollment_token: Option<String>,
+    /// Refuse to enroll into any compute plane but this one.
+    #[arg(long, env = "TETHER_COMPUTE_PLANE")]
+    compute_plane: Option<String>,
+    /// First reconnect backoff interval.
+    #[arg(long, env = "TETHER_BACKOFF_INITIAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    backoff_initial: std::time::Duration,
+    /// Cap of the reconnect backoff interval.
+    #[arg(long, env = "TETHER_BACKOFF_MAX", default_value = "30s", value_parser = humantime::parse_duration)]
+    backoff_max: std::time::Duration,
+    /// Log format.
+    #[arg(long, env = "TETHER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let Cli {
+        command: Command::Run(args),
+    } = Cli::parse();
+    init_logging(&args.log_format);
+    let config = Config {
+        control_plane: args.control_plane,
+        ca_file: args.ca_file,
+        state_dir: args.state_dir,
+        enrollment_token: args.enrollment_token.filter(|t| !t.is_empty()),
+        compute_plane_id: args.compute_plane.filter(|t| !t.is_empty()),
+        retry: RetryPolicy {
+            initial: args.backoff_initial,
+            max: args.backoff_max,
+        },
+    };
+    if let Err(e) = tether_agent::run(config, shutdown_signal()).await {
+        tracing::error!("{e}");
+        eprintln!("error: {e}");
+        std::process::exit(e.exit_code());
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

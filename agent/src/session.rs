@@ -1,0 +1,210 @@
+//! One session: dial, say Hello, get Welcome, then heartbeat, renew the certificate at
+//! two thirds of its lifetime over the same connection, and follow the control plane's
+//! messages until it says Goodbye, the stream breaks, or the agent is told to stop.
+
+use std::time::Duration;
+
+use http::Uri;
+use tether_proto::v1::agent_control_client::AgentControlClient;
+use tether_proto::v1::{
+    self as pb, AgentMessage, ControlMessage, RenewCertificateRequest, agent_message,
+    control_message,
+};
+use tether_shared::pki;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use crate::enroll::AGENT_VERSION;
+use crate::error::AgentError;
+use crate::identity_store::{Credentials, StateDir};
+use crate::transport::{self, TlsMaterial};
+
+/// How long the control plane may take to answer Hello.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Wait before retrying a failed renewal.
+const RENEW_RETRY: Duration = Duration::from_secs(5);
+
+/// How a session ended without an error.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// The agent was told to stop.
+    Shutdown,
+    /// The control plane said Goodbye.
+    Goodbye {
+        /// Machine-readable reason.
+        reason: String,
+        /// Human-readable message.
+        message: String,
+        /// Do not reconnect sooner than this.
+        retry_after: Duration,
+    },
+    /// The stream ended without a Goodbye.
+    Closed,
+}
+
+fn msg(kind: agent_message::Kind) -> AgentMessage {
+    AgentMessage { kind: Some(kind) }
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn unix_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The instant at which to renew `creds`.
+fn renew_instant(creds: &Credentials) -> Instant {
+    let secs = (creds.info.renew_at() - unix_now()).max(0) as u64;
+    Instant::now() + Duration::from_secs(secs)
+}
+
+/// Maps a refusal of the session to what the agent should do about it.
+pub fn classify(status: tonic::Status) -> AgentError {
+    match status.code() {
+        tonic::Code::PermissionDenied => AgentError::Revoked(status.message().to_owned()),
+        tonic::Code::Unauthenticated => AgentError::Refused(status.message().to_owned()),
+        _ => AgentError::from(status),
+    }
+}
+
+/// Runs one session to its end.
+pub async fn run(
+    control_plane: &Uri,
+    roots: &[rustls_pki_types::CertificateDer<'static>],
+    state: &StateDir,
+    creds: &mut Credentials,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<SessionEnd, AgentError> {
+    let tls = TlsMaterial {
+        roots: roots.to_vec(),
+        client: Some((creds.chain.clone(), creds.key.clone())),
+    };
+    let channel = transport::connect(control_plane, &tls).await?;
+    let mut client = AgentControlClient::new(channel)
+        .max_decoding_message_size(tether_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(tether_proto::MAX_MESSAGE_BYTES);
+    let (tx, rx) = mpsc::channel(16);
+    let hello = pb::Hello {
+        version: AGENT_VERSION.to_owned(),
+        capabilities: vec!["session.v1".to_owned(), "renew.v1".to_owned()],
+        applied_generation: 0,
+        telemetry_next_seq: 0,
+        certificate_serial: creds.info.serial.clone(),
+    };
+    let _ = tx.send(msg(agent_message::Kind::Hello(hello))).await;
+    let mut inbound = client
+        .session(ReceiverStream::new(rx))
+        .await
+        .map_err(classify)?
+        .into_inner();
+    let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, inbound.message()).await {
+        Ok(Ok(Some(ControlMessage {
+            kind: Some(control_message::Kind::Welcome(w)),
+        }))) => w,
+        Ok(Ok(Some(ControlMessage {
+            kind: Some(control_message::Kind::Goodbye(g)),
+        }))) => {
+            return Ok(goodbye(g));
+        }
+        Ok(Ok(_)) => return Ok(SessionEnd::Closed),
+        Ok(Err(status)) => return Err(classify(status)),
+        Err(_) => {
+            return Err(AgentError::Rpc {
+                code: tonic::Code::DeadlineExceeded,
+                message: "no Welcome from the control plane".into(),
+            });
+        }
+    };
+    let hb_every = Duration::from_secs(u64::from(welcome.heartbeat_interval_seconds.max(1)));
+    tracing::info!(
+        session_id = %welcome.session_id,
+        compute_plane_id = welcome.identity.as_ref().map(|i| i.compute_plane_id.as_str()).unwrap_or(""),
+        heartbeat_interval_s = hb_every.as_secs(),
+        certificate_serial = %creds.info.serial,
+        "connected to control plane"
+    );
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + hb_every, hb_every);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut renew_at = renew_instant(creds);
+    loop {
+        tokio::select! {
+            m = inbound.message() => match m {
+                Ok(Some(ControlMessage { kind: Some(kind) })) => match kind {
+                    control_message::Kind::Goodbye(g) => return Ok(goodbye(g)),
+                    control_message::Kind::RotateCertificate(r) => {
+                        tracing::info!(reason = %r.reason, "control plane asked for a new certificate");
+                        renew_at = Instant::now();
+                    }
+                    control_message::Kind::DesiredState(d) => {
+                        tracing::info!(generation = d.generation, "desired state received");
+                    }
+                    control_message::Kind::Command(c) => {
+                        tracing::info!(command = %c.name, "command received; not supported by this agent version");
+                    }
+                    control_message::Kind::Welcome(_) => {}
+                },
+                Ok(Some(ControlMessage { kind: None })) => {}
+                Ok(None) => return Ok(SessionEnd::Closed),
+                Err(status) => return Err(classify(status)),
+            },
+            _ = heartbeat.tick() => {
+                let hb = pb::Heartbeat { sent_at_unix_ms: unix_ms() };
+                if tx.send(msg(agent_message::Kind::Heartbeat(hb))).await.is_err() {
+                    return Ok(SessionEnd::Closed);
+                }
+            }
+            () = tokio::time::sleep_until(renew_at) => {
+                match renew(&mut client, state).await {
+                    Ok(new) => {
+                        tracing::info!(old = %creds.info.serial, new = %new.info.serial, expires_at = new.info.not_after, "certificate renewed");
+                        *creds = new;
+                        renew_at = renew_instant(creds);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "certificate renewal failed; retrying");
+                        renew_at = Instant::now() + RENEW_RETRY;
+                    }
+                }
+            }
+            _ = shutdown.changed() => {
+                let bye = pb::AgentGoodbye { reason: "agent shutting down".into() };
+                let _ = tx.send(msg(agent_message::Kind::Goodbye(bye))).await;
+                drop(tx);
+                // Let the control plane close its side so the goodbye is not cut off.
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while let Ok(Some(_)) = inbound.message().await {}
+                })
+                .await;
+                return Ok(SessionEnd::Shutdown);
+            }
+        }
+    }
+}
+
+fn goodbye(g: pb::Goodbye) -> SessionEnd {
+    SessionEnd::Goodbye {
+        reason: g.reason,
+        message: g.message,
+        retry_after: Duration::from_millis(g.retry_after_ms),
+    }
+}
+
+/// Renews over the live channel with a new key; the new credentials are on disk before
+/// this returns.
+async fn renew(
+    client: &mut AgentControlClient<Channel>,
+    state: &StateDir,
+) -> Result<Credentials, AgentError> {
+    let (key_pem, csr_pem) =
+        pki::key_and_csr("tether-agent").map_err(|e| AgentError::Config(e.to_string()))?;
+    let resp = client
+        .renew_certificate(RenewCertificateRequest { csr_pem })
+        .await
+        .map_err(classify)?
+        .into_inner();
+    Ok(state.save(&resp.certificate_pem, &key_pem)?)
+}
