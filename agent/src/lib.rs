@@ -130,7 +130,7 @@ pub async fn run(
                 if reason == "revoked" {
                     return Err(AgentError::Revoked(message));
                 }
-                tracing::warn!(%reason, %message, retry_after_ms = retry_after.as_millis() as u64, "control plane ended the session");
+                tracing::warn!(%reason, detail = %message, retry_after_ms = retry_after.as_millis() as u64, "control plane ended the session");
                 if retry_after.is_zero() {
                     retry.next_delay()
                 } else {

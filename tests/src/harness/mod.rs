@@ -1,0 +1,96 @@
+//! The harness: processes, API client, waiting, and the egress proxy.
+
+mod api;
+pub mod grpc;
+mod procs;
+mod tinyproxy;
+
+pub use api::Api;
+pub use procs::{AgentOptions, AgentProc, ControlPlaneOptions, ControlPlaneProc, bin_path};
+pub use tinyproxy::Tinyproxy;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Polls `f` every 100 ms until it yields `Some`, or panics after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Installs the one crypto provider; call first in every test.
+pub fn init() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+/// A tenant with one compute plane, made through the API as an operator would.
+#[derive(Debug, Clone)]
+pub struct TenantFixture {
+    /// Tenant id.
+    pub tenant_id: String,
+    /// Compute plane id.
+    pub cp_id: String,
+    /// A tenant admin token.
+    pub admin_token: String,
+}
+
+impl TenantFixture {
+    /// Creates tenant `name` with compute plane `prod` and an admin token.
+    pub async fn create(api: &Api, name: &str) -> Self {
+        let t = api
+            .ok_post("/tenants", &serde_json::json!({"name": name}))
+            .await;
+        let tenant_id = t["id"].as_str().expect("tenant id").to_owned();
+        let tok = api
+            .ok_post(
+                &format!("/tenants/{tenant_id}/tokens"),
+                &serde_json::json!({"role": "admin"}),
+            )
+            .await;
+        let admin_token = tok["token"].as_str().expect("token").to_owned();
+        let cp = api
+            .as_token(&admin_token)
+            .ok_post(
+                &format!("/tenants/{tenant_id}/compute-planes"),
+                &serde_json::json!({"name": "prod", "region": "us-east-1"}),
+            )
+            .await;
+        let cp_id = cp["id"].as_str().expect("cp id").to_owned();
+        Self {
+            tenant_id,
+            cp_id,
+            admin_token,
+        }
+    }
+
+    /// A fresh enrollment token for the compute plane.
+    pub async fn enrollment_token(&self, api: &Api, ttl_seconds: u64) -> String {
+        let r = api
+            .as_token(&self.admin_token)
+            .ok_post(
+                &format!("/compute-planes/{}/enrollment-tokens", self.cp_id),
+                &serde_json::json!({"ttl_seconds": ttl_seconds}),
+            )
+            .await;
+        r["token"].as_str().expect("enrollment token").to_owned()
+    }
+
+    /// The compute plane as the API shows it.
+    pub async fn get(&self, api: &Api) -> serde_json::Value {
+        api.as_token(&self.admin_token)
+            .ok_get(&format!("/compute-planes/{}", self.cp_id))
+            .await
+    }
+}

@@ -1,0 +1,338 @@
+//! The real binaries as child processes: their stderr (JSON logs) goes to a file the test
+//! reads; each process is killed when its handle drops, by the id we started it with.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{Api, eventually};
+
+/// Path of a workspace binary next to the test executable (`target/<profile>/NAME`).
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(|deps| {
+            if deps.ends_with("deps") {
+                deps.parent()
+            } else {
+                Some(deps)
+            }
+        })
+        .expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The JSON log events of a log file (other lines skipped).
+fn events(path: &Path) -> Vec<Value> {
+    read_log(path)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn count(path: &Path, message: &str) -> usize {
+    events(path)
+        .iter()
+        .filter(|e| e["fields"]["message"].as_str() == Some(message))
+        .count()
+}
+
+fn signal(child: &mut Child, sig: &str) {
+    let _ = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status();
+}
+
+/// How to start a control plane.
+#[derive(Debug, Clone)]
+pub struct ControlPlaneOptions {
+    /// Data dir; a fresh temp dir when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// `--http-listen`.
+    pub http_listen: String,
+    /// `--grpc-listen`.
+    pub grpc_listen: String,
+    /// More flags.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ControlPlaneOptions {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            http_listen: "127.0.0.1:0".into(),
+            grpc_listen: "127.0.0.1:0".into(),
+            extra_args: vec![],
+        }
+    }
+}
+
+/// A running `tether-control-plane serve`.
+#[derive(Debug)]
+pub struct ControlPlaneProc {
+    child: Child,
+    _tmp: Option<tempfile::TempDir>,
+    /// Its data dir.
+    pub data_dir: PathBuf,
+    /// HTTP address it bound.
+    pub http: String,
+    /// gRPC address it bound.
+    pub grpc: String,
+    log: PathBuf,
+}
+
+impl ControlPlaneProc {
+    /// Starts it and waits until it listens.
+    pub async fn start(opts: ControlPlaneOptions) -> Self {
+        let (tmp, data_dir) = match opts.data_dir {
+            Some(d) => (None, d),
+            None => {
+                let t = tempfile::tempdir().expect("tempdir");
+                let d = t.path().join("cp");
+                (Some(t), d)
+            }
+        };
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        let log = data_dir.with_extension(format!("log.{}", rand_suffix()));
+        let child = Command::new(bin_path("tether-control-plane"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args([
+                "--http-listen",
+                &opts.http_listen,
+                "--grpc-listen",
+                &opts.grpc_listen,
+            ])
+            .args(["--log-format", "json"])
+            .args(&opts.extra_args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn tether-control-plane");
+        let mut me = Self {
+            child,
+            _tmp: tmp,
+            data_dir,
+            http: String::new(),
+            grpc: String::new(),
+            log,
+        };
+        let log = me.log.clone();
+        let (http, grpc) = eventually(Duration::from_secs(30), "control plane listening", || {
+            let log = log.clone();
+            async move {
+                events(&log).iter().find_map(|e| {
+                    let f = &e["fields"];
+                    (f["message"].as_str() == Some("control plane listening")).then(|| {
+                        (
+                            f["http"].as_str().unwrap_or("").to_owned(),
+                            f["grpc"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                })
+            }
+        })
+        .await;
+        me.http = http;
+        me.grpc = grpc;
+        me
+    }
+
+    /// The platform admin token from `DATA_DIR/admin-token`.
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-token"))
+            .expect("admin-token")
+            .trim()
+            .to_owned()
+    }
+
+    /// The API as the platform admin.
+    pub fn api(&self) -> Api {
+        Api::new(&self.http, &self.admin_token())
+    }
+
+    /// `https://ADDR` of the gRPC endpoint.
+    pub fn grpc_url(&self) -> String {
+        format!("https://{}", self.grpc)
+    }
+
+    /// `DATA_DIR/ca.pem`.
+    pub fn ca_file(&self) -> PathBuf {
+        self.data_dir.join("ca.pem")
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        read_log(&self.log)
+    }
+
+    /// SIGKILL, and wait for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and wait for it.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        signal(&mut self.child, "-TERM");
+        self.child.wait().ok()
+    }
+}
+
+impl Drop for ControlPlaneProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// How to start an agent.
+#[derive(Debug, Clone, Default)]
+pub struct AgentOptions {
+    /// `--control-plane`.
+    pub control_plane: String,
+    /// `--ca-file`.
+    pub ca_file: PathBuf,
+    /// `--state-dir`.
+    pub state_dir: PathBuf,
+    /// `--enrollment-token`.
+    pub enrollment_token: Option<String>,
+    /// `--compute-plane`.
+    pub compute_plane: Option<String>,
+    /// Environment (e.g. `HTTPS_PROXY`); proxy variables of the test's own environment are
+    /// always removed first.
+    pub env: Vec<(String, String)>,
+    /// More flags.
+    pub extra_args: Vec<String>,
+}
+
+/// A running `tether-agent run`.
+#[derive(Debug)]
+pub struct AgentProc {
+    child: Child,
+    log: PathBuf,
+    exit: Option<ExitStatus>,
+}
+
+impl AgentProc {
+    /// Starts it.
+    pub fn start(opts: AgentOptions) -> Self {
+        let log = opts
+            .state_dir
+            .with_extension(format!("log.{}", rand_suffix()));
+        let mut cmd = Command::new(bin_path("tether-agent"));
+        cmd.arg("run")
+            .args(["--control-plane", &opts.control_plane])
+            .arg("--ca-file")
+            .arg(&opts.ca_file)
+            .arg("--state-dir")
+            .arg(&opts.state_dir)
+            .args(["--log-format", "json"])
+            .args(&opts.extra_args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("log file"));
+        for var in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+            "NO_PROXY",
+            "no_proxy",
+        ] {
+            cmd.env_remove(var);
+        }
+        if let Some(t) = &opts.enrollment_token {
+            cmd.args(["--enrollment-token", t]);
+        }
+        if let Some(cp) = &opts.compute_plane {
+            cmd.args(["--compute-plane", cp]);
+        }
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn tether-agent");
+        Self {
+            child,
+            log,
+            exit: None,
+        }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        read_log(&self.log)
+    }
+
+    /// How many log events carry exactly this message.
+    pub fn count(&self, message: &str) -> usize {
+        count(&self.log, message)
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().ok().flatten();
+        }
+        self.exit
+    }
+
+    /// Waits up to `timeout` for it to exit.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.exited() {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "agent still running after {timeout:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM.
+    pub fn terminate(&mut self) {
+        signal(&mut self.child, "-TERM");
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
