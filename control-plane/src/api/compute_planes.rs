@@ -1,7 +1,6 @@
 //! Compute planes, their enrollment tokens and their agents.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -11,7 +10,7 @@ use tether_shared::tokens;
 
 use super::auth::Principal;
 use super::error::ApiError;
-use super::json::{ApiJson, parse};
+use super::json::{ApiJson, OptionalApiJson};
 use super::rfc3339;
 use crate::sessions::reason;
 use crate::state::AppState;
@@ -143,16 +142,13 @@ pub async fn create_enrollment_token(
     State(s): State<AppState>,
     p: Principal,
     Path(cp): Path<String>,
-    body: Bytes,
+    OptionalApiJson(body): OptionalApiJson<CreateEnrollmentToken>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     p.require(Role::Admin, "create enrollment tokens")?;
-    let body: CreateEnrollmentToken = if body.iter().all(u8::is_ascii_whitespace) {
-        CreateEnrollmentToken { ttl_seconds: None }
-    } else {
-        parse(&body)?
-    };
-    let ttl = body.ttl_seconds.unwrap_or(DEFAULT_ENROLLMENT_TTL);
+    let ttl = body
+        .and_then(|b| b.ttl_seconds)
+        .unwrap_or(DEFAULT_ENROLLMENT_TTL);
     if ttl == 0 || ttl > MAX_ENROLLMENT_TTL {
         return Err(ApiError::field(
             "ttl_seconds",

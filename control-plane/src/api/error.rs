@@ -19,6 +19,9 @@ pub enum ApiError {
         /// The JSON field, if one is to blame.
         field: Option<String>,
     },
+    /// 413: the body is larger than the API reads.
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
     /// 401: no or unknown token.
     #[error("a valid API token is required (Authorization: Bearer TOKEN)")]
     Unauthorized,
@@ -60,6 +63,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),

@@ -11,17 +11,40 @@ use super::error::ApiError;
 #[derive(Debug)]
 pub struct ApiJson<T>(pub T);
 
+/// A request body that may be empty (`None`) or JSON for `T`.
+#[derive(Debug)]
+pub struct OptionalApiJson<T>(pub Option<T>);
+
+async fn body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(super::MAX_BODY_BYTES)
+        } else {
+            ApiError::BadRequest {
+                message: format!("request body: {e}"),
+                field: None,
+            }
+        }
+    })
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::BadRequest {
-                message: format!("request body: {e}"),
-                field: None,
-            })?;
-        parse(&bytes).map(ApiJson)
+        parse(&body(req, state).await?).map(ApiJson)
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalApiJson(None));
+        }
+        parse(&bytes).map(|v| OptionalApiJson(Some(v)))
     }
 }
 

@@ -1,0 +1,220 @@
+//! `tether-sandbox`: the whole system on one machine for a first look. The control plane
+//! (SQLite, in DIR) and an enrolled agent run in this process, each through its own
+//! library exactly as its binary would run it; the demo tenant and compute plane are made
+//! through the REST API like an operator would.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use tether_control_plane::state::SessionSettings;
+use tether_control_plane::{Config as CpConfig, ControlPlane};
+
+/// Flags of `tether-sandbox`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "tether-sandbox",
+    version,
+    about = "Tether on one machine: control plane, agent, demo tenant"
+)]
+pub struct Args {
+    /// Data dir of the control plane (ca.pem, admin-token, database; agent state under
+    /// agent/). A temporary dir when omitted.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// REST API address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http_listen: SocketAddr,
+    /// gRPC (agent) address.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub grpc_listen: SocketAddr,
+}
+
+/// Runs the sandbox until `shutdown` resolves.
+pub async fn run(
+    args: Args,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (_tmp, dir) = match &args.data_dir {
+        Some(d) => (None, d.clone()),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("tether-sandbox-")
+                .tempdir()?;
+            let d = t.path().to_owned();
+            (Some(t), d)
+        }
+    };
+    let cp = ControlPlane::open(CpConfig {
+        data_dir: dir.clone(),
+        database: None,
+        public_grpc_endpoint: None,
+        tls_sans: vec![],
+        session: SessionSettings::default(),
+    })
+    .await
+    .context("starting the control plane")?;
+    let http = tokio::net::TcpListener::bind(args.http_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding {} (another sandbox running? use --http-listen)",
+                args.http_listen
+            )
+        })?;
+    let grpc = tokio::net::TcpListener::bind(args.grpc_listen)
+        .await
+        .with_context(|| format!("binding {} (use --grpc-listen)", args.grpc_listen))?;
+    let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
+    let admin_token = std::fs::read_to_string(cp.admin_token_path())?
+        .trim()
+        .to_owned();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let cp_task = tokio::spawn(cp.run(http, grpc, wait_stop(stop_rx.clone())));
+
+    let api = Client {
+        base: format!("http://{http_addr}/api/v1"),
+        token: admin_token.clone(),
+        http: reqwest::Client::new(),
+    };
+    let tenant = find_or_create(&api, "/tenants", "tenants", &json!({"name": "demo"})).await?;
+    let tenant_id = tenant["id"].as_str().context("tenant id")?.to_owned();
+    let cp_json = find_or_create(
+        &api,
+        &format!("/tenants/{tenant_id}/compute-planes"),
+        "compute_planes",
+        &json!({"name": "demo", "region": "us-east-1"}),
+    )
+    .await?;
+    let cp_id = cp_json["id"]
+        .as_str()
+        .context("compute plane id")?
+        .to_owned();
+
+    let state_dir = dir.join("agent");
+    let enrollment_token = if state_dir
+        .join(tether_agent::identity_store::IDENTITY_FILE)
+        .exists()
+    {
+        None
+    } else {
+        let r = api
+            .post(
+                &format!("/compute-planes/{cp_id}/enrollment-tokens"),
+                &json!({"ttl_seconds": 600}),
+            )
+            .await?;
+        Some(r["token"].as_str().context("enrollment token")?.to_owned())
+    };
+    let agent_config = tether_agent::Config {
+        control_plane: format!("https://{grpc_addr}"),
+        ca_file: dir.join("ca.pem"),
+        state_dir,
+        enrollment_token,
+        compute_plane_id: Some(cp_id.clone()),
+        retry: tether_agent::retry::RetryPolicy::default(),
+    };
+    let (agent_stop_tx, agent_stop_rx) = tokio::sync::watch::channel(false);
+    let agent_task = tokio::spawn(tether_agent::run(agent_config, wait_stop(agent_stop_rx)));
+
+    let mut connected = false;
+    for _ in 0..100 {
+        let v = api.get(&format!("/compute-planes/{cp_id}")).await?;
+        if v["agent"]["connected"] == true {
+            connected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !connected {
+        bail!("the sandbox agent did not connect within 10 s; see the log above");
+    }
+    println!(
+        "\n  Tether sandbox is running.\n\n  \
+         REST API        http://{http_addr}/api/v1\n  \
+         admin token     {admin_token}\n  \
+         agent gRPC      https://{grpc_addr}  (CA: {ca})\n  \
+         data dir        {dir}\n  \
+         demo tenant     {tenant_id}\n  \
+         compute plane   {cp_id}  (agent connected)\n\n  \
+         Try:\n    curl -s -H 'Authorization: Bearer {admin_token}' http://{http_addr}/api/v1/compute-planes/{cp_id}\n\n  \
+         Ctrl-C stops everything.\n",
+        ca = dir.join("ca.pem").display(),
+        dir = dir.display(),
+    );
+
+    shutdown.await;
+    // Not println!: stdout may be a closed pipe by now, and that must not turn a clean
+    // stop into a panic.
+    let _ = writeln!(std::io::stdout(), "stopping…");
+    // The agent first, so it says goodbye to a control plane that is still there.
+    agent_stop_tx.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), agent_task).await;
+    stop_tx.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), cp_task).await;
+    Ok(())
+}
+
+struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        if !status.is_success() {
+            bail!("GET {path}: {status} {v}");
+        }
+        Ok(v)
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        if !status.is_success() {
+            bail!("POST {path}: {status} {v}");
+        }
+        Ok(v)
+    }
+}
+
+/// The object named `body.name` in the list at `path`, created if absent (so a sandbox
+/// restarted on the same data dir reuses its demo objects).
+async fn find_or_create(
+    api: &Client,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> anyhow::Result<Value> {
+    let list = api.get(path).await?;
+    if let Some(found) = list[key]
+        .as_array()
+        .and_then(|a| a.iter().find(|o| o["name"] == body["name"]))
+    {
+        return Ok(found.clone());
+    }
+    api.post(path, body).await
+}

@@ -1,0 +1,157 @@
+//! Acceptance 5: the control plane goes away and comes back; the agent backs off while it
+//! is gone and reconnects by itself.
+
+use std::time::Duration;
+
+use tether_tests::harness::{
+    AgentOptions, AgentProc, ControlPlaneOptions, ControlPlaneProc, TenantFixture, eventually, init,
+};
+
+#[tokio::test]
+async fn agent_backs_off_while_the_control_plane_is_down_and_reconnects() {
+    init();
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut cp = ControlPlaneProc::start(ControlPlaneOptions {
+        data_dir: Some(data.path().join("cp")),
+        ..ControlPlaneOptions::default()
+    })
+    .await;
+    let api = cp.api();
+    let fx = TenantFixture::create(&api, "acme").await;
+    let token = fx.enrollment_token(&api, 600).await;
+    let agent_dir = tempfile::tempdir().expect("tempdir");
+    let agent = AgentProc::start(AgentOptions {
+        control_plane: cp.grpc_url(),
+        ca_file: cp.ca_file(),
+        state_dir: agent_dir.path().join("agent"),
+        enrollment_token: Some(token),
+        extra_args: vec![
+            "--backoff-initial".into(),
+            "1s".into(),
+            "--backoff-max".into(),
+            "5s".into(),
+        ],
+        ..AgentOptions::default()
+    });
+    let before = eventually(Duration::from_secs(5), "connected", || async {
+        let v = fx.get(&api).await;
+        (v["agent"]["connected"] == true).then_some(v)
+    })
+    .await;
+
+    // Crash (no goodbye) and stay down for 10 s.
+    let (http, grpc) = (cp.http.clone(), cp.grpc.clone());
+    cp.kill();
+    let dials_at_kill = agent.count("dialing control plane");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let attempts = agent.count("dialing control plane") - dials_at_kill;
+    assert!(
+        (2..=15).contains(&attempts),
+        "expected a bounded, backing-off number of attempts in 10 s, got {attempts}:\n{}",
+        agent.log()
+    );
+    assert!(
+        agent
+            .log()
+            .contains("cannot reach control plane at 127.0.0.1"),
+        "clear error: {}",
+        agent.log()
+    );
+
+    // Back on the same addresses and data dir: the agent returns by itself.
+    let cp2 = ControlPlaneProc::start(ControlPlaneOptions {
+        data_dir: Some(data.path().join("cp")),
+        http_listen: http,
+        grpc_listen: grpc,
+        ..ControlPlaneOptions::default()
+    })
+    .await;
+    let api2 = cp2.api();
+    let after = eventually(
+        Duration::from_secs(15),
+        "reconnected after restart",
+        || async {
+            let v = fx.get(&api2).await;
+            (v["agent"]["connected"] == true).then_some(v)
+        },
+    )
+    .await;
+    assert_ne!(after["agent"]["session_id"], before["agent"]["session_id"]);
+    assert_eq!(
+        after["agent"]["certificate_serial"],
+        before["agent"]["certificate_serial"]
+    );
+}
+
+/// A graceful stop says Goodbye with a retry_after; the agent honours it and comes back.
+#[tokio::test]
+async fn graceful_restart_sends_goodbye_with_retry_after() {
+    init();
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut cp = ControlPlaneProc::start(ControlPlaneOptions {
+        data_dir: Some(data.path().join("cp")),
+        ..ControlPlaneOptions::default()
+    })
+    .await;
+    let api = cp.api();
+    let fx = TenantFixture::create(&api, "acme").await;
+    let token = fx.enrollment_token(&api, 600).await;
+    let agent_dir = tempfile::tempdir().expect("tempdir");
+    let mut agent = AgentProc::start(AgentOptions {
+        control_plane: cp.grpc_url(),
+        ca_file: cp.ca_file(),
+        state_dir: agent_dir.path().join("agent"),
+        enrollment_token: Some(token),
+        ..AgentOptions::default()
+    });
+    eventually(Duration::from_secs(5), "connected", || async {
+        (fx.get(&api).await["agent"]["connected"] == true).then_some(())
+    })
+    .await;
+    let (http, grpc) = (cp.http.clone(), cp.grpc.clone());
+    let status = cp.terminate().expect("exit status");
+    assert!(
+        status.success(),
+        "SIGTERM is a clean stop: {status:?}\n{}",
+        cp.log()
+    );
+    assert!(cp.log().contains("shutting down"));
+    eventually(Duration::from_secs(5), "agent got goodbye", || async {
+        (agent.count("control plane ended the session") == 1).then_some(())
+    })
+    .await;
+    assert!(
+        agent.log().contains("shutting-down") && agent.log().contains("retry_after_ms"),
+        "{}",
+        agent.log()
+    );
+
+    let cp2 = ControlPlaneProc::start(ControlPlaneOptions {
+        data_dir: Some(data.path().join("cp")),
+        http_listen: http,
+        grpc_listen: grpc,
+        ..ControlPlaneOptions::default()
+    })
+    .await;
+    let api2 = cp2.api();
+    eventually(Duration::from_secs(20), "reconnected", || async {
+        (fx.get(&api2).await["agent"]["connected"] == true).then_some(())
+    })
+    .await;
+
+    // SIGTERM to the agent: it says goodbye and exits 0; the API shows it disconnected.
+    agent.terminate();
+    assert_eq!(
+        agent.wait_exit(Duration::from_secs(5)).await.code(),
+        Some(0),
+        "{}",
+        agent.log()
+    );
+    eventually(
+        Duration::from_secs(5),
+        "disconnected after agent stop",
+        || async { (fx.get(&api2).await["agent"]["connected"] == false).then_some(()) },
+    )
+    .await;
+    assert!(cp2.log().contains("agent said goodbye"), "{}", cp2.log());
+}

@@ -1,0 +1,79 @@
+//! The README's first command: `tether-sandbox` brings up a control plane with a demo
+//! tenant and a connected agent, tells the newcomer where to look, and stops on Ctrl-C.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tether_tests::harness::{Api, bin_path, init};
+
+#[tokio::test]
+async fn sandbox_starts_a_connected_demo_and_stops_on_ctrl_c() {
+    init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(bin_path("tether-sandbox"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sandbox");
+    let stdout = child.stdout.take().expect("stdout");
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.contains("Ctrl-C stops everything");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
+        .await
+        .expect("banner in time")
+        .expect("reader");
+    let field = |name: &str| {
+        lines
+            .iter()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(name)
+                    .map(|v| v.split_whitespace().next().unwrap_or("").to_owned())
+            })
+            .unwrap_or_else(|| panic!("{name} missing from banner: {lines:#?}"))
+    };
+    let api_url = field("REST API");
+    let token = field("admin token");
+    let cp_id = field("compute plane");
+    assert!(lines.iter().any(|l| l.contains("(agent connected)")));
+    let addr = api_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/api/v1");
+    let api = Api::new(addr, &token);
+    let cp = api.ok_get(&format!("/compute-planes/{cp_id}")).await;
+    assert_eq!(cp["agent"]["connected"], true, "{cp}");
+    assert_eq!(cp["name"], "demo");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("admin-token"))
+            .expect("token")
+            .trim(),
+        token
+    );
+
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+}
