@@ -72,11 +72,7 @@ async fn a_proxy_that_refuses_the_port_is_named_and_retried() {
         ],
         ..AgentOptions::default()
     });
-    let expected = format!(
-        "proxy {} refused CONNECT to {}",
-        proxy.url.replace("http://", "http://"),
-        cp.grpc
-    );
+    let expected = format!("proxy {} refused CONNECT to {}", proxy.url, cp.grpc);
     eventually(
         Duration::from_secs(15),
         "repeated clear proxy errors",
