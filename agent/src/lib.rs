@@ -51,7 +51,8 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
-    let url = transport::parse_control_plane_url(&config.control_plane)?;
+    let url = transport::parse_control_plane_url(&config.control_plane)
+        .map_err(|e| AgentError::Config(e.to_string()))?;
     let ca = std::fs::read(&config.ca_file).map_err(|e| {
         AgentError::Config(format!(
             "cannot read --ca-file {}: {e}",
@@ -69,16 +70,16 @@ pub async fn run(
     let mut retry = Retry::new(config.retry);
     let mut attempt: u64 = 0;
 
+    let material = TlsMaterial {
+        roots: roots.clone(),
+        client: None,
+    };
     let mut creds = match state.load()? {
         Some(c) => c,
         None => {
             let token = config.enrollment_token.as_deref().ok_or_else(|| {
                 AgentError::NotEnrolled(state.identity_path().display().to_string())
             })?;
-            let material = TlsMaterial {
-                roots: roots.clone(),
-                client: None,
-            };
             loop {
                 attempt += 1;
                 tracing::info!(attempt, control_plane = %url, "enrolling with control plane");
@@ -123,13 +124,23 @@ pub async fn run(
                 return Ok(());
             }
             Ok(SessionEnd::Goodbye {
+                reason, message, ..
+            }) if reason == "revoked" => {
+                let revoked = AgentError::Revoked(message);
+                creds = reenroll(&config, &url, &material, &state, revoked).await?;
+                retry.reset();
+                continue;
+            }
+            Err(revoked @ AgentError::Revoked(_)) => {
+                creds = reenroll(&config, &url, &material, &state, revoked).await?;
+                retry.reset();
+                continue;
+            }
+            Ok(SessionEnd::Goodbye {
                 reason,
                 message,
                 retry_after,
             }) => {
-                if reason == "revoked" {
-                    return Err(AgentError::Revoked(message));
-                }
                 tracing::warn!(%reason, detail = %message, retry_after_ms = retry_after.as_millis() as u64, "control plane ended the session");
                 if retry_after.is_zero() {
                     retry.next_delay()
@@ -156,6 +167,30 @@ pub async fn run(
             return Ok(());
         }
     }
+}
+
+/// After a revocation: enroll again if the operator gave a (new) enrollment token,
+/// otherwise, or if that fails, stop with the revocation as the reason.
+async fn reenroll(
+    config: &Config,
+    url: &http::Uri,
+    material: &TlsMaterial,
+    state: &StateDir,
+    revoked: AgentError,
+) -> Result<identity_store::Credentials, AgentError> {
+    let Some(token) = config.enrollment_token.as_deref() else {
+        return Err(revoked);
+    };
+    tracing::warn!("{revoked}; enrolling again with the given enrollment token");
+    enroll::enroll(
+        url,
+        material,
+        state,
+        token,
+        config.compute_plane_id.as_deref(),
+    )
+    .await
+    .map_err(|e| AgentError::Revoked(format!("{revoked}; enrolling again failed: {e}")))
 }
 
 /// Sleeps `delay`; true if told to stop meanwhile.

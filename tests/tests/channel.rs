@@ -362,12 +362,16 @@ async fn revoke_ends_the_session_and_refuses_reconnects() {
     assert_eq!(shown["agent"]["revoked"], true);
     assert_eq!(shown["agent"]["connected"], false);
 
-    // A new enrollment token brings the compute plane back.
+    // Given a new enrollment token, the same agent (same state dir) enrolls again by itself.
     let fresh = fx.enrollment_token(&api, 600).await;
-    let d2 = tempfile::tempdir().expect("tempdir");
-    let _agent = AgentProc::start(agent_opts(&cp, &d2, Some(fresh)));
+    let _agent = AgentProc::start(agent_opts(&cp, &dir, Some(fresh)));
     let shown = connected(&api, &fx).await;
     assert_eq!(shown["agent"]["revoked"], false);
+    let new_pem = std::fs::read_to_string(dir.path().join("agent/identity.pem")).expect("identity");
+    assert_ne!(
+        new_pem, pem,
+        "a new key and certificate replaced the revoked ones"
+    );
 }
 
 /// A second session with the same identity supersedes the first.
