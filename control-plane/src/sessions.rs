@@ -17,6 +17,8 @@ pub mod reason {
     pub const SUPERSEDED: &str = "superseded";
     /// The control plane is stopping.
     pub const SHUTTING_DOWN: &str = "shutting-down";
+    /// The agent sent nothing for the idle timeout.
+    pub const IDLE: &str = "idle";
     /// The certificate that opened the session expired without renewal.
     pub const CERTIFICATE_EXPIRED: &str = "certificate-expired";
 }
@@ -118,6 +120,31 @@ impl Registry {
         Some(id)
     }
 
+    /// Ends session `session_id` of the compute plane, but only if it is still the current
+    /// one: a session ending itself (idle, expired) must never end its successor.
+    pub fn end_if_current(
+        &self,
+        compute_plane_id: &str,
+        session_id: &str,
+        reason: &str,
+        message: &str,
+    ) {
+        let entry = {
+            let mut map = self.lock();
+            if map
+                .get(compute_plane_id)
+                .is_some_and(|e| e.session_id == session_id)
+            {
+                map.remove(compute_plane_id)
+            } else {
+                None
+            }
+        };
+        if let Some(e) = entry {
+            finish(e, reason, message, 0);
+        }
+    }
+
     /// Ends every session (shutdown), each with its own random `retry_after` within
     /// `spread_ms` so the agents do not all come back at once.
     pub fn end_all(&self, reason: &str, message: &str, spread_ms: u64) {
@@ -175,8 +202,9 @@ mod tests {
         );
         assert!(rx1.recv().await.is_none(), "old stream closed");
         assert!(*r1.stop.borrow());
-        // The old session's cleanup must not remove the new one.
+        // The old session's cleanup must not remove or end the new one.
         reg.deregister("cp", "s1");
+        reg.end_if_current("cp", "s1", reason::CERTIFICATE_EXPIRED, "x");
         assert_eq!(reg.len(), 1);
         assert_eq!(reg.end("cp", reason::REVOKED, "x"), Some("s2".to_owned()));
         assert!(reg.is_empty());

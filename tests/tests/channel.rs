@@ -409,13 +409,13 @@ async fn second_session_supersedes_the_first() {
     drop(tx);
 }
 
-/// Acceptance 6: with 12 s certificates the agent renews at least twice within one
+/// Acceptance 6: with 20 s certificates the agent renews at least twice within one
 /// session, and the API shows each new serial.
 #[tokio::test]
 async fn certificates_renew_over_the_live_session() {
     init();
     let cp = ControlPlaneProc::start(ControlPlaneOptions {
-        extra_args: vec!["--agent-cert-ttl".into(), "12s".into()],
+        extra_args: vec!["--agent-cert-ttl".into(), "20s".into()],
         ..ControlPlaneOptions::default()
     })
     .await;
@@ -427,7 +427,7 @@ async fn certificates_renew_over_the_live_session() {
     let start = connected(&api, &fx).await;
     let session = start["agent"]["session_id"].clone();
     let mut serials = vec![start["agent"]["certificate_serial"].clone()];
-    let deadline = Instant::now() + Duration::from_secs(40);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while serials.len() < 3 {
         assert!(
             Instant::now() < deadline,
@@ -454,4 +454,69 @@ async fn certificates_renew_over_the_live_session() {
         agent.log()
     );
     assert!(agent.count("certificate renewed") >= 2);
+}
+
+/// A session does not outlive its certificate: a client that never renews is sent
+/// `Goodbye{certificate-expired}` when its certificate runs out.
+#[tokio::test]
+async fn a_session_ends_when_its_certificate_expires_unrenewed() {
+    init();
+    let cp = ControlPlaneProc::start(ControlPlaneOptions {
+        extra_args: vec!["--agent-cert-ttl".into(), "4s".into()],
+        ..ControlPlaneOptions::default()
+    })
+    .await;
+    let api = cp.api();
+    let fx = TenantFixture::create(&api, "acme").await;
+    let token = fx.enrollment_token(&api, 600).await;
+    let mut anon = raw_client(&cp.grpc_url(), &cp.ca_file(), None)
+        .await
+        .expect("TLS");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .expect("csr")
+        .pem()
+        .expect("pem");
+    let resp = anon
+        .enroll(EnrollRequest {
+            bootstrap_token: token,
+            csr_pem: csr,
+            ..Default::default()
+        })
+        .await
+        .expect("enroll")
+        .into_inner();
+    let mut c = raw_client(
+        &cp.grpc_url(),
+        &cp.ca_file(),
+        Some((&resp.certificate_pem, &key.serialize_pem())),
+    )
+    .await
+    .expect("mTLS");
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(hello()).await.expect("hello");
+    let mut inbound = c
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("session")
+        .into_inner();
+    let t0 = Instant::now();
+    let mut reason = None;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+        .await
+        .expect("in time")
+    {
+        if let Some(control_message::Kind::Goodbye(g)) = m.kind {
+            reason = Some(g.reason);
+        }
+    }
+    assert_eq!(reason.as_deref(), Some("certificate-expired"));
+    assert!(
+        t0.elapsed() <= Duration::from_secs(8),
+        "ended after {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(fx.get(&api).await["agent"]["connected"], false);
+    drop(tx);
 }

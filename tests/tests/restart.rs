@@ -138,6 +138,26 @@ async fn graceful_restart_sends_goodbye_with_retry_after() {
         (fx.get(&api2).await["agent"]["connected"] == true).then_some(())
     })
     .await;
+    // The agent waited at least Goodbye.retry_after before dialing again.
+    let events = agent.events();
+    let bye = events
+        .iter()
+        .find(|e| e["fields"]["message"] == "control plane ended the session")
+        .expect("goodbye event");
+    let retry_after = bye["fields"]["retry_after_ms"]
+        .as_u64()
+        .expect("retry_after_ms");
+    let redial = events
+        .iter()
+        .filter(|e| e["fields"]["message"] == "dialing control plane")
+        .map(ts_ms)
+        .find(|t| *t > ts_ms(bye))
+        .expect("dialed again");
+    assert!(
+        redial - ts_ms(bye) + 5 >= retry_after as i64,
+        "redialed {} ms after a goodbye asking for {retry_after} ms",
+        redial - ts_ms(bye)
+    );
 
     // SIGTERM to the agent: it says goodbye and exits 0; the API shows it disconnected.
     agent.terminate();
@@ -154,4 +174,11 @@ async fn graceful_restart_sends_goodbye_with_retry_after() {
     )
     .await;
     assert!(cp2.log().contains("agent said goodbye"), "{}", cp2.log());
+}
+
+fn ts_ms(event: &serde_json::Value) -> i64 {
+    let ts = event["timestamp"].as_str().expect("timestamp");
+    let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+        .expect("rfc3339");
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }

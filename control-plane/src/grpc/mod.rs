@@ -349,7 +349,7 @@ async fn read_session(
                     break "stream error";
                 }
                 Err(_) => {
-                    state.sessions.end(&cp_id, "idle", "no message within the idle timeout");
+                    state.sessions.end_if_current(&cp_id, &session_id, reason::IDLE, "no message within the idle timeout");
                     break "idle timeout";
                 }
             },
@@ -360,7 +360,7 @@ async fn read_session(
                 }
             }
             () = tokio::time::sleep(left) => {
-                state.sessions.end(&cp_id, reason::CERTIFICATE_EXPIRED, "the session's certificate expired without renewal");
+                state.sessions.end_if_current(&cp_id, &session_id, reason::CERTIFICATE_EXPIRED, "the session's certificate expired without renewal");
                 break "certificate expired";
             }
         }

@@ -283,6 +283,11 @@ impl AgentProc {
         read_log(&self.log)
     }
 
+    /// Its JSON log events so far.
+    pub fn events(&self) -> Vec<Value> {
+        events(&self.log)
+    }
+
     /// How many log events carry exactly this message.
     pub fn count(&self, message: &str) -> usize {
         count(&self.log, message)
