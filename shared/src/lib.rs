@@ -1,6 +1,7 @@
 //! Types and helpers both planes need.
 //!
 //! - [`files`]: owner-only, atomic writes of keys and tokens.
+//! - [`logging`]: the log setup of every binary.
 //! - [`names`]: DNS-1123 label validation for everything that becomes a name.
 //! - [`identity`]: the agent identity carried in a certificate's URI SAN.
 //! - [`pki`]: PEM parsing and certificate facts (serial, expiry, identity).
@@ -9,6 +10,7 @@
 
 pub mod files;
 pub mod identity;
+pub mod logging;
 pub mod names;
 pub mod pki;
 pub mod tokens;

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use tether_proto::v1::{EnrollRequest, control_message};
-use tether_tests::harness::grpc::{hello, raw_client, split_identity};
+use tether_tests::harness::grpc::{enroll_raw, hello, open_session, raw_client, split_identity};
 use tether_tests::harness::{
     AgentOptions, AgentProc, ControlPlaneOptions, ControlPlaneProc, TenantFixture, eventually, init,
 };
@@ -14,25 +14,11 @@ fn agent_opts(
     dir: &tempfile::TempDir,
     token: Option<String>,
 ) -> AgentOptions {
-    AgentOptions {
-        control_plane: cp.grpc_url(),
-        ca_file: cp.ca_file(),
-        state_dir: dir.path().join("agent"),
-        enrollment_token: token,
-        ..AgentOptions::default()
-    }
+    AgentOptions::for_control_plane(cp, dir.path().join("agent"), token)
 }
 
 async fn connected(api: &tether_tests::harness::Api, fx: &TenantFixture) -> serde_json::Value {
-    eventually(
-        Duration::from_secs(5),
-        "agent connected in the API",
-        || async {
-            let cp = fx.get(api).await;
-            (cp["agent"]["connected"] == true).then_some(cp)
-        },
-    )
-    .await
+    fx.connected(api, 5).await
 }
 
 /// Acceptance 1: the API shows the agent connected within 5 s, with version and expiry;
@@ -276,13 +262,7 @@ async fn sessions_need_a_certificate_from_this_ca() {
     )
     .await
     .expect("mTLS");
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(hello()).await.expect("hello");
-    let mut inbound = c
-        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .expect("session")
-        .into_inner();
+    let (tx, mut inbound) = open_session(&mut c).await.expect("session");
     let first = inbound.message().await.expect("message").expect("welcome");
     match first.kind {
         Some(control_message::Kind::Welcome(w)) => {
@@ -391,12 +371,7 @@ async fn second_session_supersedes_the_first() {
     let mut c = raw_client(&cp.grpc_url(), &cp.ca_file(), Some((&cert, &key)))
         .await
         .expect("mTLS");
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(hello()).await.expect("hello");
-    let _inbound = c
-        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .expect("session");
+    let (tx, _inbound) = open_session(&mut c).await.expect("session");
     eventually(
         Duration::from_secs(5),
         "agent told it was superseded",
@@ -469,38 +444,11 @@ async fn a_session_ends_when_its_certificate_expires_unrenewed() {
     let api = cp.api();
     let fx = TenantFixture::create(&api, "acme").await;
     let token = fx.enrollment_token(&api, 600).await;
-    let mut anon = raw_client(&cp.grpc_url(), &cp.ca_file(), None)
+    let (cert, key) = enroll_raw(&cp.grpc_url(), &cp.ca_file(), &token).await;
+    let mut c = raw_client(&cp.grpc_url(), &cp.ca_file(), Some((&cert, &key)))
         .await
-        .expect("TLS");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let csr = rcgen::CertificateParams::default()
-        .serialize_request(&key)
-        .expect("csr")
-        .pem()
-        .expect("pem");
-    let resp = anon
-        .enroll(EnrollRequest {
-            bootstrap_token: token,
-            csr_pem: csr,
-            ..Default::default()
-        })
-        .await
-        .expect("enroll")
-        .into_inner();
-    let mut c = raw_client(
-        &cp.grpc_url(),
-        &cp.ca_file(),
-        Some((&resp.certificate_pem, &key.serialize_pem())),
-    )
-    .await
-    .expect("mTLS");
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(hello()).await.expect("hello");
-    let mut inbound = c
-        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .expect("session")
-        .into_inner();
+        .expect("mTLS");
+    let (tx, mut inbound) = open_session(&mut c).await.expect("session");
     let t0 = Instant::now();
     let mut reason = None;
     while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(10), inbound.message())

@@ -7,37 +7,45 @@ use tether_tests::harness::{
     AgentOptions, AgentProc, ControlPlaneOptions, ControlPlaneProc, TenantFixture, eventually, init,
 };
 
+/// A control plane on `data/cp` with tenant `acme` and a connected agent.
+async fn connected_setup(
+    data: &tempfile::TempDir,
+    agent_dir: &tempfile::TempDir,
+    agent_args: &[&str],
+) -> (
+    ControlPlaneProc,
+    TenantFixture,
+    AgentProc,
+    serde_json::Value,
+) {
+    let cp = restart_on(data, "127.0.0.1:0", "127.0.0.1:0").await;
+    let api = cp.api();
+    let fx = TenantFixture::create(&api, "acme").await;
+    let token = fx.enrollment_token(&api, 600).await;
+    let opts = AgentOptions::for_control_plane(&cp, agent_dir.path().join("agent"), Some(token));
+    let agent = AgentProc::start(opts.with_args(agent_args));
+    let shown = fx.connected(&api, 5).await;
+    (cp, fx, agent, shown)
+}
+
+/// A control plane on `data/cp` (the same CA, token and database across restarts).
+async fn restart_on(data: &tempfile::TempDir, http: &str, grpc: &str) -> ControlPlaneProc {
+    ControlPlaneProc::start(ControlPlaneOptions {
+        data_dir: Some(data.path().join("cp")),
+        http_listen: http.to_owned(),
+        grpc_listen: grpc.to_owned(),
+        ..ControlPlaneOptions::default()
+    })
+    .await
+}
+
 #[tokio::test]
 async fn agent_backs_off_while_the_control_plane_is_down_and_reconnects() {
     init();
     let data = tempfile::tempdir().expect("tempdir");
-    let mut cp = ControlPlaneProc::start(ControlPlaneOptions {
-        data_dir: Some(data.path().join("cp")),
-        ..ControlPlaneOptions::default()
-    })
-    .await;
-    let api = cp.api();
-    let fx = TenantFixture::create(&api, "acme").await;
-    let token = fx.enrollment_token(&api, 600).await;
     let agent_dir = tempfile::tempdir().expect("tempdir");
-    let agent = AgentProc::start(AgentOptions {
-        control_plane: cp.grpc_url(),
-        ca_file: cp.ca_file(),
-        state_dir: agent_dir.path().join("agent"),
-        enrollment_token: Some(token),
-        extra_args: vec![
-            "--backoff-initial".into(),
-            "1s".into(),
-            "--backoff-max".into(),
-            "5s".into(),
-        ],
-        ..AgentOptions::default()
-    });
-    let before = eventually(Duration::from_secs(5), "connected", || async {
-        let v = fx.get(&api).await;
-        (v["agent"]["connected"] == true).then_some(v)
-    })
-    .await;
+    let backoff = ["--backoff-initial", "1s", "--backoff-max", "5s"];
+    let (mut cp, fx, agent, before) = connected_setup(&data, &agent_dir, &backoff).await;
 
     // Crash (no goodbye) and stay down for 10 s.
     let (http, grpc) = (cp.http.clone(), cp.grpc.clone());
@@ -59,13 +67,7 @@ async fn agent_backs_off_while_the_control_plane_is_down_and_reconnects() {
     );
 
     // Back on the same addresses and data dir: the agent returns by itself.
-    let cp2 = ControlPlaneProc::start(ControlPlaneOptions {
-        data_dir: Some(data.path().join("cp")),
-        http_listen: http,
-        grpc_listen: grpc,
-        ..ControlPlaneOptions::default()
-    })
-    .await;
+    let cp2 = restart_on(&data, &http, &grpc).await;
     let api2 = cp2.api();
     let after = eventually(
         Duration::from_secs(15),
@@ -88,26 +90,8 @@ async fn agent_backs_off_while_the_control_plane_is_down_and_reconnects() {
 async fn graceful_restart_sends_goodbye_with_retry_after() {
     init();
     let data = tempfile::tempdir().expect("tempdir");
-    let mut cp = ControlPlaneProc::start(ControlPlaneOptions {
-        data_dir: Some(data.path().join("cp")),
-        ..ControlPlaneOptions::default()
-    })
-    .await;
-    let api = cp.api();
-    let fx = TenantFixture::create(&api, "acme").await;
-    let token = fx.enrollment_token(&api, 600).await;
     let agent_dir = tempfile::tempdir().expect("tempdir");
-    let mut agent = AgentProc::start(AgentOptions {
-        control_plane: cp.grpc_url(),
-        ca_file: cp.ca_file(),
-        state_dir: agent_dir.path().join("agent"),
-        enrollment_token: Some(token),
-        ..AgentOptions::default()
-    });
-    eventually(Duration::from_secs(5), "connected", || async {
-        (fx.get(&api).await["agent"]["connected"] == true).then_some(())
-    })
-    .await;
+    let (mut cp, fx, mut agent, _) = connected_setup(&data, &agent_dir, &[]).await;
     let (http, grpc) = (cp.http.clone(), cp.grpc.clone());
     let status = cp.terminate().expect("exit status");
     assert!(
@@ -126,18 +110,9 @@ async fn graceful_restart_sends_goodbye_with_retry_after() {
         agent.log()
     );
 
-    let cp2 = ControlPlaneProc::start(ControlPlaneOptions {
-        data_dir: Some(data.path().join("cp")),
-        http_listen: http,
-        grpc_listen: grpc,
-        ..ControlPlaneOptions::default()
-    })
-    .await;
+    let cp2 = restart_on(&data, &http, &grpc).await;
     let api2 = cp2.api();
-    eventually(Duration::from_secs(20), "reconnected", || async {
-        (fx.get(&api2).await["agent"]["connected"] == true).then_some(())
-    })
-    .await;
+    fx.connected(&api2, 20).await;
     // The agent waited at least Goodbye.retry_after before dialing again.
     let events = agent.events();
     let bye = events

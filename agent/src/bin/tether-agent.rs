@@ -58,7 +58,7 @@ async fn main() {
     let Cli {
         command: Command::Run(args),
     } = Cli::parse();
-    init_logging(&args.log_format);
+    tether_shared::logging::init(&args.log_format);
     let config = Config {
         control_plane: args.control_plane,
         ca_file: args.ca_file,
@@ -74,20 +74,6 @@ async fn main() {
         tracing::error!("{e}");
         eprintln!("error: {e}");
         std::process::exit(e.exit_code());
-    }
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }
 

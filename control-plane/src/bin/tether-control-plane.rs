@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let Cli {
         command: Command::Serve(args),
     } = Cli::parse();
-    init_logging(&args.log_format);
+    tether_shared::logging::init(&args.log_format);
     if args.agent_cert_ttl < std::time::Duration::from_secs(3) {
         anyhow::bail!("--agent-cert-ttl must be at least 3s");
     }
@@ -97,20 +97,6 @@ async fn main() -> anyhow::Result<()> {
     cp.run(http, grpc, shutdown_signal()).await?;
     tracing::info!("control plane stopped");
     Ok(())
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 async fn shutdown_signal() {

@@ -126,6 +126,28 @@ impl AgentControlService {
     }
 }
 
+impl AgentControlService {
+    /// Signs `csr_pem` for `identity` and returns the certificate with its store record.
+    fn issue(
+        &self,
+        csr_pem: &str,
+        identity: &AgentIdentity,
+        now: i64,
+    ) -> Result<(crate::ca::Issued, NewCertificate), Status> {
+        let issued = self
+            .state
+            .ca
+            .sign_agent(csr_pem, identity, self.state.settings.agent_cert_ttl)
+            .map_err(|e| Status::invalid_argument(format!("invalid CSR: {e}")))?;
+        let record = NewCertificate {
+            serial: issued.serial.clone(),
+            issued_at: now,
+            expires_at: issued.not_after,
+        };
+        Ok((issued, record))
+    }
+}
+
 type ControlStream = Pin<Box<dyn Stream<Item = Result<ControlMessage, Status>> + Send>>;
 type TelemetryAckStream = Pin<Box<dyn Stream<Item = Result<TelemetryAck, Status>> + Send>>;
 
@@ -159,16 +181,7 @@ impl AgentControl for AgentControlService {
             tenant_id: cp.tenant_id.clone(),
             compute_plane_id: cp.id,
         };
-        let issued = self
-            .state
-            .ca
-            .sign_agent(&r.csr_pem, &identity, self.state.settings.agent_cert_ttl)
-            .map_err(|e| Status::invalid_argument(format!("invalid CSR: {e}")))?;
-        let record = NewCertificate {
-            serial: issued.serial.clone(),
-            issued_at: now,
-            expires_at: issued.not_after,
-        };
+        let (issued, record) = self.issue(&r.csr_pem, &identity, now)?;
         self.state
             .store
             .redeem_enrollment_token(&hash, &record, now)
@@ -281,21 +294,7 @@ impl AgentControl for AgentControlService {
         let peer = self.authenticate(&req).await?;
         let r = req.into_inner();
         check_len("csr_pem", &r.csr_pem, MAX_CSR_LEN, true)?;
-        let issued = self
-            .state
-            .ca
-            .sign_agent(
-                &r.csr_pem,
-                &peer.identity,
-                self.state.settings.agent_cert_ttl,
-            )
-            .map_err(|e| Status::invalid_argument(format!("invalid CSR: {e}")))?;
-        let now = self.state.clock.now();
-        let record = NewCertificate {
-            serial: issued.serial.clone(),
-            issued_at: now,
-            expires_at: issued.not_after,
-        };
+        let (issued, record) = self.issue(&r.csr_pem, &peer.identity, self.state.clock.now())?;
         self.state
             .store
             .record_certificate(&peer.identity.compute_plane_id, &record)

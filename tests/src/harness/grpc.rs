@@ -45,3 +45,41 @@ pub fn split_identity(pem: &str) -> (String, String) {
         .expect("key in identity.pem");
     (pem[..idx].to_owned(), pem[idx..].to_owned())
 }
+
+/// Opens a session and sends Hello; returns the sender (drop it to end the session) and
+/// the control plane's messages.
+pub async fn open_session(
+    client: &mut AgentControlClient<Channel>,
+) -> Result<
+    (
+        tokio::sync::mpsc::Sender<AgentMessage>,
+        tonic::Streaming<tether_proto::v1::ControlMessage>,
+    ),
+    tonic::Status,
+> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let _ = tx.send(hello()).await;
+    let inbound = client
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    Ok((tx, inbound))
+}
+
+/// Enrolls over server-auth TLS with a fresh key; returns (certificate PEM, key PEM).
+pub async fn enroll_raw(url: &str, ca_file: &Path, token: &str) -> (String, String) {
+    let mut c = raw_client(url, ca_file, None)
+        .await
+        .expect("server-auth TLS");
+    let (key, csr) = tether_shared::pki::key_and_csr("test-agent").expect("csr");
+    let resp = c
+        .enroll(tether_proto::v1::EnrollRequest {
+            bootstrap_token: token.to_owned(),
+            csr_pem: csr,
+            ..Default::default()
+        })
+        .await
+        .expect("enroll")
+        .into_inner();
+    (resp.certificate_pem, key)
+}

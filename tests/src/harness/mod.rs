@@ -87,6 +87,20 @@ impl TenantFixture {
         r["token"].as_str().expect("enrollment token").to_owned()
     }
 
+    /// Waits (up to `secs`) until the API shows the agent connected; returns the compute
+    /// plane as shown then.
+    pub async fn connected(&self, api: &Api, secs: u64) -> serde_json::Value {
+        eventually(
+            Duration::from_secs(secs),
+            "agent connected in the API",
+            || async {
+                let cp = self.get(api).await;
+                (cp["agent"]["connected"] == true).then_some(cp)
+            },
+        )
+        .await
+    }
+
     /// The compute plane as the API shows it.
     pub async fn get(&self, api: &Api) -> serde_json::Value {
         api.as_token(&self.admin_token)

@@ -222,6 +222,29 @@ pub struct AgentOptions {
     pub extra_args: Vec<String>,
 }
 
+impl AgentOptions {
+    /// Options for an agent of `cp` keeping its state in `state_dir`.
+    pub fn for_control_plane(
+        cp: &ControlPlaneProc,
+        state_dir: PathBuf,
+        token: Option<String>,
+    ) -> Self {
+        Self {
+            control_plane: cp.grpc_url(),
+            ca_file: cp.ca_file(),
+            state_dir,
+            enrollment_token: token,
+            ..Self::default()
+        }
+    }
+
+    /// The same options with more flags.
+    pub fn with_args(mut self, args: &[&str]) -> Self {
+        self.extra_args.extend(args.iter().map(|a| (*a).to_owned()));
+        self
+    }
+}
+
 /// A running `tether-agent run`.
 #[derive(Debug)]
 pub struct AgentProc {
