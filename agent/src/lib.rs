@@ -6,9 +6,13 @@
 //! [`retry`] (backoff with full jitter), [`identity_store`] (key and certificate on disk).
 #![forbid(unsafe_code)]
 
+pub mod desired;
 pub mod enroll;
 pub mod error;
 pub mod identity_store;
+pub mod reconcile;
+pub mod render;
+pub mod report;
 pub mod retry;
 pub mod session;
 pub mod transport;
@@ -19,8 +23,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::desired::DesiredStore;
 pub use crate::error::AgentError;
 use crate::identity_store::StateDir;
+use crate::report::Report;
 use crate::retry::{Retry, RetryPolicy};
 use crate::session::SessionEnd;
 use crate::transport::TlsMaterial;
@@ -43,6 +49,14 @@ pub struct Config {
     pub compute_plane_id: Option<String>,
     /// Reconnect policy.
     pub retry: RetryPolicy,
+    /// Kubeconfig; `None` means in-cluster config when in a pod, else no reconciling.
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace of the Presto clusters.
+    pub namespace: String,
+    /// Full resync period of the reconciler.
+    pub resync_interval: Duration,
+    /// Grace period of drained workers before their pods are replaced.
+    pub drain_grace: Duration,
 }
 
 /// Enrolls if needed, then keeps a session up until `shutdown` resolves. Returns an error
@@ -110,11 +124,85 @@ pub async fn run(
     };
     retry.reset();
 
+    let desired =
+        DesiredStore::open(&config.state_dir).map_err(|e| AgentError::Config(e.to_string()))?;
+    let (report_tx, mut report_rx) = watch::channel(Report::default());
+    let reconciler = start_reconciler(&config, &creds, &desired, report_tx, stop.clone()).await?;
+
+    let result = session_loop(
+        &config,
+        &url,
+        &roots,
+        &material,
+        &state,
+        &mut creds,
+        &desired,
+        &mut report_rx,
+        &mut stop,
+        &mut retry,
+        attempt,
+    )
+    .await;
+    if let Some(r) = reconciler {
+        let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+    }
+    result
+}
+
+/// Starts the reconciler when Kubernetes is configured.
+async fn start_reconciler(
+    config: &Config,
+    creds: &identity_store::Credentials,
+    desired: &DesiredStore,
+    report: watch::Sender<Report>,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, AgentError> {
+    let Some(client) = reconcile::client(config.kubeconfig.as_deref())
+        .await
+        .map_err(AgentError::Config)?
+    else {
+        tracing::warn!(
+            "no --kubeconfig and not running in a pod: desired state is received and kept, not applied"
+        );
+        return Ok(None);
+    };
+    let compute_plane_id = creds
+        .info
+        .identity
+        .as_ref()
+        .map(|i| i.compute_plane_id.clone())
+        .ok_or_else(|| AgentError::Config("the agent certificate names no compute plane".into()))?;
+    let settings = reconcile::Settings {
+        namespace: config.namespace.clone(),
+        compute_plane_id,
+        resync: config.resync_interval,
+        drain_grace: config.drain_grace,
+    };
+    let kube = reconcile::kube_ops::Kube::new(client, config.namespace.clone());
+    let reconciler = reconcile::Reconciler::new(kube, settings, desired.subscribe(), report);
+    Ok(Some(tokio::spawn(reconciler.run(stop))))
+}
+
+/// Holds sessions until stopped or refused for good.
+#[allow(clippy::too_many_arguments)]
+async fn session_loop(
+    config: &Config,
+    url: &http::Uri,
+    roots: &[rustls_pki_types::CertificateDer<'static>],
+    material: &TlsMaterial,
+    state: &StateDir,
+    creds: &mut identity_store::Credentials,
+    desired: &DesiredStore,
+    report_rx: &mut watch::Receiver<Report>,
+    stop: &mut watch::Receiver<bool>,
+    retry: &mut Retry,
+    mut attempt: u64,
+) -> Result<(), AgentError> {
     loop {
         attempt += 1;
         tracing::info!(attempt, control_plane = %url, "dialing control plane");
         let started = Instant::now();
-        let result = session::run(&url, &roots, &state, &mut creds, &mut stop).await;
+        let result = session::run(url, roots, state, creds, desired, report_rx, stop).await;
         if started.elapsed() >= STABLE_SESSION {
             retry.reset();
         }
@@ -127,12 +215,12 @@ pub async fn run(
                 reason, message, ..
             }) if reason == "revoked" => {
                 let revoked = AgentError::Revoked(message);
-                creds = reenroll(&config, &url, &material, &state, revoked).await?;
+                *creds = reenroll(config, url, material, state, revoked).await?;
                 retry.reset();
                 continue;
             }
             Err(revoked @ AgentError::Revoked(_)) => {
-                creds = reenroll(&config, &url, &material, &state, revoked).await?;
+                *creds = reenroll(config, url, material, state, revoked).await?;
                 retry.reset();
                 continue;
             }
@@ -162,7 +250,7 @@ pub async fn run(
             }
             Err(e) => return Err(e),
         };
-        if *stop.borrow() || wait(delay, &mut stop).await {
+        if *stop.borrow() || wait(delay, stop).await {
             tracing::info!("agent stopped");
             return Ok(());
         }

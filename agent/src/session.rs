@@ -16,10 +16,13 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
+use crate::desired::DesiredStore;
 use crate::enroll::AGENT_VERSION;
 use crate::error::AgentError;
 use crate::identity_store::{Credentials, StateDir};
+use crate::report::Report;
 use crate::transport::{self, TlsMaterial};
+use tether_shared::spec::DesiredState;
 
 /// How long the control plane may take to answer Hello.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,6 +80,8 @@ pub async fn run(
     roots: &[rustls_pki_types::CertificateDer<'static>],
     state: &StateDir,
     creds: &mut Credentials,
+    desired: &DesiredStore,
+    report: &mut watch::Receiver<Report>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<SessionEnd, AgentError> {
     let tls = TlsMaterial {
@@ -90,8 +95,12 @@ pub async fn run(
     let (tx, rx) = mpsc::channel(16);
     let hello = pb::Hello {
         version: AGENT_VERSION.to_owned(),
-        capabilities: vec!["session.v1".to_owned(), "renew.v1".to_owned()],
-        applied_generation: 0,
+        capabilities: vec![
+            "session.v1".to_owned(),
+            "renew.v1".to_owned(),
+            "desired-state.v1".to_owned(),
+        ],
+        applied_generation: report.borrow().applied_generation,
         telemetry_next_seq: 0,
         certificate_serial: creds.info.serial.clone(),
     };
@@ -130,6 +139,12 @@ pub async fn run(
     let mut heartbeat = tokio::time::interval_at(Instant::now() + hb_every, hb_every);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut renew_at = renew_instant(creds);
+    // What this session has told the control plane, so only changes are sent.
+    let mut sent = Report::default();
+    let current = report.borrow_and_update().clone();
+    if send_report(&tx, &mut sent, current).await.is_err() {
+        return Ok(SessionEnd::Closed);
+    }
     loop {
         tokio::select! {
             m = inbound.message() => match m {
@@ -139,9 +154,7 @@ pub async fn run(
                         tracing::info!(reason = %r.reason, "control plane asked for a new certificate");
                         renew_at = Instant::now();
                     }
-                    control_message::Kind::DesiredState(d) => {
-                        tracing::info!(generation = d.generation, "desired state received");
-                    }
+                    control_message::Kind::DesiredState(d) => accept_desired_state(desired, d),
                     control_message::Kind::Command(c) => {
                         tracing::info!(command = %c.name, "command received; not supported by this agent version");
                     }
@@ -151,6 +164,14 @@ pub async fn run(
                 Ok(None) => return Ok(SessionEnd::Closed),
                 Err(status) => return Err(classify(status)),
             },
+            changed = report.changed() => {
+                if changed.is_ok() {
+                    let current = report.borrow_and_update().clone();
+                    if send_report(&tx, &mut sent, current).await.is_err() {
+                        return Ok(SessionEnd::Closed);
+                    }
+                }
+            }
             _ = heartbeat.tick() => {
                 let hb = pb::Heartbeat { sent_at_unix_ms: unix_ms() };
                 if tx.send(msg(agent_message::Kind::Heartbeat(hb))).await.is_err() {
@@ -183,6 +204,38 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Validates and keeps a pushed desired state; an invalid one is refused and logged
+/// (the control plane validated it too, so this means a bug or tampering).
+fn accept_desired_state(desired: &DesiredStore, d: pb::DesiredState) {
+    let generation = d.generation;
+    match DesiredState::try_from(d) {
+        Ok(state) => match desired.accept(state) {
+            Ok(true) => tracing::info!(generation, "desired state accepted"),
+            Ok(false) => tracing::debug!(generation, "desired state not newer than ours; ignored"),
+            Err(e) => tracing::error!(generation, "cannot persist desired state: {e}"),
+        },
+        Err(e) => tracing::error!(generation, "refusing invalid desired state: {e}"),
+    }
+}
+
+/// Sends what changed in the report since `sent`.
+async fn send_report(
+    tx: &mpsc::Sender<AgentMessage>,
+    sent: &mut Report,
+    current: Report,
+) -> Result<(), ()> {
+    if current.applied_generation != sent.applied_generation
+        || current.conditions != sent.conditions
+    {
+        tx.send(current.applied()).await.map_err(|_| ())?;
+    }
+    if current.clusters != sent.clusters {
+        tx.send(current.status()).await.map_err(|_| ())?;
+    }
+    *sent = current;
+    Ok(())
 }
 
 fn goodbye(g: pb::Goodbye) -> SessionEnd {

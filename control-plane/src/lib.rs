@@ -8,9 +8,11 @@
 pub mod api;
 pub mod ca;
 pub mod clock;
+pub mod desired;
 pub mod grpc;
 pub mod sessions;
 pub mod state;
+pub mod status;
 pub mod store;
 
 use std::net::IpAddr;

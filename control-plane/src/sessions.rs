@@ -159,6 +159,11 @@ impl Registry {
         }
     }
 
+    /// The control-message sender of the compute plane's live session.
+    pub fn sender(&self, compute_plane_id: &str) -> Option<mpsc::Sender<ControlMessage>> {
+        self.lock().get(compute_plane_id).map(|e| e.tx.clone())
+    }
+
     /// Moves the live session's certificate expiry after a renewal.
     pub fn certificate_renewed(&self, compute_plane_id: &str, expires_at: i64) {
         if let Some(e) = self.lock().get(compute_plane_id) {

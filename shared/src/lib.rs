@@ -4,6 +4,7 @@
 //! - [`logging`]: the log setup of every binary.
 //! - [`names`]: DNS-1123 label validation for everything that becomes a name.
 //! - [`identity`]: the agent identity carried in a certificate's URI SAN.
+//! - [`spec`]: cluster and catalog specs, their validation, the desired state.
 //! - [`pki`]: PEM parsing and certificate facts (serial, expiry, identity).
 //! - [`tokens`]: bearer and bootstrap tokens, and their hashes.
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@ pub mod identity;
 pub mod logging;
 pub mod names;
 pub mod pki;
+pub mod spec;
 pub mod tokens;
 
 pub use identity::AgentIdentity;

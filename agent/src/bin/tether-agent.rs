@@ -47,6 +47,18 @@ struct RunArgs {
     /// Cap of the reconnect backoff interval.
     #[arg(long, env = "TETHER_BACKOFF_MAX", default_value = "30s", value_parser = humantime::parse_duration)]
     backoff_max: std::time::Duration,
+    /// Kubeconfig of the cluster to run Presto in (default: in-cluster config when in a pod).
+    #[arg(long, env = "TETHER_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace of the Presto clusters.
+    #[arg(long, env = "TETHER_NAMESPACE", default_value = "tether")]
+    namespace: String,
+    /// Full resync period of the reconciler.
+    #[arg(long, env = "TETHER_RESYNC_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    resync_interval: std::time::Duration,
+    /// Grace period of drained Presto workers before their pods are replaced.
+    #[arg(long, env = "TETHER_DRAIN_GRACE", default_value = "120s", value_parser = humantime::parse_duration)]
+    drain_grace: std::time::Duration,
     /// Log format.
     #[arg(long, env = "TETHER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -69,6 +81,10 @@ async fn main() {
             initial: args.backoff_initial,
             max: args.backoff_max,
         },
+        kubeconfig: args.kubeconfig,
+        namespace: args.namespace,
+        resync_interval: args.resync_interval,
+        drain_grace: args.drain_grace,
     };
     if let Err(e) = tether_agent::run(config, shutdown_signal()).await {
         tracing::error!("{e}");

@@ -49,6 +49,8 @@ pub fn compute_plane_json(cp: &ComputePlane) -> Value {
         "name": cp.name,
         "region": cp.region,
         "created_at": rfc3339(cp.created_at),
+        "generation": cp.generation,
+        "applied_generation": cp.applied_generation,
         "agent": {
             "connected": a.connected,
             "connected_since": if a.connected { opt_time(a.connected_since) } else { Value::Null },
@@ -80,7 +82,11 @@ fn validate_region(region: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn visible_cp(s: &AppState, p: &Principal, id: &str) -> Result<ComputePlane, ApiError> {
+pub(crate) async fn visible_cp(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+) -> Result<ComputePlane, ApiError> {
     match s.store.get_compute_plane(id).await? {
         Some(cp) if p.can_see(&cp.tenant_id) => Ok(cp),
         _ => Err(ApiError::NotFound("compute plane")),

@@ -3,6 +3,8 @@
 //! testable with `tower::ServiceExt::oneshot`.
 
 pub mod auth;
+pub mod catalogs;
+pub mod clusters;
 pub mod compute_planes;
 pub mod error;
 pub mod json;
@@ -34,6 +36,20 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/compute-planes/{cp}/revoke-agent",
             post(compute_planes::revoke_agent),
+        )
+        .route("/compute-planes/{cp}/clusters", get(clusters::list))
+        .route(
+            "/compute-planes/{cp}/clusters/{name}",
+            get(clusters::get)
+                .put(clusters::put)
+                .delete(clusters::delete),
+        )
+        .route("/compute-planes/{cp}/catalogs", get(catalogs::list))
+        .route(
+            "/compute-planes/{cp}/catalogs/{name}",
+            get(catalogs::get)
+                .put(catalogs::put)
+                .delete(catalogs::delete),
         );
     Router::new()
         .nest("/api/v1", api)

@@ -264,6 +264,9 @@ impl AgentControl for AgentControlService {
             .sessions
             .register(&cp_id, &session_id, tx, peer.cert.not_after);
         tracing::info!(identity = %peer.identity, %session_id, version = %hello.version, %remote, "session started");
+        // Registered first, then pushed: a change racing this start is pushed again by its
+        // writer, and the agent ignores generations older than the one it has.
+        crate::desired::push(&self.state, &cp_id).await;
         tokio::spawn(read_session(
             self.state.clone(),
             cp_id,
@@ -339,6 +342,12 @@ async fn read_session(
                     }
                     Some(agent_message::Kind::Hello(_)) => {
                         tracing::warn!(%session_id, "ignoring a second Hello");
+                    }
+                    Some(agent_message::Kind::Applied(a)) => {
+                        crate::status::record_applied(&state, &cp_id, a).await;
+                    }
+                    Some(agent_message::Kind::Status(st)) => {
+                        crate::status::record_status(&state, &cp_id, st).await;
                     }
                     _ => {}
                 },

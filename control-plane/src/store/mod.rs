@@ -3,6 +3,7 @@
 //! `Arc<dyn Store>` and never see SQL.
 
 pub mod sqlite;
+mod sqlite_desired;
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -114,6 +115,10 @@ pub struct ComputePlane {
     pub created_at: i64,
     /// Agent state.
     pub agent: AgentState,
+    /// Desired-state generation.
+    pub generation: i64,
+    /// The generation the agent last acked.
+    pub applied_generation: i64,
 }
 
 /// What the control plane knows of a compute plane's agent.
@@ -176,7 +181,7 @@ pub struct SessionStart {
 
 /// The control plane's persistent state. Implementations must make every method atomic.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store: DesiredStateStore + Send + Sync + std::fmt::Debug + 'static {
     /// Creates a tenant; `Conflict` if the name is taken.
     async fn create_tenant(
         &self,
@@ -273,4 +278,113 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
     /// On start of a single-replica control plane: no session survived the restart.
     async fn mark_all_disconnected(&self) -> Result<(), StoreError>;
+}
+
+/// A cluster row: spec, deletion mark, and the agent's last report.
+#[derive(Debug, Clone)]
+pub struct ClusterRow {
+    /// Name.
+    pub name: String,
+    /// Validated spec JSON.
+    pub spec: String,
+    /// Compute-plane generation of its last change.
+    pub generation: i64,
+    /// Set while a DELETE waits for the agent.
+    pub deleted_generation: Option<i64>,
+    /// Last status JSON from the agent.
+    pub status: Option<String>,
+    /// Generation the agent last applied to it.
+    pub observed_generation: i64,
+}
+
+/// A catalog row.
+#[derive(Debug, Clone)]
+pub struct CatalogRow {
+    /// Name.
+    pub name: String,
+    /// Validated spec JSON.
+    pub spec: String,
+    /// Compute-plane generation of its last change.
+    pub generation: i64,
+}
+
+/// The stored desired state of a compute plane.
+#[derive(Debug, Clone, Default)]
+pub struct StoredDesiredState {
+    /// Current generation.
+    pub generation: i64,
+    /// Live (not deleted) clusters: name and spec JSON.
+    pub clusters: Vec<(String, String)>,
+    /// Catalogs: name and spec JSON.
+    pub catalogs: Vec<(String, String)>,
+}
+
+/// Why a desired-state write was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DesiredStateConflict {
+    /// The cluster attaches a catalog the compute plane does not have (index, name).
+    UnknownCatalog(usize, String),
+    /// The catalog is attached to these clusters.
+    CatalogInUse(Vec<String>),
+}
+
+/// Desired state and the agent's reports about it. Every change bumps the compute plane's
+/// generation in the same transaction.
+#[async_trait]
+pub trait DesiredStateStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Creates or replaces a cluster; checks its catalogs exist. Returns the new generation.
+    async fn put_cluster(
+        &self,
+        cp: &str,
+        name: &str,
+        spec: &str,
+        catalogs: &[String],
+        now: i64,
+    ) -> Result<Result<i64, DesiredStateConflict>, StoreError>;
+    /// Marks a cluster deleted; `None` if there is no such (live) cluster.
+    async fn delete_cluster(
+        &self,
+        cp: &str,
+        name: &str,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError>;
+    /// One cluster, deleted-but-pending ones included.
+    async fn get_cluster(&self, cp: &str, name: &str) -> Result<Option<ClusterRow>, StoreError>;
+    /// All clusters of a compute plane, by name.
+    async fn list_clusters(&self, cp: &str) -> Result<Vec<ClusterRow>, StoreError>;
+    /// Creates or replaces a catalog. Returns the new generation.
+    async fn put_catalog(
+        &self,
+        cp: &str,
+        name: &str,
+        spec: &str,
+        now: i64,
+    ) -> Result<i64, StoreError>;
+    /// Deletes an unattached catalog; `Ok(None)` if absent.
+    async fn delete_catalog(
+        &self,
+        cp: &str,
+        name: &str,
+    ) -> Result<Result<Option<i64>, DesiredStateConflict>, StoreError>;
+    /// One catalog.
+    async fn get_catalog(&self, cp: &str, name: &str) -> Result<Option<CatalogRow>, StoreError>;
+    /// All catalogs, by name.
+    async fn list_catalogs(&self, cp: &str) -> Result<Vec<CatalogRow>, StoreError>;
+    /// The whole desired state, as the agent receives it.
+    async fn desired_state(&self, cp: &str) -> Result<StoredDesiredState, StoreError>;
+    /// The agent applied `generation`; deletions up to it are done.
+    async fn record_applied(
+        &self,
+        cp: &str,
+        generation: i64,
+        conditions: &str,
+    ) -> Result<(), StoreError>;
+    /// The agent's status of one cluster.
+    async fn record_cluster_status(
+        &self,
+        cp: &str,
+        name: &str,
+        status: &str,
+        observed_generation: i64,
+    ) -> Result<(), StoreError>;
 }

@@ -19,7 +19,7 @@ use super::{
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 impl SqliteStore {
@@ -75,6 +75,8 @@ fn compute_plane(row: &SqliteRow) -> Result<ComputePlane, sqlx::Error> {
             certificate_expires_at: row.try_get("agent_cert_expires_at")?,
             revoked: row.try_get::<i64, _>("agent_revoked")? != 0,
         },
+        generation: row.try_get("generation")?,
+        applied_generation: row.try_get("applied_generation")?,
     })
 }
 

@@ -1,0 +1,379 @@
+//! The reconciler: turns the desired state into Kubernetes objects and keeps them there.
+//!
+//! Shape (kube-rs controller style): one idempotent [`Reconciler::reconcile_once`] that
+//! renders every cluster with the pure [`crate::render`] functions and server-side applies
+//! the result; an error policy that logs, reports the reason upstream and retries with
+//! backoff; triggers from desired-state changes, drift watches on the objects Tether owns,
+//! and a periodic resync. Nothing is deleted except what the *persisted desired state*
+//! no longer contains — losing the control plane never deletes anything.
+
+pub mod kube_ops;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::{WatchStreamExt, watcher};
+use tether_proto::v1 as pb;
+use tether_shared::spec::{ClusterSpec, DesiredState, Workers};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::desired::Desired;
+use crate::render::{
+    self, RenderContext, Rendered, coordinator_name, render_cluster, service_name, worker_name,
+    worker_pod_selector,
+};
+use crate::report::Report;
+use crate::retry::{Retry, RetryPolicy};
+use kube_ops::{Kube, KubeError, ObjectId, deployment_replicas, object_id};
+
+/// Tunables of the reconciler.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Namespace all clusters live in.
+    pub namespace: String,
+    /// The compute plane (a label on everything, so two agents never prune each other).
+    pub compute_plane_id: String,
+    /// Full resync period.
+    pub resync: Duration,
+    /// How long drained workers get before their pods are replaced.
+    pub drain_grace: Duration,
+}
+
+/// Annotation carrying the rendered worker pod template hash.
+pub const WORKER_HASH_ANNOTATION: &str = "tether.io/worker-template-hash";
+/// While clusters are not yet Running, status is re-read this often.
+const STATUS_POLL: Duration = Duration::from_secs(1);
+/// Drift events are gathered this long before one reconcile.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// The reconciler of one compute plane.
+#[derive(Debug)]
+pub struct Reconciler {
+    kube: Kube,
+    settings: Settings,
+    desired: watch::Receiver<Desired>,
+    report: watch::Sender<Report>,
+}
+
+fn condition(
+    cluster: &str,
+    kind: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+) -> pb::ClusterCondition {
+    pb::ClusterCondition {
+        cluster: cluster.to_owned(),
+        r#type: kind.to_owned(),
+        status: if ok { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message: message.chars().take(512).collect(),
+        last_transition_unix_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos()
+            / 1_000_000) as i64,
+    }
+}
+
+impl Reconciler {
+    /// A reconciler following `desired` and publishing to `report`.
+    pub fn new(
+        kube: Kube,
+        settings: Settings,
+        desired: watch::Receiver<Desired>,
+        report: watch::Sender<Report>,
+    ) -> Self {
+        Self {
+            kube,
+            settings,
+            desired,
+            report,
+        }
+    }
+
+    fn selector(&self) -> String {
+        format!(
+            "{},tether.io/compute-plane={}",
+            render::managed_selector(),
+            self.settings.compute_plane_id
+        )
+    }
+
+    fn context(&self) -> RenderContext {
+        RenderContext {
+            namespace: self.settings.namespace.clone(),
+            compute_plane_id: self.settings.compute_plane_id.clone(),
+            drain_grace_seconds: self.settings.drain_grace.as_secs() as u32,
+        }
+    }
+
+    /// Runs until `stop` fires.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let (kick_tx, mut kick_rx) = mpsc::channel::<()>(1);
+        let watchers = self.spawn_drift_watchers(kick_tx);
+        let mut resync = tokio::time::interval(self.settings.resync);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut retry = Retry::new(RetryPolicy {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        });
+        let mut due: Option<Instant> = Some(Instant::now());
+        loop {
+            let sleep_until = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = stop.changed() => break,
+                r = self.desired.changed() => {
+                    if r.is_err() { break; }
+                    due = Some(Instant::now());
+                }
+                Some(()) = kick_rx.recv() => {
+                    let soon = Instant::now() + DEBOUNCE;
+                    due = Some(due.map_or(soon, |d| d.min(soon)));
+                }
+                _ = resync.tick() => due = Some(Instant::now()),
+                () = tokio::time::sleep_until(sleep_until), if due.is_some() => {
+                    due = match self.reconcile_once().await {
+                        Ok(converged) => {
+                            retry.reset();
+                            (!converged).then(|| Instant::now() + STATUS_POLL)
+                        }
+                        Err(e) => {
+                            let delay = retry.next_delay();
+                            tracing::warn!(reason = e.reason(), retry_in_ms = delay.as_millis() as u64, "reconcile failed: {e}");
+                            Some(Instant::now() + delay)
+                        }
+                    };
+                }
+            }
+        }
+        for w in watchers {
+            w.abort();
+        }
+    }
+
+    /// Watches what Tether owns; any change outside our own no-op applies is drift.
+    fn spawn_drift_watchers(&self, kick: mpsc::Sender<()>) -> Vec<tokio::task::JoinHandle<()>> {
+        let kinds = [
+            ("apps/v1", "Deployment", "deployments"),
+            ("v1", "Service", "services"),
+            ("v1", "ConfigMap", "configmaps"),
+        ];
+        kinds
+            .iter()
+            .map(|(av, kind, plural)| {
+                let (group, version) = av.split_once('/').unwrap_or(("", av));
+                let ar = ApiResource {
+                    group: group.into(),
+                    version: version.into(),
+                    api_version: (*av).into(),
+                    kind: (*kind).into(),
+                    plural: (*plural).into(),
+                };
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(self.kube.client().clone(), self.kube.namespace(), &ar);
+                let config = watcher::Config::default().labels(&self.selector());
+                let kick = kick.clone();
+                tokio::spawn(async move {
+                    let mut events = watcher(api, config).default_backoff().boxed();
+                    while let Some(ev) = events.next().await {
+                        match ev {
+                            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                                let _ = kick.try_send(());
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::debug!(error = %e, "drift watch interrupted; retrying")
+                            }
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Applies the whole desired state once, prunes, observes, and publishes the report.
+    /// Returns whether every cluster is Running.
+    pub async fn reconcile_once(&mut self) -> Result<bool, KubeError> {
+        let Some(desired) = self.desired.borrow().clone() else {
+            // Nothing was ever received: touch nothing.
+            return Ok(true);
+        };
+        let ns = serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": self.settings.namespace, "labels": {"app.kubernetes.io/managed-by": "tether"}},
+        });
+        self.kube.apply(&ns).await?;
+        let ctx = self.context();
+        let mut keep: BTreeSet<ObjectId> = BTreeSet::new();
+        let mut conditions = Vec::new();
+        let mut statuses = Vec::new();
+        let mut first_err: Option<KubeError> = None;
+        for (name, spec) in &desired.clusters {
+            let rendered = render_cluster(name, spec, &desired.catalogs, &ctx);
+            keep.extend(rendered.objects.iter().map(object_id));
+            let applied = self.apply_cluster(name, &rendered).await;
+            let last_error = applied.as_ref().err().map(ToString::to_string);
+            match applied {
+                Ok(()) => conditions.push(condition(name, "Applied", true, "Applied", "")),
+                Err(e) => {
+                    conditions.push(condition(
+                        name,
+                        "Applied",
+                        false,
+                        e.reason(),
+                        &e.to_string(),
+                    ));
+                    first_err.get_or_insert(e);
+                }
+            }
+            statuses.push(self.observe(name, spec, &desired, last_error).await);
+        }
+        let pruned = self.kube.prune(&self.selector(), &keep).await?;
+        if !pruned.is_empty() {
+            tracing::info!(objects = pruned.len(), "pruned objects no longer desired");
+        }
+        let converged = statuses.iter().all(|s| s.phase == "Running");
+        let previous = self.report.borrow().applied_generation;
+        let report = Report {
+            applied_generation: if first_err.is_none() {
+                desired.generation
+            } else {
+                previous
+            },
+            conditions,
+            clusters: statuses,
+        };
+        self.report.send_if_modified(|r| {
+            let changed = *r != report;
+            if changed {
+                *r = report;
+            }
+            changed
+        });
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(converged),
+        }
+    }
+
+    /// Applies one cluster's objects in order. Before a change that replaces the worker
+    /// pods (new pod template), the workers are drained and given their grace period.
+    async fn apply_cluster(&self, cluster: &str, rendered: &Rendered) -> Result<(), KubeError> {
+        let worker = worker_name(cluster);
+        for obj in &rendered.objects {
+            let (api_version, kind, name) = object_id(obj);
+            if kind == "Deployment" && name == worker {
+                let live = self.kube.get(&api_version, &kind, &name).await?;
+                let live_hash = live
+                    .as_ref()
+                    .and_then(|d| d.metadata.annotations.as_ref())
+                    .and_then(|a| a.get(WORKER_HASH_ANNOTATION).cloned());
+                if live_hash.is_some_and(|h| h != rendered.worker_template_hash) {
+                    self.drain_workers(cluster).await?;
+                }
+            }
+            self.kube.apply(obj).await?;
+        }
+        Ok(())
+    }
+
+    async fn drain_workers(&self, cluster: &str) -> Result<(), KubeError> {
+        let pods = self.kube.pods(&worker_pod_selector(cluster)).await?;
+        tracing::info!(
+            cluster,
+            workers = pods.len(),
+            grace_s = self.settings.drain_grace.as_secs(),
+            "draining workers before replacing them"
+        );
+        for pod in &pods {
+            if let Err(e) = self.kube.drain_pod(pod).await {
+                // A worker that cannot be told still gets its grace period below.
+                tracing::warn!(cluster, pod, "drain request failed: {e}");
+            }
+        }
+        if !pods.is_empty() {
+            kube_ops::drain_grace(self.settings.drain_grace).await;
+        }
+        Ok(())
+    }
+
+    /// Reads the cluster's Deployments and says what phase it is in.
+    async fn observe(
+        &self,
+        name: &str,
+        spec: &ClusterSpec,
+        desired: &DesiredState,
+        last_error: Option<String>,
+    ) -> pb::ClusterStatus {
+        let read = |n: String| async move { self.kube.get("apps/v1", "Deployment", &n).await };
+        let coordinator = read(coordinator_name(name)).await;
+        let workers = read(worker_name(name)).await;
+        let (coord_ready, _) = coordinator
+            .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
+            .map_or((0, None), deployment_replicas);
+        let (ready_workers, replicas) = workers
+            .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
+            .map_or((0, None), deployment_replicas);
+        let desired_workers = match spec.workers {
+            Workers::Fixed { count } => count,
+            Workers::Autoscaling { min, .. } => replicas.unwrap_or(min),
+        };
+        let read_error = coordinator.err().or(workers.err()).map(|e| e.to_string());
+        let last_error = last_error.or(read_error);
+        let phase = if last_error.is_some() && coord_ready == 0 {
+            "Failed"
+        } else if coord_ready == 0 {
+            "Starting"
+        } else if ready_workers < desired_workers {
+            if ready_workers == 0 {
+                "Starting"
+            } else {
+                "Degraded"
+            }
+        } else {
+            "Running"
+        };
+        pb::ClusterStatus {
+            name: name.to_owned(),
+            phase: phase.to_owned(),
+            coordinator_ready: coord_ready > 0,
+            ready_workers,
+            desired_workers,
+            endpoint: format!(
+                "http://{}.{}.svc.cluster.local:{}",
+                service_name(name),
+                self.settings.namespace,
+                render::PRESTO_PORT
+            ),
+            observed_generation: desired.generation,
+            conditions: vec![condition(name, "Ready", phase == "Running", phase, "")],
+            last_error: last_error.unwrap_or_default(),
+        }
+    }
+}
+
+/// Builds a Kubernetes client: from `kubeconfig` if given, else the in-cluster service
+/// account when running in a pod, else `None` (desired state is then kept but not applied).
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Option<kube::Client>, String> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?
+        }
+        None if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() => {
+            kube::Config::incluster().map_err(|e| format!("in-cluster Kubernetes config: {e}"))?
+        }
+        None => return Ok(None),
+    };
+    kube::Client::try_from(config)
+        .map(Some)
+        .map_err(|e| format!("Kubernetes client: {e}"))
+}

@@ -1,0 +1,206 @@
+//! The pure function from one cluster spec to the Kubernetes objects that run it.
+//!
+//! [`render_cluster`] takes a [`ClusterSpec`], the compute plane's catalogs and a
+//! [`RenderContext`] and returns every object of the cluster as a JSON value ready for
+//! server-side apply: full objects with `apiVersion`, `kind` and `metadata`, no status, no
+//! nulls, nothing Kubernetes fills in itself. No I/O, no clock, no randomness: the same
+//! input gives byte-identical output, so applying twice changes nothing and the hashes in
+//! pod templates move only when what the pods run moves.
+//!
+//! Read in this order: [`labels`] (what marks an object as Tether's), [`config`] (Presto's
+//! `.properties` and `jvm.config` text), [`catalog`] (catalog files and the credentials
+//! that stay out of them), [`objects`] (ServiceAccount, ConfigMaps, Services, HPA, PDB),
+//! [`workloads`] (the Deployments and their pod templates).
+//!
+//! What changes roll what:
+//! - worker count: only the worker Deployment's `replicas` (nothing in any pod template);
+//! - catalogs: the catalog ConfigMap and the worker pod template (`tether.io/catalog-hash`),
+//!   so workers are replaced one at a time, each draining itself first; the coordinator is
+//!   left running (see [`workloads`] for what that means);
+//! - Presto version, resources, placement, drain grace: the pod templates they touch.
+
+pub mod catalog;
+pub mod config;
+pub mod labels;
+pub mod objects;
+pub mod workloads;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tether_shared::spec::{CatalogSpec, ClusterSpec, Workers};
+
+pub use labels::{
+    CLUSTER_LABEL, MANAGED_BY, cluster_selector, managed_selector, worker_pod_selector,
+};
+
+/// Where and for whom objects are rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderContext {
+    /// The namespace every object goes into.
+    pub namespace: String,
+    /// The compute plane the agent serves (a label on every object).
+    pub compute_plane_id: String,
+    /// How long a worker may take to drain: Presto's `shutdown.grace-period`, the worker's
+    /// preStop wait, and (plus 30 s) its `terminationGracePeriodSeconds`.
+    pub drain_grace_seconds: u32,
+}
+
+/// The objects of one cluster, in apply order (ServiceAccount, ConfigMaps, Services,
+/// metastore, coordinator Deployment, worker Deployment, HPA, PDB).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// Full objects for server-side apply.
+    pub objects: Vec<Value>,
+    /// Hash of the worker pod template; also the worker Deployment's
+    /// `tether.io/worker-template-hash` annotation. When it differs from the live
+    /// Deployment's, applying will replace the workers.
+    pub worker_template_hash: String,
+}
+
+/// Port of Presto's HTTP server, on coordinator and workers (`http-server.http.port`).
+pub const PRESTO_PORT: u16 = 8080;
+
+/// Thrift port of the built-in Hive metastore.
+pub const METASTORE_PORT: u16 = 9083;
+
+/// The kinds Tether creates, as (apiVersion, kind, plural, namespaced), in apply order;
+/// pruning lists these by [`managed_selector`] and deletes what is no longer rendered.
+pub const MANAGED_KINDS: &[(&str, &str, &str, bool)] = &[
+    ("v1", "ServiceAccount", "serviceaccounts", true),
+    ("v1", "ConfigMap", "configmaps", true),
+    ("v1", "Service", "services", true),
+    ("apps/v1", "Deployment", "deployments", true),
+    (
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        true,
+    ),
+    (
+        "policy/v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        true,
+    ),
+];
+
+/// The coordinator's Deployment and ConfigMap: `<cluster>-coordinator`.
+pub fn coordinator_name(cluster: &str) -> String {
+    format!("{cluster}-coordinator")
+}
+
+/// The workers' Deployment, ConfigMap, HPA and PDB: `<cluster>-worker`.
+pub fn worker_name(cluster: &str) -> String {
+    format!("{cluster}-worker")
+}
+
+/// The coordinator's Service (port 8080, named `http`) and the ServiceAccount: `<cluster>`.
+pub fn service_name(cluster: &str) -> String {
+    cluster.to_owned()
+}
+
+/// The ConfigMap holding `catalog/*.properties`: `<cluster>-catalog`.
+pub fn catalog_configmap_name(cluster: &str) -> String {
+    format!("{cluster}-catalog")
+}
+
+/// The built-in Hive metastore's Deployment and Service: `<cluster>-hive-metastore`.
+pub fn metastore_name(cluster: &str) -> String {
+    format!("{cluster}-hive-metastore")
+}
+
+/// Renders every object of cluster `name`. `catalogs` is the compute plane's whole set;
+/// only those the spec attaches are used (names it attaches but `catalogs` lacks are
+/// skipped — the desired state was validated before, so that does not happen).
+pub fn render_cluster(
+    name: &str,
+    spec: &ClusterSpec,
+    catalogs: &BTreeMap<String, CatalogSpec>,
+    ctx: &RenderContext,
+) -> Rendered {
+    let catalog_files = catalog::render(name, spec, catalogs);
+    let coordinator_config = config::node_config(config::Role::Coordinator, name, spec, ctx);
+    let worker_config = config::node_config(config::Role::Worker, name, spec, ctx);
+
+    let mut objects = vec![
+        objects::service_account(name, ctx),
+        objects::config_map(
+            &coordinator_name(name),
+            labels::Component::Coordinator,
+            name,
+            ctx,
+            &coordinator_config,
+        ),
+        objects::config_map(
+            &worker_name(name),
+            labels::Component::Worker,
+            name,
+            ctx,
+            &worker_config,
+        ),
+        objects::config_map(
+            &catalog_configmap_name(name),
+            labels::Component::Catalog,
+            name,
+            ctx,
+            &catalog_files.data,
+        ),
+        objects::coordinator_service(name, ctx),
+    ];
+    if metastore_enabled(spec) {
+        objects.push(objects::metastore_service(name, ctx));
+        objects.push(workloads::metastore_deployment(name, spec, ctx));
+    }
+    let pods = workloads::PrestoPods {
+        cluster: name,
+        spec,
+        ctx,
+        catalog_env: &catalog_files.env,
+    };
+    objects.push(pods.coordinator_deployment(&data_hash(&coordinator_config)));
+    let (worker, worker_template_hash) =
+        pods.worker_deployment(&data_hash(&worker_config), &data_hash(&catalog_files.data));
+    objects.push(worker);
+    if let Workers::Autoscaling {
+        min,
+        max,
+        target_cpu_percent,
+    } = spec.workers
+    {
+        objects.push(objects::worker_hpa(name, ctx, min, max, target_cpu_percent));
+    }
+    objects.push(objects::worker_pdb(name, ctx));
+    Rendered {
+        objects,
+        worker_template_hash,
+    }
+}
+
+/// Whether the cluster runs its built-in Hive metastore.
+pub(crate) fn metastore_enabled(spec: &ClusterSpec) -> bool {
+    spec.hive_metastore.as_ref().is_some_and(|h| h.enabled)
+}
+
+/// A short, stable hash: the first 16 hex digits of SHA-256. JSON objects serialize with
+/// sorted keys (serde_json's map is a `BTreeMap`; with `preserve_order` it would be
+/// insertion order, which is fixed by this code), so equal inputs hash equally.
+pub(crate) fn short_hash(value: &Value) -> String {
+    let digest = Sha256::digest(value.to_string().as_bytes());
+    let mut hex = hex::encode(digest);
+    hex.truncate(16);
+    hex
+}
+
+/// [`short_hash`] of a ConfigMap's data.
+fn data_hash(data: &BTreeMap<String, String>) -> String {
+    short_hash(&Value::from(
+        data.iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect::<serde_json::Map<_, _>>(),
+    ))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,295 @@
+//! The Deployments: coordinator, workers, and the built-in Hive metastore.
+//!
+//! Pod templates carry hashes of what the pods read at start, so a change rolls exactly
+//! the pods that must restart to see it:
+//! - coordinator: `tether.io/config-hash` of its own ConfigMap;
+//! - workers: `tether.io/config-hash` of theirs and `tether.io/catalog-hash` of the
+//!   catalog ConfigMap.
+//!
+//! The coordinator deliberately has no catalog hash: a catalog change replaces the workers
+//! one at a time, each draining itself first, while the single coordinator keeps serving
+//! (restarting it would fail every running query and refuse new ones). Presto reads
+//! catalog files only at start, so the coordinator keeps planning with the catalogs it
+//! started with until something else restarts it. Credential variables are the
+//! exception: a catalog's Secret *reference* is in the container's `env`, so attaching or
+//! detaching a catalog with credentials, or changing where they live, does change the
+//! coordinator's template.
+
+use serde_json::{Map, Value, json};
+use tether_shared::spec::{ClusterSpec, Resources, Toleration, Workers};
+
+use super::config::{DATA_DIR, ETC_DIR, NODE_CONFIG_KEYS};
+use super::labels::{Component, labels, selector};
+use super::objects::metadata;
+use super::{
+    METASTORE_PORT, PRESTO_PORT, RenderContext, catalog_configmap_name, coordinator_name,
+    metastore_name, service_name, short_hash, worker_name,
+};
+
+/// Pod template annotation: hash of the node's ConfigMap data.
+pub const CONFIG_HASH: &str = "tether.io/config-hash";
+/// Pod template annotation (workers): hash of the catalog ConfigMap data.
+pub const CATALOG_HASH: &str = "tether.io/catalog-hash";
+/// Worker Deployment annotation: [`super::Rendered::worker_template_hash`].
+pub const WORKER_TEMPLATE_HASH: &str = "tether.io/worker-template-hash";
+
+/// Image of the built-in metastore.
+pub const METASTORE_IMAGE: &str = "apache/hive:4.0.0";
+
+/// Seconds the kubelet waits, after the drain, before killing a worker.
+const KILL_MARGIN_SECONDS: u32 = 30;
+
+/// What the coordinator and worker pods are rendered from.
+pub struct PrestoPods<'a> {
+    /// Cluster name.
+    pub cluster: &'a str,
+    /// Its spec.
+    pub spec: &'a ClusterSpec,
+    /// Namespace and compute plane.
+    pub ctx: &'a RenderContext,
+    /// Catalog credential variables (`secretKeyRef`s).
+    pub catalog_env: &'a [Value],
+}
+
+impl PrestoPods<'_> {
+    /// Deployment `<cluster>-coordinator`: one replica, `Recreate` (two coordinators
+    /// would split the cluster).
+    pub fn coordinator_deployment(&self, config_hash: &str) -> Value {
+        let name = coordinator_name(self.cluster);
+        let annotations = json!({ CONFIG_HASH: config_hash });
+        let pod = self.pod_spec(&self.spec.coordinator, &name);
+        let template = self.template(Component::Coordinator, annotations, pod);
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": metadata(&name, Component::Coordinator, self.cluster, self.ctx),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": selector(self.cluster, Component::Coordinator)},
+                "strategy": {"type": "Recreate"},
+                "template": template,
+            },
+        })
+    }
+
+    /// Deployment `<cluster>-worker` and the hash of its pod template. With autoscaling
+    /// `replicas` is left out: the HPA owns it, and applying a number would fight it.
+    pub fn worker_deployment(&self, config_hash: &str, catalog_hash: &str) -> (Value, String) {
+        let name = worker_name(self.cluster);
+        let annotations = json!({ CONFIG_HASH: config_hash, CATALOG_HASH: catalog_hash });
+        let mut pod = self.pod_spec(&self.spec.worker, &name);
+        pod.insert(
+            "terminationGracePeriodSeconds".into(),
+            json!(
+                self.ctx
+                    .drain_grace_seconds
+                    .saturating_add(KILL_MARGIN_SECONDS)
+            ),
+        );
+        if let Some(Value::Object(container)) = pod.get_mut("containers").and_then(|c| c.get_mut(0))
+        {
+            container.insert("lifecycle".into(), self.drain_hook());
+        }
+        let template = self.template(Component::Worker, annotations, pod);
+        let hash = short_hash(&template);
+        let mut meta = metadata(&name, Component::Worker, self.cluster, self.ctx);
+        meta["annotations"] = json!({ WORKER_TEMPLATE_HASH: hash });
+        let mut spec = json!({
+            "selector": {"matchLabels": selector(self.cluster, Component::Worker)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1},
+            },
+            "template": template,
+        });
+        if let Workers::Fixed { count } = self.spec.workers {
+            spec["replicas"] = json!(count);
+        }
+        let deployment = json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta,
+            "spec": spec,
+        });
+        (deployment, hash)
+    }
+
+    /// The worker drains itself before it stops: it tells Presto it is shutting down (the
+    /// coordinator stops giving it work; running tasks go on), then waits out the grace
+    /// period before the kubelet's SIGTERM.
+    fn drain_hook(&self) -> Value {
+        let script = format!(
+            "curl -s -X PUT -H 'Content-Type: application/json' -d '\"SHUTTING_DOWN\"' \
+             http://localhost:{PRESTO_PORT}/v1/info/state; sleep {}",
+            self.ctx.drain_grace_seconds
+        );
+        json!({"preStop": {"exec": {"command": ["/bin/sh", "-c", script]}}})
+    }
+
+    fn template(&self, component: Component, annotations: Value, pod: Map<String, Value>) -> Value {
+        json!({
+            "metadata": {
+                "labels": labels(self.cluster, component, self.ctx),
+                "annotations": annotations,
+            },
+            "spec": pod,
+        })
+    }
+
+    /// The pod spec shared by coordinator and workers; `config_map` holds the node's
+    /// `etc` files.
+    fn pod_spec(&self, resources: &Resources, config_map: &str) -> Map<String, Value> {
+        let items: Vec<Value> = NODE_CONFIG_KEYS
+            .iter()
+            .map(|k| json!({"key": k, "path": k}))
+            .collect();
+        let mut container = json!({
+            "name": "presto",
+            "image": format!("prestodb/presto:{}", self.spec.presto_version),
+            "ports": [{"name": "http", "containerPort": PRESTO_PORT, "protocol": "TCP"}],
+            "resources": requests_and_limits(resources),
+            "volumeMounts": [
+                {"name": "config", "mountPath": ETC_DIR},
+                {"name": "catalog", "mountPath": format!("{ETC_DIR}/catalog")},
+                {"name": "data", "mountPath": DATA_DIR},
+            ],
+            // `/v1/info` answers once the HTTP server is up; `/v1/status` is what the
+            // Helm chart probes for liveness.
+            "readinessProbe": {
+                "httpGet": {"path": "/v1/info", "port": "http"},
+                "initialDelaySeconds": 10,
+                "periodSeconds": 5,
+                "timeoutSeconds": 2,
+                "failureThreshold": 3,
+            },
+            "livenessProbe": {
+                "httpGet": {"path": "/v1/status", "port": "http"},
+                "initialDelaySeconds": 60,
+                "periodSeconds": 10,
+                "timeoutSeconds": 5,
+                "failureThreshold": 6,
+            },
+        });
+        if !self.catalog_env.is_empty() {
+            container["env"] = Value::Array(self.catalog_env.to_vec());
+        }
+        let mut pod = Map::new();
+        pod.insert(
+            "serviceAccountName".into(),
+            json!(service_name(self.cluster)),
+        );
+        placement(self.spec, &mut pod);
+        pod.insert("containers".into(), json!([container]));
+        pod.insert(
+            "volumes".into(),
+            json!([
+                {"name": "config", "configMap": {"name": config_map, "items": items}},
+                {"name": "catalog", "configMap": {"name": catalog_configmap_name(self.cluster)}},
+                {"name": "data", "emptyDir": {}},
+            ]),
+        );
+        pod
+    }
+}
+
+/// Deployment `<cluster>-hive-metastore`: the `apache/hive` image as a standalone
+/// metastore with its embedded Derby database, the warehouse at the spec's S3 location
+/// (as `s3a://`, the scheme Hadoop knows). Derby lives in the pod: table definitions do
+/// not survive a restart of the pod.
+pub fn metastore_deployment(cluster: &str, spec: &ClusterSpec, ctx: &RenderContext) -> Value {
+    let name = metastore_name(cluster);
+    let warehouse = spec
+        .hive_metastore
+        .as_ref()
+        .map(|h| match h.warehouse.strip_prefix("s3://") {
+            Some(rest) => format!("s3a://{rest}"),
+            None => h.warehouse.clone(),
+        })
+        .unwrap_or_default();
+    let mut env = vec![
+        json!({"name": "SERVICE_NAME", "value": "metastore"}),
+        json!({"name": "HADOOP_OPTIONAL_TOOLS", "value": "hadoop-aws"}),
+    ];
+    if !warehouse.is_empty() {
+        env.push(json!({
+            "name": "SERVICE_OPTS",
+            "value": format!("-Dhive.metastore.warehouse.dir={warehouse}"),
+        }));
+    }
+    let mut pod = Map::new();
+    pod.insert("serviceAccountName".into(), json!(service_name(cluster)));
+    placement(spec, &mut pod);
+    pod.insert(
+        "containers".into(),
+        json!([{
+            "name": "metastore",
+            "image": METASTORE_IMAGE,
+            "env": env,
+            "ports": [{"name": "thrift", "containerPort": METASTORE_PORT, "protocol": "TCP"}],
+            "resources": {
+                "requests": {"cpu": "500m", "memory": "2Gi"},
+                "limits": {"memory": "2Gi"},
+            },
+            "readinessProbe": {
+                "tcpSocket": {"port": "thrift"},
+                "initialDelaySeconds": 10,
+                "periodSeconds": 5,
+            },
+        }]),
+    );
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(&name, Component::Metastore, cluster, ctx),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector(cluster, Component::Metastore)},
+            "strategy": {"type": "Recreate"},
+            "template": {
+                "metadata": {"labels": labels(cluster, Component::Metastore, ctx)},
+                "spec": pod,
+            },
+        },
+    })
+}
+
+/// Requests equal to limits: Presto sizes its heap from the limit, and a guaranteed pod
+/// is the last to be evicted.
+fn requests_and_limits(r: &Resources) -> Value {
+    let both = json!({"cpu": r.cpu, "memory": r.memory});
+    json!({"requests": both, "limits": both})
+}
+
+/// `nodeSelector` and `tolerations` from the spec, each only when set.
+fn placement(spec: &ClusterSpec, pod: &mut Map<String, Value>) {
+    if !spec.node_selector.is_empty() {
+        pod.insert("nodeSelector".into(), json!(spec.node_selector));
+    }
+    if !spec.tolerations.is_empty() {
+        let t: Vec<Value> = spec.tolerations.iter().map(toleration).collect();
+        pod.insert("tolerations".into(), Value::Array(t));
+    }
+}
+
+/// A toleration without the fields left empty (an empty key with `Exists` tolerates
+/// every taint; an empty effect matches every effect). `Exists` takes no value; the API
+/// server would refuse one.
+fn toleration(t: &Toleration) -> Value {
+    let value = if t.operator == "Exists" {
+        ""
+    } else {
+        t.value.as_str()
+    };
+    let mut m = Map::new();
+    for (k, v) in [
+        ("key", t.key.as_str()),
+        ("operator", t.operator.as_str()),
+        ("value", value),
+        ("effect", t.effect.as_str()),
+    ] {
+        if !v.is_empty() {
+            m.insert(k.into(), json!(v));
+        }
+    }
+    Value::Object(m)
+}

@@ -1,0 +1,104 @@
+//! Catalogs: `PUT|GET|DELETE /compute-planes/{cp}/catalogs/{name}` and the list. A
+//! catalog belongs to one compute plane and can be attached to many of its clusters.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use tether_shared::names::validate_dns1123_label;
+use tether_shared::spec::CatalogSpec;
+
+use super::auth::Principal;
+use super::compute_planes::visible_cp;
+use super::error::ApiError;
+use super::json::ApiJson;
+use crate::state::AppState;
+use crate::store::{CatalogRow, DesiredStateConflict, Role};
+
+fn catalog_json(row: &CatalogRow) -> Value {
+    json!({
+        "name": row.name,
+        "spec": serde_json::from_str::<Value>(&row.spec).unwrap_or(Value::Null),
+        "generation": row.generation,
+    })
+}
+
+/// `GET /compute-planes/{cp}/catalogs`.
+pub async fn list(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(cp): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let cp = visible_cp(&s, &p, &cp).await?;
+    let rows = s.store.list_catalogs(&cp.id).await?;
+    Ok(Json(
+        json!({ "catalogs": rows.iter().map(catalog_json).collect::<Vec<_>>() }),
+    ))
+}
+
+/// `GET /compute-planes/{cp}/catalogs/{name}`.
+pub async fn get(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((cp, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let cp = visible_cp(&s, &p, &cp).await?;
+    let row = s
+        .store
+        .get_catalog(&cp.id, &name)
+        .await?
+        .ok_or(ApiError::NotFound("catalog"))?;
+    Ok(Json(catalog_json(&row)))
+}
+
+/// `PUT /compute-planes/{cp}/catalogs/{name}` (operator).
+pub async fn put(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((cp, name)): Path<(String, String)>,
+    ApiJson(spec): ApiJson<CatalogSpec>,
+) -> Result<Json<Value>, ApiError> {
+    let cp = visible_cp(&s, &p, &cp).await?;
+    p.require(Role::Operator, "change catalogs")?;
+    validate_dns1123_label(&name).map_err(|e| ApiError::field("name", e))?;
+    spec.validate().map_err(|e| ApiError::BadRequest {
+        message: e.to_string(),
+        field: Some(e.field),
+    })?;
+    let text = serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let generation = s
+        .store
+        .put_catalog(&cp.id, &name, &text, s.clock.now())
+        .await?;
+    tracing::info!(compute_plane = %cp.id, catalog = %name, generation, by = %p.token_id, "catalog written");
+    crate::desired::push(&s, &cp.id).await;
+    let row = s
+        .store
+        .get_catalog(&cp.id, &name)
+        .await?
+        .ok_or(ApiError::NotFound("catalog"))?;
+    Ok(Json(catalog_json(&row)))
+}
+
+/// `DELETE /compute-planes/{cp}/catalogs/{name}` (operator): refused while attached.
+pub async fn delete(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((cp, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let cp = visible_cp(&s, &p, &cp).await?;
+    p.require(Role::Operator, "delete catalogs")?;
+    match s.store.delete_catalog(&cp.id, &name).await? {
+        Ok(Some(generation)) => {
+            tracing::info!(compute_plane = %cp.id, catalog = %name, generation, by = %p.token_id, "catalog deleted");
+            crate::desired::push(&s, &cp.id).await;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Ok(None) => Err(ApiError::NotFound("catalog")),
+        Err(DesiredStateConflict::CatalogInUse(users)) => Err(ApiError::Conflict(format!(
+            "catalog {name:?} is attached to clusters {}; detach it first",
+            users.join(", ")
+        ))),
+        Err(other) => Err(ApiError::Internal(format!("{other:?}"))),
+    }
+}

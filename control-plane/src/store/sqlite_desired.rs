@@ -1,0 +1,296 @@
+//! SQLite implementation of the desired-state part of the store.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::sqlite::SqliteStore;
+use super::{
+    CatalogRow, ClusterRow, DesiredStateConflict, DesiredStateStore, StoreError, StoredDesiredState,
+};
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+/// Bumps and returns the compute plane's generation inside `tx`.
+async fn bump(tx: &mut Tx<'_>, cp: &str) -> Result<i64, StoreError> {
+    let row = sqlx::query(
+        "UPDATE compute_planes SET generation = generation + 1 WHERE id = ? RETURNING generation",
+    )
+    .bind(cp)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(StoreError::NotFound("compute plane"))?;
+    Ok(row.try_get("generation")?)
+}
+
+fn cluster_row(r: &SqliteRow) -> Result<ClusterRow, sqlx::Error> {
+    Ok(ClusterRow {
+        name: r.try_get("name")?,
+        spec: r.try_get("spec")?,
+        generation: r.try_get("generation")?,
+        deleted_generation: r.try_get("deleted_generation")?,
+        status: r.try_get("status")?,
+        observed_generation: r.try_get("observed_generation")?,
+    })
+}
+
+fn catalog_row(r: &SqliteRow) -> Result<CatalogRow, sqlx::Error> {
+    Ok(CatalogRow {
+        name: r.try_get("name")?,
+        spec: r.try_get("spec")?,
+        generation: r.try_get("generation")?,
+    })
+}
+
+#[async_trait]
+impl DesiredStateStore for SqliteStore {
+    async fn put_cluster(
+        &self,
+        cp: &str,
+        name: &str,
+        spec: &str,
+        catalogs: &[String],
+        now: i64,
+    ) -> Result<Result<i64, DesiredStateConflict>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (i, c) in catalogs.iter().enumerate() {
+            let found =
+                sqlx::query("SELECT 1 FROM catalogs WHERE compute_plane_id = ? AND name = ?")
+                    .bind(cp)
+                    .bind(c)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if found.is_none() {
+                tx.rollback().await?;
+                return Ok(Err(DesiredStateConflict::UnknownCatalog(i, c.clone())));
+            }
+        }
+        let generation = bump(&mut tx, cp).await?;
+        sqlx::query(
+            "INSERT INTO clusters (compute_plane_id, name, spec, generation, updated_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (compute_plane_id, name) DO UPDATE SET spec = excluded.spec, \
+             generation = excluded.generation, deleted_generation = NULL, updated_at = excluded.updated_at",
+        )
+        .bind(cp)
+        .bind(name)
+        .bind(spec)
+        .bind(generation)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(generation))
+    }
+
+    async fn delete_cluster(
+        &self,
+        cp: &str,
+        name: &str,
+        now: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let live = sqlx::query(
+            "SELECT 1 FROM clusters WHERE compute_plane_id = ? AND name = ? AND deleted_generation IS NULL",
+        )
+        .bind(cp)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if live.is_none() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let generation = bump(&mut tx, cp).await?;
+        sqlx::query(
+            "UPDATE clusters SET deleted_generation = ?, generation = ?, updated_at = ? \
+             WHERE compute_plane_id = ? AND name = ?",
+        )
+        .bind(generation)
+        .bind(generation)
+        .bind(now)
+        .bind(cp)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(generation))
+    }
+
+    async fn get_cluster(&self, cp: &str, name: &str) -> Result<Option<ClusterRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM clusters WHERE compute_plane_id = ? AND name = ?")
+            .bind(cp)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(cluster_row).transpose()?)
+    }
+
+    async fn list_clusters(&self, cp: &str) -> Result<Vec<ClusterRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM clusters WHERE compute_plane_id = ? ORDER BY name")
+            .bind(cp)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(cluster_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn put_catalog(
+        &self,
+        cp: &str,
+        name: &str,
+        spec: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let generation = bump(&mut tx, cp).await?;
+        sqlx::query(
+            "INSERT INTO catalogs (compute_plane_id, name, spec, generation, updated_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (compute_plane_id, name) DO UPDATE SET spec = excluded.spec, \
+             generation = excluded.generation, updated_at = excluded.updated_at",
+        )
+        .bind(cp)
+        .bind(name)
+        .bind(spec)
+        .bind(generation)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(generation)
+    }
+
+    async fn delete_catalog(
+        &self,
+        cp: &str,
+        name: &str,
+    ) -> Result<Result<Option<i64>, DesiredStateConflict>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let exists = sqlx::query("SELECT 1 FROM catalogs WHERE compute_plane_id = ? AND name = ?")
+            .bind(cp)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            tx.rollback().await?;
+            return Ok(Ok(None));
+        }
+        let rows = sqlx::query(
+            "SELECT c.name AS name FROM clusters c, json_each(c.spec, '$.catalogs') j \
+             WHERE c.compute_plane_id = ? AND c.deleted_generation IS NULL AND j.value = ? ORDER BY c.name",
+        )
+        .bind(cp)
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !rows.is_empty() {
+            tx.rollback().await?;
+            let users = rows
+                .iter()
+                .map(|r| r.try_get("name"))
+                .collect::<Result<Vec<String>, _>>()?;
+            return Ok(Err(DesiredStateConflict::CatalogInUse(users)));
+        }
+        let generation = bump(&mut tx, cp).await?;
+        sqlx::query("DELETE FROM catalogs WHERE compute_plane_id = ? AND name = ?")
+            .bind(cp)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Ok(Some(generation)))
+    }
+
+    async fn get_catalog(&self, cp: &str, name: &str) -> Result<Option<CatalogRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM catalogs WHERE compute_plane_id = ? AND name = ?")
+            .bind(cp)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(catalog_row).transpose()?)
+    }
+
+    async fn list_catalogs(&self, cp: &str) -> Result<Vec<CatalogRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM catalogs WHERE compute_plane_id = ? ORDER BY name")
+            .bind(cp)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(catalog_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn desired_state(&self, cp: &str) -> Result<StoredDesiredState, StoreError> {
+        // One read transaction, so generation and specs belong together.
+        let mut tx = self.pool.begin().await?;
+        let generation: i64 = sqlx::query("SELECT generation FROM compute_planes WHERE id = ?")
+            .bind(cp)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("compute plane"))?
+            .try_get("generation")?;
+        let clusters = sqlx::query(
+            "SELECT name, spec FROM clusters WHERE compute_plane_id = ? AND deleted_generation IS NULL ORDER BY name",
+        )
+        .bind(cp)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get("name")?, r.try_get("spec")?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let catalogs =
+            sqlx::query("SELECT name, spec FROM catalogs WHERE compute_plane_id = ? ORDER BY name")
+                .bind(cp)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("name")?, r.try_get("spec")?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        tx.commit().await?;
+        Ok(StoredDesiredState {
+            generation,
+            clusters,
+            catalogs,
+        })
+    }
+
+    async fn record_applied(
+        &self,
+        cp: &str,
+        generation: i64,
+        conditions: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE compute_planes SET applied_generation = MAX(applied_generation, ?), applied_conditions = ? WHERE id = ?",
+        )
+        .bind(generation)
+        .bind(conditions)
+        .bind(cp)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM clusters WHERE compute_plane_id = ? AND deleted_generation <= ?")
+            .bind(cp)
+            .bind(generation)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_cluster_status(
+        &self,
+        cp: &str,
+        name: &str,
+        status: &str,
+        observed_generation: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE clusters SET status = ?, observed_generation = MAX(observed_generation, ?) \
+             WHERE compute_plane_id = ? AND name = ?",
+        )
+        .bind(status)
+        .bind(observed_generation)
+        .bind(cp)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
