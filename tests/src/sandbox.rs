@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 use tether_control_plane::state::SessionSettings;
 use tether_control_plane::{Config as CpConfig, ControlPlane};
 
+use crate::standins::kube::{KubeOptions, KubeStandIn};
+
 /// Flags of `tether-sandbox`.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(
@@ -31,6 +33,9 @@ pub struct Args {
     /// gRPC (agent) address.
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub grpc_listen: SocketAddr,
+    /// Kubernetes API stand-in address (`kubectl --server http://ADDR` can look).
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    pub kube_listen: SocketAddr,
 }
 
 /// Runs the sandbox until `shutdown` resolves.
@@ -98,6 +103,20 @@ pub async fn run(
         .context("compute plane id")?
         .to_owned();
 
+    let kube = KubeStandIn::start(KubeOptions {
+        listen: args.kube_listen,
+        ..KubeOptions::default()
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "starting the Kubernetes stand-in on {} (use --kube-listen)",
+            args.kube_listen
+        )
+    })?;
+    let kubeconfig = dir.join("kubeconfig");
+    kube.write_kubeconfig(&kubeconfig)?;
+
     let state_dir = dir.join("agent");
     let enrollment_token = if state_dir
         .join(tether_agent::identity_store::IDENTITY_FILE)
@@ -120,6 +139,10 @@ pub async fn run(
         enrollment_token,
         compute_plane_id: Some(cp_id.clone()),
         retry: tether_agent::retry::RetryPolicy::default(),
+        kubeconfig: Some(kubeconfig),
+        namespace: "tether".into(),
+        resync_interval: Duration::from_secs(10),
+        drain_grace: Duration::from_secs(2),
     };
     let (agent_stop_tx, agent_stop_rx) = tokio::sync::watch::channel(false);
     let agent_task = tokio::spawn(tether_agent::run(agent_config, wait_stop(agent_stop_rx)));
@@ -136,6 +159,28 @@ pub async fn run(
     if !connected {
         bail!("the sandbox agent did not connect within 10 s; see the log above");
     }
+    api.put(
+        &format!("/compute-planes/{cp_id}/catalogs/lake"),
+        &json!({"connector": "hive", "properties": {"hive.metastore": "glue", "hive.metastore.glue.region": "us-east-1"}}),
+    )
+    .await?;
+    api.put(
+        &format!("/compute-planes/{cp_id}/clusters/demo"),
+        &json!({"presto_version": "0.293", "workers": {"count": 2}, "catalogs": ["lake"],
+                "coordinator": {"cpu": "2", "memory": "8Gi"}, "worker": {"cpu": "4", "memory": "16Gi"}}),
+    )
+    .await?;
+    let mut phase = String::new();
+    for _ in 0..300 {
+        let c = api
+            .get(&format!("/compute-planes/{cp_id}/clusters/demo"))
+            .await?;
+        phase = c["status"]["phase"].as_str().unwrap_or("").to_owned();
+        if phase == "Running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     println!(
         "\n  Tether sandbox is running.\n\n  \
          REST API        http://{http_addr}/api/v1\n  \
@@ -143,10 +188,14 @@ pub async fn run(
          agent gRPC      https://{grpc_addr}  (CA: {ca})\n  \
          data dir        {dir}\n  \
          demo tenant     {tenant_id}\n  \
-         compute plane   {cp_id}  (agent connected)\n\n  \
-         Try:\n    curl -s -H 'Authorization: Bearer {admin_token}' http://{http_addr}/api/v1/compute-planes/{cp_id}\n\n  \
+         compute plane   {cp_id}  (agent connected)\n  \
+         Presto cluster  demo  ({phase}, 2 workers, catalog lake)\n  \
+         Kubernetes      {kube_url}  (stand-in)\n\n  \
+         Try:\n    curl -s -H 'Authorization: Bearer {admin_token}' http://{http_addr}/api/v1/compute-planes/{cp_id}/clusters/demo\n    \
+         kubectl --server {kube_url} get deployments -A\n\n  \
          Ctrl-C stops everything.\n",
         ca = dir.join("ca.pem").display(),
+        kube_url = kube.url(),
         dir = dir.display(),
     );
 
@@ -159,6 +208,7 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(5), agent_task).await;
     stop_tx.send_replace(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), cp_task).await;
+    kube.shutdown().await;
     Ok(())
 }
 
@@ -180,6 +230,22 @@ impl Client {
         let v: Value = r.json().await?;
         if !status.is_success() {
             bail!("GET {path}: {status} {v}");
+        }
+        Ok(v)
+    }
+
+    async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await?;
+        if !status.is_success() {
+            bail!("PUT {path}: {status} {v}");
         }
         Ok(v)
     }

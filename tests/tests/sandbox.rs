@@ -54,6 +54,12 @@ async fn sandbox_starts_a_connected_demo_and_stops_on_ctrl_c() {
     let token = field("admin token");
     let cp_id = field("compute plane");
     assert!(lines.iter().any(|l| l.contains("(agent connected)")));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Presto cluster  demo  (Running")),
+        "{lines:#?}"
+    );
     let addr = api_url
         .trim_start_matches("http://")
         .trim_end_matches("/api/v1");
@@ -61,6 +67,11 @@ async fn sandbox_starts_a_connected_demo_and_stops_on_ctrl_c() {
     let cp = api.ok_get(&format!("/compute-planes/{cp_id}")).await;
     assert_eq!(cp["agent"]["connected"], true, "{cp}");
     assert_eq!(cp["name"], "demo");
+    let demo = api
+        .ok_get(&format!("/compute-planes/{cp_id}/clusters/demo"))
+        .await;
+    assert_eq!(demo["status"]["phase"], "Running", "{demo}");
+    assert_eq!(demo["status"]["ready_workers"], 2);
     assert_eq!(
         std::fs::read_to_string(dir.path().join("admin-token"))
             .expect("token")

@@ -158,6 +158,7 @@ pub fn render_cluster(
         spec,
         ctx,
         catalog_env: &catalog_files.env,
+        coordinator_env: &catalog_files.coordinator_env,
     };
     objects.push(pods.coordinator_deployment(&data_hash(&coordinator_config)));
     let (worker, worker_template_hash) =

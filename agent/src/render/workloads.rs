@@ -10,10 +10,10 @@
 //! one at a time, each draining itself first, while the single coordinator keeps serving
 //! (restarting it would fail every running query and refuse new ones). Presto reads
 //! catalog files only at start, so the coordinator keeps planning with the catalogs it
-//! started with until something else restarts it. Credential variables are the
-//! exception: a catalog's Secret *reference* is in the container's `env`, so attaching or
-//! detaching a catalog with credentials, or changing where they live, does change the
-//! coordinator's template.
+//! started with until something else restarts it. Its credential variables are optional
+//! references for every credentialed catalog of the compute plane, so attaching or
+//! detaching a catalog does not change its template either; only adding or removing a
+//! credentialed catalog of the compute plane, or moving its Secret, does.
 
 use serde_json::{Map, Value, json};
 use tether_shared::spec::{ClusterSpec, Resources, Toleration, Workers};
@@ -47,8 +47,10 @@ pub struct PrestoPods<'a> {
     pub spec: &'a ClusterSpec,
     /// Namespace and compute plane.
     pub ctx: &'a RenderContext,
-    /// Catalog credential variables (`secretKeyRef`s).
+    /// Worker catalog credential variables (`secretKeyRef`s).
     pub catalog_env: &'a [Value],
+    /// Coordinator catalog credential variables (optional, every catalog).
+    pub coordinator_env: &'a [Value],
 }
 
 impl PrestoPods<'_> {
@@ -57,7 +59,7 @@ impl PrestoPods<'_> {
     pub fn coordinator_deployment(&self, config_hash: &str) -> Value {
         let name = coordinator_name(self.cluster);
         let annotations = json!({ CONFIG_HASH: config_hash });
-        let pod = self.pod_spec(&self.spec.coordinator, &name);
+        let pod = self.pod_spec(&self.spec.coordinator, &name, self.coordinator_env);
         let template = self.template(Component::Coordinator, annotations, pod);
         json!({
             "apiVersion": "apps/v1",
@@ -77,7 +79,7 @@ impl PrestoPods<'_> {
     pub fn worker_deployment(&self, config_hash: &str, catalog_hash: &str) -> (Value, String) {
         let name = worker_name(self.cluster);
         let annotations = json!({ CONFIG_HASH: config_hash, CATALOG_HASH: catalog_hash });
-        let mut pod = self.pod_spec(&self.spec.worker, &name);
+        let mut pod = self.pod_spec(&self.spec.worker, &name, self.catalog_env);
         pod.insert(
             "terminationGracePeriodSeconds".into(),
             json!(
@@ -138,7 +140,12 @@ impl PrestoPods<'_> {
 
     /// The pod spec shared by coordinator and workers; `config_map` holds the node's
     /// `etc` files.
-    fn pod_spec(&self, resources: &Resources, config_map: &str) -> Map<String, Value> {
+    fn pod_spec(
+        &self,
+        resources: &Resources,
+        config_map: &str,
+        env: &[Value],
+    ) -> Map<String, Value> {
         let items: Vec<Value> = NODE_CONFIG_KEYS
             .iter()
             .map(|k| json!({"key": k, "path": k}))
@@ -170,8 +177,8 @@ impl PrestoPods<'_> {
                 "failureThreshold": 6,
             },
         });
-        if !self.catalog_env.is_empty() {
-            container["env"] = Value::Array(self.catalog_env.to_vec());
+        if !env.is_empty() {
+            container["env"] = Value::Array(env.to_vec());
         }
         let mut pod = Map::new();
         pod.insert(

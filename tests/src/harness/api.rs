@@ -62,6 +62,33 @@ impl Api {
         .await
     }
 
+    /// PUT JSON to `/api/v1{path}`.
+    pub async fn put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(
+            self.http
+                .put(format!("{}/api/v1{path}", self.base))
+                .json(body),
+        )
+        .await
+    }
+
+    /// PUT a raw body to `/api/v1{path}`.
+    pub async fn put_raw(&self, path: &str, body: &str) -> (StatusCode, Value) {
+        self.send(
+            self.http
+                .put(format!("{}/api/v1{path}", self.base))
+                .header("content-type", "application/json")
+                .body(body.to_owned()),
+        )
+        .await
+    }
+
+    /// DELETE `/api/v1{path}`.
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.http.delete(format!("{}/api/v1{path}", self.base)))
+            .await
+    }
+
     /// POST a raw body to `/api/v1{path}`.
     pub async fn post_raw(&self, path: &str, body: &str) -> (StatusCode, Value) {
         self.send(

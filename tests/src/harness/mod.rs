@@ -2,6 +2,7 @@
 
 mod api;
 pub mod grpc;
+pub mod presto_env;
 mod procs;
 mod tinyproxy;
 

@@ -44,7 +44,25 @@ fn credentials_come_from_the_secret_and_never_appear_in_objects() {
         "a password leaked into the objects"
     );
 
-    for deployment in ["analytics-coordinator", "analytics-worker"] {
+    // Workers carry the attached catalogs' variables; the coordinator optional ones for
+    // every catalog of the compute plane, so attaching/detaching never restarts it.
+    for (deployment, expected, optional) in [
+        (
+            "analytics-coordinator",
+            &[
+                "CATALOG_DB_PASSWORD",
+                "CATALOG_DB_USER",
+                "CATALOG_OTHER_PASSWORD",
+                "CATALOG_OTHER_USER",
+            ][..],
+            true,
+        ),
+        (
+            "analytics-worker",
+            &["CATALOG_DB_PASSWORD", "CATALOG_DB_USER"][..],
+            false,
+        ),
+    ] {
         let env = container(find(&r, "Deployment", deployment))["env"]
             .as_array()
             .expect("env");
@@ -54,7 +72,7 @@ fn credentials_come_from_the_secret_and_never_appear_in_objects() {
             .collect();
         assert_eq!(
             by_name.keys().copied().collect::<Vec<_>>(),
-            ["CATALOG_DB_PASSWORD", "CATALOG_DB_USER"],
+            expected,
             "{deployment}"
         );
         for (var, key) in [
@@ -63,9 +81,12 @@ fn credentials_come_from_the_secret_and_never_appear_in_objects() {
         ] {
             let e = by_name[var];
             assert!(e.get("value").is_none(), "{deployment} {var} is literal");
+            let mut expected_ref = serde_json::json!({"name": "mysql-creds", "key": key});
+            if optional {
+                expected_ref["optional"] = Value::Bool(true);
+            }
             assert_eq!(
-                e["valueFrom"]["secretKeyRef"],
-                serde_json::json!({"name": "mysql-creds", "key": key}),
+                e["valueFrom"]["secretKeyRef"], expected_ref,
                 "{deployment} {var}"
             );
         }

@@ -1,0 +1,173 @@
+//! A compute plane with a Kubernetes stand-in: the control plane and agent binaries as
+//! processes, the stand-in in the test process, and helpers to drive clusters and
+//! catalogs through the API.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{
+    AgentOptions, AgentProc, Api, ControlPlaneOptions, ControlPlaneProc, TenantFixture, eventually,
+};
+use crate::standins::kube::{KubeOptions, KubeStandIn, ObjectKey};
+
+/// Namespace the test agents use.
+pub const NAMESPACE: &str = "tether";
+
+/// Flags that make the agent's reconciler quick for tests.
+pub const FAST_AGENT: [&str; 6] = [
+    "--resync-interval",
+    "2s",
+    "--drain-grace",
+    "1s",
+    "--namespace",
+    NAMESPACE,
+];
+
+/// One tenant's compute plane with an agent reconciling into a Kubernetes stand-in.
+#[derive(Debug)]
+pub struct PrestoEnv {
+    /// The stand-in.
+    pub kube: KubeStandIn,
+    /// The control plane.
+    pub cp: ControlPlaneProc,
+    /// Tenant and compute plane.
+    pub fx: TenantFixture,
+    /// The agent.
+    pub agent: Option<AgentProc>,
+    /// The agent's state dir.
+    pub agent_dir: PathBuf,
+    /// The kubeconfig the agent uses.
+    pub kubeconfig: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl PrestoEnv {
+    /// Starts everything and waits for the agent to connect.
+    pub async fn start() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let kube = KubeStandIn::start(KubeOptions::default())
+            .await
+            .expect("kube stand-in");
+        let kubeconfig = tmp.path().join("kubeconfig");
+        kube.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+        let cp = ControlPlaneProc::start(ControlPlaneOptions {
+            data_dir: Some(tmp.path().join("cp")),
+            ..ControlPlaneOptions::default()
+        })
+        .await;
+        let api = cp.api();
+        let fx = TenantFixture::create(&api, "acme").await;
+        let mut env = Self {
+            kube,
+            cp,
+            fx,
+            agent: None,
+            agent_dir: tmp.path().join("agent"),
+            kubeconfig,
+            _tmp: tmp,
+        };
+        let token = env.fx.enrollment_token(&api, 600).await;
+        env.start_agent(Some(token));
+        env.fx.connected(&api, 10).await;
+        env
+    }
+
+    /// (Re)starts the agent.
+    pub fn start_agent(&mut self, token: Option<String>) {
+        let opts = AgentOptions::for_control_plane(&self.cp, self.agent_dir.clone(), token)
+            .with_args(&FAST_AGENT)
+            .with_args(&["--kubeconfig", &self.kubeconfig.display().to_string()]);
+        self.agent = Some(AgentProc::start(opts));
+    }
+
+    /// The API as the tenant's admin.
+    pub fn api(&self) -> Api {
+        self.cp.api().as_token(&self.fx.admin_token)
+    }
+
+    /// `PUT .../catalogs/{name}`, must succeed.
+    pub async fn put_catalog(&self, name: &str, spec: Value) -> Value {
+        self.put(
+            &format!("/compute-planes/{}/catalogs/{name}", self.fx.cp_id),
+            spec,
+        )
+        .await
+    }
+
+    /// `PUT .../clusters/{name}`, must succeed.
+    pub async fn put_cluster(&self, name: &str, spec: Value) -> Value {
+        self.put(
+            &format!("/compute-planes/{}/clusters/{name}", self.fx.cp_id),
+            spec,
+        )
+        .await
+    }
+
+    async fn put(&self, path: &str, body: Value) -> Value {
+        let (s, v) = self.api().put(path, &body).await;
+        assert!(s.is_success(), "PUT {path}: {s} {v}");
+        v
+    }
+
+    /// `GET .../clusters/{name}`.
+    pub async fn cluster(&self, name: &str) -> Value {
+        self.api()
+            .ok_get(&format!(
+                "/compute-planes/{}/clusters/{name}",
+                self.fx.cp_id
+            ))
+            .await
+    }
+
+    /// Waits until the cluster is Running at the current generation with `workers` ready.
+    pub async fn running(&self, name: &str, workers: u64, secs: u64) -> Value {
+        eventually(
+            Duration::from_secs(secs),
+            &format!("cluster {name} Running with {workers} workers"),
+            || async {
+                let c = self.cluster(name).await;
+                let ok = c["status"]["phase"] == "Running"
+                    && c["observed_generation"] == c["generation"]
+                    && c["status"]["ready_workers"].as_u64() == Some(workers);
+                ok.then_some(c)
+            },
+        )
+        .await
+    }
+
+    /// Key of a namespaced object in the stand-in.
+    pub fn key(api_version: &str, plural: &str, name: &str) -> ObjectKey {
+        ObjectKey::new(api_version, plural, Some(NAMESPACE), name)
+    }
+
+    /// The stand-in's copy of an object.
+    pub fn object(&self, api_version: &str, plural: &str, name: &str) -> Option<Value> {
+        self.kube.object(&Self::key(api_version, plural, name))
+    }
+
+    /// The agent's persisted desired state.
+    pub fn persisted_desired_state(&self) -> Value {
+        let text =
+            std::fs::read_to_string(self.agent_dir.join("desired-state.json")).unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+}
+
+/// A hive catalog on AWS Glue.
+pub fn glue_catalog() -> Value {
+    json!({"connector": "hive", "properties": {"hive.metastore": "glue", "hive.metastore.glue.region": "us-east-1"}})
+}
+
+/// A MySQL catalog whose credentials are in a Kubernetes Secret.
+pub fn mysql_catalog() -> Value {
+    json!({"connector": "mysql", "properties": {"connection-url": "jdbc:mysql://orders-db:3306"},
+           "credentials": {"secret_ref": "k8s:orders-db-credentials"}})
+}
+
+/// A cluster spec with `workers` fixed workers and `catalogs`.
+pub fn cluster_spec(workers: u32, catalogs: &[&str]) -> Value {
+    json!({"presto_version": "0.293", "workers": {"count": workers}, "catalogs": catalogs,
+           "coordinator": {"cpu": "2", "memory": "8Gi"}, "worker": {"cpu": "4", "memory": "16Gi"}})
+}

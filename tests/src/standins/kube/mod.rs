@@ -1,0 +1,223 @@
+//! A Kubernetes API server stand-in, faithful on the wire so that the real `kube` client and
+//! the real `kubectl` work against it unchanged.
+//!
+//! It serves discovery; GET, LIST (label and field selectors, paging), WATCH (from a
+//! resourceVersion, with bookmarks and 410 Expired), create, replace, PATCH (server-side
+//! apply, merge, strategic-merge-as-merge, JSON patch), DELETE; the `status` and `scale`
+//! subresources; the service proxy (to registered backends) and the pod proxy (answering as
+//! a Presto worker for graceful shutdown). A simulated controller runs Deployments' Pods and
+//! reports Deployments ready after a delay. Faults (errors, conflicts, latency) are
+//! injected through [`Faults`].
+//!
+//! Writes that change nothing (compared without `resourceVersion`, `generation` and
+//! `managedFields`) bump nothing and are not counted, so tests can assert that reconciling
+//! an unchanged state writes nothing ([`KubeStandIn::writes`]).
+//!
+//! Not served: OpenAPI (kubectl `create -f`/`apply -f` need `--validate=false`), protobuf
+//! bodies (415; kubectl's `create namespace|configmap|secret` generators send protobuf),
+//! apply conflicts between field managers (every apply acts as forced), ReplicaSets, and
+//! controllers other than the Deployment one and a metrics-less HPA (min/max only).
+//!
+//! Module map: `server` routes each request (`route`) to discovery (`discovery`), the verbs
+//! (`handlers`, `patch` with `apply`, `subresource`, `watch`, `table`) over the `store`, or
+//! the proxies (`proxy`, `drain`); `controller` (with `hpa`) runs alongside; `faults` is consulted first.
+
+mod apply;
+mod controller;
+mod discovery;
+mod drain;
+mod faults;
+mod handlers;
+mod hpa;
+mod key;
+mod kubeconfig;
+mod meta;
+mod params;
+mod patch;
+mod proxy;
+mod resources;
+mod route;
+mod selector;
+mod server;
+mod status;
+mod store;
+mod subresource;
+mod table;
+mod watch;
+mod write;
+
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch as signal;
+use tokio::task::JoinHandle;
+
+pub use controller::PodEvent;
+pub use drain::DrainEvent;
+pub use faults::Faults;
+pub use key::ObjectKey;
+
+use server::Shared;
+
+/// How the stand-in is started.
+#[derive(Debug, Clone)]
+pub struct KubeOptions {
+    /// Where to listen; default `127.0.0.1:0` (a free port).
+    pub listen: SocketAddr,
+    /// The simulated controller reports a Deployment ready this long after its last spec
+    /// change; default 300 ms.
+    pub ready_delay: Duration,
+}
+
+impl Default for KubeOptions {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ready_delay: Duration::from_millis(300),
+        }
+    }
+}
+
+/// A running stand-in. Dropping it stops it too; [`KubeStandIn::shutdown`] also waits.
+pub struct KubeStandIn {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop: signal::Sender<bool>,
+    server: Option<JoinHandle<()>>,
+    controller: Option<JoinHandle<()>>,
+}
+
+impl KubeStandIn {
+    /// Binds `opts.listen` and serves on the current tokio runtime.
+    pub async fn start(opts: KubeOptions) -> std::io::Result<KubeStandIn> {
+        let listener = TcpListener::bind(opts.listen).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = signal::channel(false);
+        let shared = Arc::new(Shared::new(addr.to_string(), stopped.clone()));
+        let app = server::router(shared.clone());
+        let mut until = stopped;
+        let server = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = until.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::warn!(error = %e, "kube stand-in server failed");
+            }
+        });
+        let controller = tokio::spawn(controller::run(shared.clone(), opts.ready_delay));
+        Ok(KubeStandIn {
+            shared,
+            addr,
+            stop,
+            server: Some(server),
+            controller: Some(controller),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig for this server: one cluster, context and credential-less user, current
+    /// context set, namespace `default`.
+    pub fn kubeconfig_yaml(&self) -> String {
+        kubeconfig::kubeconfig_yaml(&self.url())
+    }
+
+    /// Writes [`Self::kubeconfig_yaml`] to `path`.
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig_yaml())
+    }
+
+    /// Writes that changed `key`: creates, updates and patches that changed something,
+    /// deletes; by clients, and the controller's Pod creates and deletes (not its status
+    /// reports).
+    pub fn writes(&self, key: &ObjectKey) -> u64 {
+        self.shared.store.writes(key)
+    }
+
+    /// Sum of [`Self::writes`] over every key.
+    pub fn total_writes(&self) -> u64 {
+        self.shared.store.total_writes()
+    }
+
+    /// The stored object, as a GET would return it.
+    pub fn object(&self, key: &ObjectKey) -> Option<serde_json::Value> {
+        self.shared.store.get(key)
+    }
+
+    /// Stored objects of type `api_version`/`plural` (`"apps/v1"`, `"deployments"`), in one
+    /// namespace or all, ordered by namespace and name.
+    pub fn list(
+        &self,
+        api_version: &str,
+        plural: &str,
+        namespace: Option<&str>,
+    ) -> Vec<serde_json::Value> {
+        self.shared.store.list(api_version, plural, namespace).0
+    }
+
+    /// The fault-injection handle.
+    pub fn faults(&self) -> Faults {
+        self.shared.faults.clone()
+    }
+
+    /// Every `PUT /v1/info/state` that reached a pod through the pod proxy, in order.
+    pub fn drains(&self) -> Vec<DrainEvent> {
+        self.shared.drains().clone()
+    }
+
+    /// Pods created and deleted by the simulated controller, in order.
+    pub fn pod_events(&self) -> Vec<PodEvent> {
+        self.shared.pod_events().clone()
+    }
+
+    /// Makes the service proxy for `namespace`/`service` forward to `target`.
+    pub fn register_service_backend(&self, namespace: &str, service: &str, target: SocketAddr) {
+        self.shared
+            .backends()
+            .insert((namespace.to_owned(), service.to_owned()), target);
+    }
+
+    /// Stops serving: ends watches, stops the controller, and waits (up to 5 s) for open
+    /// requests to finish.
+    pub async fn shutdown(mut self) {
+        self.stop.send_replace(true);
+        for task in [self.server.take(), self.controller.take()]
+            .into_iter()
+            .flatten()
+        {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for KubeStandIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeStandIn")
+            .field("url", &self.url())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for KubeStandIn {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
