@@ -219,51 +219,38 @@ struct Client {
 }
 
 impl Client {
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let r = self
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
             .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await?;
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let r = req.send().await?;
         let status = r.status();
         let v: Value = r.json().await?;
         if !status.is_success() {
-            bail!("GET {path}: {status} {v}");
+            bail!("{method} {path}: {status} {v}");
         }
         Ok(v)
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(reqwest::Method::GET, path, None).await
     }
 
     async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let r = self
-            .http
-            .put(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await?;
-        let status = r.status();
-        let v: Value = r.json().await?;
-        if !status.is_success() {
-            bail!("PUT {path}: {status} {v}");
-        }
-        Ok(v)
+        self.send(reqwest::Method::PUT, path, Some(body)).await
     }
 
     async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await?;
-        let status = r.status();
-        let v: Value = r.json().await?;
-        if !status.is_success() {
-            bail!("POST {path}: {status} {v}");
-        }
-        Ok(v)
+        self.send(reqwest::Method::POST, path, Some(body)).await
     }
 }
 
