@@ -234,7 +234,20 @@ impl Reconciler {
             tracing::info!(objects = pruned.len(), "pruned objects no longer desired");
         }
         let converged = statuses.iter().all(|s| s.phase == "Running");
-        let previous = self.report.borrow().applied_generation;
+        let (previous, previous_conditions, previous_statuses) = {
+            let r = self.report.borrow();
+            (
+                r.applied_generation,
+                r.conditions.clone(),
+                r.clusters.clone(),
+            )
+        };
+        keep_transition_times(&mut conditions, &previous_conditions);
+        for st in &mut statuses {
+            if let Some(old) = previous_statuses.iter().find(|o| o.name == st.name) {
+                keep_transition_times(&mut st.conditions, &old.conditions);
+            }
+        }
         let report = Report {
             applied_generation: if first_err.is_none() {
                 desired.generation
@@ -353,6 +366,24 @@ impl Reconciler {
             observed_generation: desired.generation,
             conditions: vec![condition(name, "Ready", phase == "Running", phase, "")],
             last_error: last_error.unwrap_or_default(),
+        }
+    }
+}
+
+/// A condition whose status and reason did not change keeps its transition time, so an
+/// unchanged report compares equal and is not sent again.
+fn keep_transition_times(
+    conditions: &mut [pb::ClusterCondition],
+    previous: &[pb::ClusterCondition],
+) {
+    for c in conditions {
+        if let Some(p) = previous.iter().find(|p| {
+            p.cluster == c.cluster
+                && p.r#type == c.r#type
+                && p.status == c.status
+                && p.reason == c.reason
+        }) {
+            c.last_transition_unix_ms = p.last_transition_unix_ms;
         }
     }
 }
