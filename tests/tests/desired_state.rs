@@ -352,7 +352,7 @@ async fn static_stability_without_the_control_plane() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_faults_are_retried_until_convergence() {
     init();
-    let env = PrestoEnv::start().await;
+    let mut env = PrestoEnv::start().await;
     env.put_catalog("lake", glue_catalog()).await;
     let faults = env.kube.faults();
     faults.set_latency(Duration::from_millis(150));
@@ -369,7 +369,8 @@ async fn api_server_faults_are_retried_until_convergence() {
         faults.injected()
     );
     faults.clear();
-    let agent = env.agent.as_ref().expect("agent");
+    let agent = env.agent.as_mut().expect("agent");
+    assert!(agent.exited().is_none(), "the agent never crashed");
     assert!(
         agent.log().contains("reconcile failed"),
         "errors were seen and retried"
