@@ -20,7 +20,16 @@ pub type Desired = Option<Arc<DesiredState>>;
 #[derive(Debug)]
 pub struct DesiredStore {
     path: PathBuf,
+    compute_plane_id: String,
     tx: watch::Sender<Desired>,
+}
+
+/// The file's form: the state and the compute plane it belongs to, so a state dir
+/// re-enrolled elsewhere never applies another compute plane's clusters.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Persisted {
+    compute_plane_id: String,
+    state: DesiredState,
 }
 
 /// Reading or writing the persisted state failed.
@@ -32,9 +41,12 @@ pub struct DesiredStoreError {
 }
 
 impl DesiredStore {
-    /// Loads what was persisted in `state_dir` (validated again: a file edited by hand or
-    /// written by another version must not be applied blindly).
-    pub fn open(state_dir: &std::path::Path) -> Result<Self, DesiredStoreError> {
+    /// Loads what was persisted in `state_dir` for `compute_plane_id` (validated again: a
+    /// file edited by hand or written by another version must not be applied blindly).
+    pub fn open(
+        state_dir: &std::path::Path,
+        compute_plane_id: &str,
+    ) -> Result<Self, DesiredStoreError> {
         let path = state_dir.join(DESIRED_STATE_FILE);
         let err = |detail: String| DesiredStoreError {
             path: path.display().to_string(),
@@ -42,21 +54,30 @@ impl DesiredStore {
         };
         let initial = match std::fs::read(&path) {
             Ok(bytes) => {
-                let state: DesiredState =
+                let p: Persisted =
                     serde_json::from_slice(&bytes).map_err(|e| err(e.to_string()))?;
-                state.validate().map_err(|e| err(e.to_string()))?;
-                tracing::info!(
-                    generation = state.generation,
-                    clusters = state.clusters.len(),
-                    "loaded persisted desired state"
-                );
-                Some(Arc::new(state))
+                p.state.validate().map_err(|e| err(e.to_string()))?;
+                if p.compute_plane_id == compute_plane_id {
+                    tracing::info!(
+                        generation = p.state.generation,
+                        clusters = p.state.clusters.len(),
+                        "loaded persisted desired state"
+                    );
+                    Some(Arc::new(p.state))
+                } else {
+                    tracing::warn!(file = %path.display(), belongs_to = %p.compute_plane_id, "ignoring desired state of another compute plane");
+                    None
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(err(e.to_string())),
         };
         let (tx, _) = watch::channel(initial);
-        Ok(Self { path, tx })
+        Ok(Self {
+            path,
+            compute_plane_id: compute_plane_id.to_owned(),
+            tx,
+        })
     }
 
     /// Follows the desired state.
@@ -75,7 +96,11 @@ impl DesiredStore {
         if state.generation <= self.generation() {
             return Ok(false);
         }
-        let bytes = serde_json::to_vec_pretty(&state).map_err(|e| DesiredStoreError {
+        let persisted = Persisted {
+            compute_plane_id: self.compute_plane_id.clone(),
+            state,
+        };
+        let bytes = serde_json::to_vec_pretty(&persisted).map_err(|e| DesiredStoreError {
             path: self.path.display().to_string(),
             detail: e.to_string(),
         })?;
@@ -83,7 +108,7 @@ impl DesiredStore {
             path: self.path.display().to_string(),
             detail: e.to_string(),
         })?;
-        self.tx.send_replace(Some(Arc::new(state)));
+        self.tx.send_replace(Some(Arc::new(persisted.state)));
         Ok(true)
     }
 }
@@ -95,7 +120,7 @@ mod tests {
     #[test]
     fn persists_newer_generations_only() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = DesiredStore::open(dir.path()).expect("open");
+        let store = DesiredStore::open(dir.path(), "cp-a").expect("open");
         assert_eq!(store.generation(), 0);
         let s = DesiredState {
             generation: 3,
@@ -110,9 +135,15 @@ mod tests {
                 })
                 .expect("older")
         );
-        let again = DesiredStore::open(dir.path()).expect("reopen");
+        let again = DesiredStore::open(dir.path(), "cp-a").expect("reopen");
         assert_eq!(again.generation(), 3);
+        let other = DesiredStore::open(dir.path(), "cp-b").expect("other compute plane");
+        assert_eq!(
+            other.generation(),
+            0,
+            "another compute plane's state is never applied"
+        );
         std::fs::write(dir.path().join(DESIRED_STATE_FILE), b"{not json").expect("write");
-        assert!(DesiredStore::open(dir.path()).is_err());
+        assert!(DesiredStore::open(dir.path(), "cp-a").is_err());
     }
 }

@@ -124,10 +124,14 @@ pub async fn run(
     };
     retry.reset();
 
-    let desired =
-        DesiredStore::open(&config.state_dir).map_err(|e| AgentError::Config(e.to_string()))?;
+    let compute_plane_id = compute_plane_of(&creds)?;
+    let desired = DesiredStore::open(&config.state_dir, &compute_plane_id)
+        .map_err(|e| AgentError::Config(e.to_string()))?;
+    // The sender lives as long as `run`, reconciler or not, so sessions never see the
+    // report channel closed.
     let (report_tx, mut report_rx) = watch::channel(Report::default());
-    let reconciler = start_reconciler(&config, &creds, &desired, report_tx, stop.clone()).await?;
+    let reconciler =
+        start_reconciler(&config, &creds, &desired, report_tx.clone(), stop.clone()).await?;
 
     let result = session_loop(
         &config,
@@ -149,6 +153,16 @@ pub async fn run(
     result
 }
 
+/// The compute plane the agent's certificate speaks for.
+fn compute_plane_of(creds: &identity_store::Credentials) -> Result<String, AgentError> {
+    creds
+        .info
+        .identity
+        .as_ref()
+        .map(|i| i.compute_plane_id.clone())
+        .ok_or_else(|| AgentError::Config("the agent certificate names no compute plane".into()))
+}
+
 /// Starts the reconciler when Kubernetes is configured.
 async fn start_reconciler(
     config: &Config,
@@ -166,12 +180,7 @@ async fn start_reconciler(
         );
         return Ok(None);
     };
-    let compute_plane_id = creds
-        .info
-        .identity
-        .as_ref()
-        .map(|i| i.compute_plane_id.clone())
-        .ok_or_else(|| AgentError::Config("the agent certificate names no compute plane".into()))?;
+    let compute_plane_id = compute_plane_of(creds)?;
     let settings = reconcile::Settings {
         namespace: config.namespace.clone(),
         compute_plane_id,
@@ -270,7 +279,8 @@ async fn reenroll(
         return Err(revoked);
     };
     tracing::warn!("{revoked}; enrolling again with the given enrollment token");
-    enroll::enroll(
+    let before = state.load().ok().flatten().and_then(|c| c.info.identity);
+    let creds = enroll::enroll(
         url,
         material,
         state,
@@ -278,7 +288,14 @@ async fn reenroll(
         config.compute_plane_id.as_deref(),
     )
     .await
-    .map_err(|e| AgentError::Revoked(format!("{revoked}; enrolling again failed: {e}")))
+    .map_err(|e| AgentError::Revoked(format!("{revoked}; enrolling again failed: {e}")))?;
+    if before.is_some() && creds.info.identity != before {
+        // The reconciler and the persisted desired state belong to the old identity.
+        return Err(AgentError::Config(
+            "enrolled again into another compute plane; restart the agent to serve it".into(),
+        ));
+    }
+    Ok(creds)
 }
 
 /// Sleeps `delay`; true if told to stop meanwhile.

@@ -141,6 +141,7 @@ pub async fn run(
     let mut renew_at = renew_instant(creds);
     // What this session has told the control plane, so only changes are sent.
     let mut sent = Report::default();
+    let mut reports_open = true;
     let current = report.borrow_and_update().clone();
     if send_report(&tx, &mut sent, current).await.is_err() {
         return Ok(SessionEnd::Closed);
@@ -164,12 +165,15 @@ pub async fn run(
                 Ok(None) => return Ok(SessionEnd::Closed),
                 Err(status) => return Err(classify(status)),
             },
-            changed = report.changed() => {
+            changed = report.changed(), if reports_open => {
                 if changed.is_ok() {
                     let current = report.borrow_and_update().clone();
                     if send_report(&tx, &mut sent, current).await.is_err() {
                         return Ok(SessionEnd::Closed);
                     }
+                } else {
+                    // No reconciler any more: stop listening rather than spin.
+                    reports_open = false;
                 }
             }
             _ = heartbeat.tick() => {

@@ -14,32 +14,46 @@ use crate::store::{Store, StoreError};
 /// How long a push may wait for a slow session's queue.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Reads the desired state. Specs were validated when stored; one that no longer parses
-/// (e.g. written by a newer version) is left out and logged rather than blocking the rest.
-pub async fn load(store: &dyn Store, cp: &str) -> Result<DesiredState, StoreError> {
+/// Why the desired state cannot be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored spec no longer parses (e.g. written by a newer version). Sending the
+    /// document without it would make the agent delete that cluster, so nothing is sent.
+    #[error("stored {kind} {name:?} is unreadable: {message}")]
+    Unreadable {
+        /// `cluster` or `catalog`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// Parser message.
+        message: String,
+    },
+}
+
+fn parse<T: serde::de::DeserializeOwned>(
+    kind: &'static str,
+    rows: Vec<(String, String)>,
+) -> Result<BTreeMap<String, T>, LoadError> {
+    rows.into_iter()
+        .map(|(name, json)| match serde_json::from_str(&json) {
+            Ok(spec) => Ok((name, spec)),
+            Err(e) => Err(LoadError::Unreadable {
+                kind,
+                name,
+                message: e.to_string(),
+            }),
+        })
+        .collect()
+}
+
+/// Reads the desired state; every stored spec must parse.
+pub async fn load(store: &dyn Store, cp: &str) -> Result<DesiredState, LoadError> {
     let stored = store.desired_state(cp).await?;
-    let mut clusters = BTreeMap::new();
-    for (name, json) in stored.clusters {
-        match serde_json::from_str::<ClusterSpec>(&json) {
-            Ok(spec) => {
-                clusters.insert(name, spec);
-            }
-            Err(e) => {
-                tracing::error!(compute_plane = cp, cluster = %name, error = %e, "stored cluster spec unreadable")
-            }
-        }
-    }
-    let mut catalogs = BTreeMap::new();
-    for (name, json) in stored.catalogs {
-        match serde_json::from_str::<CatalogSpec>(&json) {
-            Ok(spec) => {
-                catalogs.insert(name, spec);
-            }
-            Err(e) => {
-                tracing::error!(compute_plane = cp, catalog = %name, error = %e, "stored catalog spec unreadable")
-            }
-        }
-    }
+    let clusters: BTreeMap<String, ClusterSpec> = parse("cluster", stored.clusters)?;
+    let catalogs: BTreeMap<String, CatalogSpec> = parse("catalog", stored.catalogs)?;
     Ok(DesiredState {
         generation: stored.generation,
         clusters,
@@ -57,7 +71,7 @@ pub async fn push(state: &AppState, cp: &str) {
     let desired = match load(state.store.as_ref(), cp).await {
         Ok(d) => d,
         Err(e) => {
-            tracing::error!(compute_plane = cp, error = %e, "cannot load desired state to push");
+            tracing::error!(compute_plane = cp, error = %e, "cannot load desired state; not pushing");
             return;
         }
     };
@@ -69,10 +83,19 @@ pub async fn push(state: &AppState, cp: &str) {
         Ok(Ok(())) => tracing::debug!(compute_plane = cp, generation, "desired state pushed"),
         // The session ended meanwhile; the next one gets the state on start.
         Ok(Err(_)) => {}
-        Err(_) => tracing::warn!(
-            compute_plane = cp,
-            generation,
-            "session too slow to take desired state; it gets it on reconnect"
-        ),
+        Err(_) => {
+            // Never leave an agent on stale state silently: end the session; the agent
+            // reconnects and gets the whole document on start.
+            tracing::warn!(
+                compute_plane = cp,
+                generation,
+                "session too slow to take desired state; ending it"
+            );
+            state.sessions.end(
+                cp,
+                "resync",
+                "desired state could not be delivered in time; reconnect",
+            );
+        }
     }
 }

@@ -31,30 +31,39 @@ async fn agent_enrolls_and_connects() {
     let fx = TenantFixture::create(&api, "acme").await;
     let token = fx.enrollment_token(&api, 600).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let _agent = AgentProc::start(agent_opts(&cp, &dir, Some(token)));
+    let agent = AgentProc::start(agent_opts(&cp, &dir, Some(token)));
     let shown = connected(&api, &fx).await;
-    let agent = &shown["agent"];
-    assert_eq!(agent["version"], env!("CARGO_PKG_VERSION"));
+    let state = &shown["agent"];
+    assert_eq!(state["version"], env!("CARGO_PKG_VERSION"));
     assert!(
-        agent["certificate_expires_at"]
+        state["certificate_expires_at"]
             .as_str()
             .is_some_and(|s| s.starts_with("20")),
         "{shown}"
     );
     assert!(
-        agent["certificate_serial"]
+        state["certificate_serial"]
             .as_str()
             .is_some_and(|s| s.len() >= 16),
         "{shown}"
     );
     assert!(
-        agent["remote_addr"]
+        state["remote_addr"]
             .as_str()
             .is_some_and(|s| s.starts_with("127.0.0.1:")),
         "{shown}"
     );
-    assert!(agent["connected_since"].is_string() && agent["last_heartbeat"].is_string());
-    assert_eq!(agent["revoked"], false);
+    assert!(state["connected_since"].is_string() && state["last_heartbeat"].is_string());
+    assert_eq!(state["revoked"], false);
+
+    // Idle means idle: an agent without Kubernetes must not spin.
+    let before = agent.cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = agent.cpu_seconds() - before;
+    assert!(
+        used < 1.0,
+        "an idle agent used {used:.2} CPU seconds in 3 s"
+    );
 
     use std::os::unix::fs::PermissionsExt;
     let identity = dir.path().join("agent/identity.pem");

@@ -35,7 +35,7 @@ async fn bad_specs_get_400_naming_the_field_and_change_nothing() {
         (
             "analytics",
             json!({"presto_version": "0.293", "workers": {"count": -3}}),
-            "workers",
+            "workers.count",
         ),
         (
             "analytics",
@@ -198,9 +198,13 @@ async fn each_agent_receives_only_its_own_state() {
     a.running("acme-bi", 1, 15).await;
 
     let a_state = a.persisted_desired_state();
-    assert!(a_state["clusters"]["acme-bi"].is_object(), "{a_state}");
     assert!(
-        a_state["clusters"]["globex-etl"].is_null() && a_state["catalogs"]["warehouse"].is_null(),
+        a_state["state"]["clusters"]["acme-bi"].is_object(),
+        "{a_state}"
+    );
+    assert!(
+        a_state["state"]["clusters"]["globex-etl"].is_null()
+            && a_state["state"]["catalogs"]["warehouse"].is_null(),
         "{a_state}"
     );
     let b_state: Value = tether_tests::harness::eventually(
@@ -210,12 +214,15 @@ async fn each_agent_receives_only_its_own_state() {
             let text =
                 std::fs::read_to_string(b_dir.path().join("agent/desired-state.json")).ok()?;
             let v: Value = serde_json::from_str(&text).ok()?;
-            v["clusters"]["globex-etl"].is_object().then_some(v)
+            v["state"]["clusters"]["globex-etl"]
+                .is_object()
+                .then_some(v)
         },
     )
     .await;
     assert!(
-        b_state["clusters"]["acme-bi"].is_null() && b_state["catalogs"]["lake"].is_null(),
+        b_state["state"]["clusters"]["acme-bi"].is_null()
+            && b_state["state"]["catalogs"]["lake"].is_null(),
         "{b_state}"
     );
     // Each agent's objects carry its own compute plane, in its own namespace.

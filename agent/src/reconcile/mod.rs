@@ -9,14 +9,14 @@
 
 pub mod kube_ops;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 use tether_proto::v1 as pb;
-use tether_shared::spec::{ClusterSpec, DesiredState, Workers};
+use tether_shared::spec::{ClusterSpec, Workers};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -56,6 +56,14 @@ pub struct Reconciler {
     settings: Settings,
     desired: watch::Receiver<Desired>,
     report: watch::Sender<Report>,
+    /// Per cluster, the generation last applied without error.
+    observed: BTreeMap<String, i64>,
+    /// Per cluster, the error of its last apply.
+    errors: BTreeMap<String, String>,
+    /// Conditions of the last apply pass.
+    conditions: Vec<pb::ClusterCondition>,
+    /// Generation whose apply pass (with pruning) completed.
+    applied_generation: i64,
 }
 
 fn condition(
@@ -89,6 +97,10 @@ impl Reconciler {
             settings,
             desired,
             report,
+            observed: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            conditions: Vec::new(),
+            applied_generation: 0,
         }
     }
 
@@ -118,9 +130,13 @@ impl Reconciler {
             initial: Duration::from_millis(500),
             max: Duration::from_secs(30),
         });
+        // `due`: next full apply; `poll`: next status-only look while not converged.
         let mut due: Option<Instant> = Some(Instant::now());
+        let mut poll: Option<Instant> = None;
+        let far = || Instant::now() + Duration::from_secs(3600);
         loop {
-            let sleep_until = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let apply_at = due.unwrap_or_else(far);
+            let poll_at = poll.unwrap_or_else(far);
             tokio::select! {
                 _ = stop.changed() => break,
                 r = self.desired.changed() => {
@@ -132,11 +148,11 @@ impl Reconciler {
                     due = Some(due.map_or(soon, |d| d.min(soon)));
                 }
                 _ = resync.tick() => due = Some(Instant::now()),
-                () = tokio::time::sleep_until(sleep_until), if due.is_some() => {
-                    due = match self.reconcile_once().await {
-                        Ok(converged) => {
+                () = tokio::time::sleep_until(apply_at), if due.is_some() => {
+                    due = match self.apply_all().await {
+                        Ok(()) => {
                             retry.reset();
-                            (!converged).then(|| Instant::now() + STATUS_POLL)
+                            None
                         }
                         Err(e) => {
                             let delay = retry.next_delay();
@@ -144,6 +160,12 @@ impl Reconciler {
                             Some(Instant::now() + delay)
                         }
                     };
+                    let converged = self.observe_all().await;
+                    poll = (!converged).then(|| Instant::now() + STATUS_POLL);
+                }
+                () = tokio::time::sleep_until(poll_at), if poll.is_some() => {
+                    let converged = self.observe_all().await;
+                    poll = (!converged).then(|| Instant::now() + STATUS_POLL);
                 }
             }
         }
@@ -192,12 +214,13 @@ impl Reconciler {
             .collect()
     }
 
-    /// Applies the whole desired state once, prunes, observes, and publishes the report.
-    /// Returns whether every cluster is Running.
-    pub async fn reconcile_once(&mut self) -> Result<bool, KubeError> {
+    /// Applies the whole desired state once and prunes what it no longer contains. A
+    /// cluster that fails to apply does not stop the others; the first error is returned
+    /// (for backoff) after every cluster was tried.
+    pub async fn apply_all(&mut self) -> Result<(), KubeError> {
         let Some(desired) = self.desired.borrow().clone() else {
             // Nothing was ever received: touch nothing.
-            return Ok(true);
+            return Ok(());
         };
         let ns = serde_json::json!({
             "apiVersion": "v1", "kind": "Namespace",
@@ -207,15 +230,16 @@ impl Reconciler {
         let ctx = self.context();
         let mut keep: BTreeSet<ObjectId> = BTreeSet::new();
         let mut conditions = Vec::new();
-        let mut statuses = Vec::new();
         let mut first_err: Option<KubeError> = None;
         for (name, spec) in &desired.clusters {
             let rendered = render_cluster(name, spec, &desired.catalogs, &ctx);
             keep.extend(rendered.objects.iter().map(object_id));
-            let applied = self.apply_cluster(name, &rendered).await;
-            let last_error = applied.as_ref().err().map(ToString::to_string);
-            match applied {
-                Ok(()) => conditions.push(condition(name, "Applied", true, "Applied", "")),
+            match self.apply_cluster(name, &rendered).await {
+                Ok(()) => {
+                    conditions.push(condition(name, "Applied", true, "Applied", ""));
+                    self.observed.insert(name.clone(), desired.generation);
+                    self.errors.remove(name);
+                }
                 Err(e) => {
                     conditions.push(condition(
                         name,
@@ -224,37 +248,52 @@ impl Reconciler {
                         e.reason(),
                         &e.to_string(),
                     ));
+                    self.errors.insert(name.clone(), e.to_string());
                     first_err.get_or_insert(e);
                 }
             }
-            statuses.push(self.observe(name, spec, &desired, last_error).await);
         }
+        self.observed
+            .retain(|name, _| desired.clusters.contains_key(name));
+        self.errors
+            .retain(|name, _| desired.clusters.contains_key(name));
         let pruned = self.kube.prune(&self.selector(), &keep).await?;
         if !pruned.is_empty() {
             tracing::info!(objects = pruned.len(), "pruned objects no longer desired");
         }
-        let converged = statuses.iter().all(|s| s.phase == "Running");
-        let (previous, previous_conditions, previous_statuses) = {
-            let r = self.report.borrow();
-            (
-                r.applied_generation,
-                r.conditions.clone(),
-                r.clusters.clone(),
-            )
+        // The generation was processed: every cluster tried (failures are in the
+        // conditions) and everything no longer desired deleted.
+        keep_transition_times(&mut conditions, &self.conditions);
+        self.conditions = conditions;
+        self.applied_generation = desired.generation;
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads every desired cluster's state and publishes the report. Returns whether every
+    /// cluster is Running.
+    pub async fn observe_all(&mut self) -> bool {
+        let Some(desired) = self.desired.borrow().clone() else {
+            return true;
         };
-        keep_transition_times(&mut conditions, &previous_conditions);
+        let mut statuses = Vec::new();
+        for (name, spec) in &desired.clusters {
+            let observed = self.observed.get(name).copied().unwrap_or(0);
+            let error = self.errors.get(name).cloned();
+            statuses.push(self.observe(name, spec, observed, error).await);
+        }
+        let previous = self.report.borrow().clusters.clone();
         for st in &mut statuses {
-            if let Some(old) = previous_statuses.iter().find(|o| o.name == st.name) {
+            if let Some(old) = previous.iter().find(|o| o.name == st.name) {
                 keep_transition_times(&mut st.conditions, &old.conditions);
             }
         }
+        let converged = statuses.iter().all(|s| s.phase == "Running");
         let report = Report {
-            applied_generation: if first_err.is_none() {
-                desired.generation
-            } else {
-                previous
-            },
-            conditions,
+            applied_generation: self.applied_generation,
+            conditions: self.conditions.clone(),
             clusters: statuses,
         };
         self.report.send_if_modified(|r| {
@@ -264,10 +303,7 @@ impl Reconciler {
             }
             changed
         });
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(converged),
-        }
+        converged
     }
 
     /// Applies one cluster's objects in order. Before a change that replaces the worker
@@ -292,7 +328,12 @@ impl Reconciler {
     }
 
     async fn drain_workers(&self, cluster: &str) -> Result<(), KubeError> {
-        let pods = self.kube.pods(&worker_pod_selector(cluster)).await?;
+        let selector = format!(
+            "{},tether.io/compute-plane={}",
+            worker_pod_selector(cluster),
+            self.settings.compute_plane_id
+        );
+        let pods = self.kube.pods(&selector).await?;
         tracing::info!(
             cluster,
             workers = pods.len(),
@@ -316,7 +357,7 @@ impl Reconciler {
         &self,
         name: &str,
         spec: &ClusterSpec,
-        desired: &DesiredState,
+        observed_generation: i64,
         last_error: Option<String>,
     ) -> pb::ClusterStatus {
         let read = |n: String| async move { self.kube.get("apps/v1", "Deployment", &n).await };
@@ -363,7 +404,7 @@ impl Reconciler {
                 self.settings.namespace,
                 render::PRESTO_PORT
             ),
-            observed_generation: desired.generation,
+            observed_generation,
             conditions: vec![condition(name, "Ready", phase == "Running", phase, "")],
             last_error: last_error.unwrap_or_default(),
         }

@@ -40,7 +40,9 @@ pub fn cluster_json(row: &ClusterRow, generation: i64) -> Value {
     });
     let phase = if row.deleted_generation.is_some() {
         Some("Deleting")
-    } else if reported.is_some() && row.observed_generation < row.generation {
+    } else if reported.as_ref().is_some_and(|r| r["phase"] != "Failed")
+        && row.observed_generation < row.generation
+    {
         // The agent has not reconciled the latest spec of this cluster yet.
         Some("Applying")
     } else {

@@ -41,6 +41,18 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// A write transaction that takes SQLite's write lock up front (`BEGIN IMMEDIATE`).
+    /// A deferred transaction that reads first and writes later fails at once with
+    /// `SQLITE_BUSY_SNAPSHOT` when another connection committed meanwhile (the busy
+    /// timeout does not apply to that case); an immediate one waits its turn instead.
+    pub(super) async fn write_tx(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
 fn conflict_or(e: sqlx::Error, what: String) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
@@ -260,7 +272,7 @@ impl Store for SqliteStore {
         cert: &NewCertificate,
         now: i64,
     ) -> Result<Result<(), RedeemError>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let row = sqlx::query(
             "UPDATE enrollment_tokens SET used_at = ? \
              WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? \
@@ -294,7 +306,7 @@ impl Store for SqliteStore {
         compute_plane_id: &str,
         cert: &NewCertificate,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         insert_certificate(&mut tx, compute_plane_id, cert).await?;
         tx.commit().await?;
         Ok(())
@@ -322,7 +334,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_agent(&self, compute_plane_id: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("UPDATE agent_certificates SET revoked = 1 WHERE compute_plane_id = ?")
             .bind(compute_plane_id)
             .execute(&mut *tx)

@@ -52,7 +52,7 @@ impl DesiredStateStore for SqliteStore {
         catalogs: &[String],
         now: i64,
     ) -> Result<Result<i64, DesiredStateConflict>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for (i, c) in catalogs.iter().enumerate() {
             let found =
                 sqlx::query("SELECT 1 FROM catalogs WHERE compute_plane_id = ? AND name = ?")
@@ -88,7 +88,7 @@ impl DesiredStateStore for SqliteStore {
         name: &str,
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let live = sqlx::query(
             "SELECT 1 FROM clusters WHERE compute_plane_id = ? AND name = ? AND deleted_generation IS NULL",
         )
@@ -140,7 +140,7 @@ impl DesiredStateStore for SqliteStore {
         spec: &str,
         now: i64,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let generation = bump(&mut tx, cp).await?;
         sqlx::query(
             "INSERT INTO catalogs (compute_plane_id, name, spec, generation, updated_at) VALUES (?, ?, ?, ?, ?) \
@@ -163,7 +163,7 @@ impl DesiredStateStore for SqliteStore {
         cp: &str,
         name: &str,
     ) -> Result<Result<Option<i64>, DesiredStateConflict>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let exists = sqlx::query("SELECT 1 FROM catalogs WHERE compute_plane_id = ? AND name = ?")
             .bind(cp)
             .bind(name)
@@ -256,20 +256,25 @@ impl DesiredStateStore for SqliteStore {
         generation: i64,
         conditions: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
-            "UPDATE compute_planes SET applied_generation = MAX(applied_generation, ?), applied_conditions = ? WHERE id = ?",
+            "UPDATE compute_planes SET applied_generation = MAX(applied_generation, MIN(?, generation)), \
+             applied_conditions = ? WHERE id = ?",
         )
         .bind(generation)
         .bind(conditions)
         .bind(cp)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("DELETE FROM clusters WHERE compute_plane_id = ? AND deleted_generation <= ?")
-            .bind(cp)
-            .bind(generation)
-            .execute(&mut *tx)
-            .await?;
+        // Only what the agent can have seen: an ack past the stored generation is capped.
+        sqlx::query(
+            "DELETE FROM clusters WHERE compute_plane_id = ? AND deleted_generation <= \
+             (SELECT applied_generation FROM compute_planes WHERE id = ?)",
+        )
+        .bind(cp)
+        .bind(cp)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -292,5 +297,52 @@ impl DesiredStateStore for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// Writers that read first (a cluster PUT checks its catalogs) and status reports from
+    /// the agent run at the same time in production; none may fail with SQLITE_BUSY.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_do_not_fail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = std::sync::Arc::new(SqliteStore::open(&url).await.expect("open"));
+        let t = store.create_tenant("acme", None, 0).await.expect("tenant");
+        let cp = store
+            .create_compute_plane(&t.id, "prod", "us-east-1", 0)
+            .await
+            .expect("cp");
+        store
+            .put_catalog(&cp.id, "lake", "{}", 0)
+            .await
+            .expect("catalog");
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let store = store.clone();
+            let cp = cp.id.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..25 {
+                    let name = format!("c{w}");
+                    store
+                        .put_cluster(&cp, &name, "{}", &["lake".to_owned()], i)
+                        .await?
+                        .ok();
+                    store.record_cluster_status(&cp, &name, "{}", i).await?;
+                    store.record_applied(&cp, i, "[]").await?;
+                }
+                Ok::<(), StoreError>(())
+            }));
+        }
+        for t in tasks {
+            t.await.expect("join").expect("no writer failed");
+        }
+        let state = store.desired_state(&cp.id).await.expect("state");
+        assert_eq!(state.generation, 1 + 4 * 25);
+        assert_eq!(state.clusters.len(), 4);
     }
 }

@@ -57,7 +57,7 @@ pub struct ClusterSpec {
 }
 
 /// Worker count: fixed, or autoscaled between bounds on CPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Workers {
     /// Exactly `count` workers.
@@ -74,6 +74,63 @@ pub enum Workers {
         /// Average CPU utilisation to aim for, percent.
         target_cpu_percent: u32,
     },
+}
+
+/// The JSON form of [`Workers`], read field by field so that errors can say exactly
+/// what is missing or mixed (an untagged enum would only say "no variant matched").
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkersRepr {
+    count: Option<u32>,
+    min: Option<u32>,
+    max: Option<u32>,
+    target_cpu_percent: Option<u32>,
+}
+
+/// Default CPU target of autoscaling.
+const DEFAULT_TARGET_CPU: u32 = 70;
+
+impl<'de> Deserialize<'de> for Workers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let r = WorkersRepr::deserialize(d)?;
+        match r {
+            WorkersRepr {
+                count: Some(count),
+                min: None,
+                max: None,
+                target_cpu_percent: None,
+            } => Ok(Workers::Fixed { count }),
+            WorkersRepr { count: Some(_), .. } => Err(D::Error::custom(
+                "use either {\"count\": N} or {\"min\": A, \"max\": B, \"target_cpu_percent\": P}, not both",
+            )),
+            WorkersRepr {
+                count: None,
+                min: Some(min),
+                max: Some(max),
+                target_cpu_percent,
+            } => Ok(Workers::Autoscaling {
+                min,
+                max,
+                target_cpu_percent: target_cpu_percent.unwrap_or(DEFAULT_TARGET_CPU),
+            }),
+            WorkersRepr {
+                count: None,
+                min: None,
+                ..
+            } if r.max.is_some() || r.target_cpu_percent.is_some() => {
+                Err(D::Error::missing_field("min"))
+            }
+            WorkersRepr {
+                count: None,
+                max: None,
+                ..
+            } if r.min.is_some() => Err(D::Error::missing_field("max")),
+            _ => Err(D::Error::custom(
+                "needs {\"count\": N} or {\"min\": A, \"max\": B, \"target_cpu_percent\": P}",
+            )),
+        }
+    }
 }
 
 impl Workers {
@@ -287,6 +344,12 @@ impl ClusterSpec {
         }
         for (i, t) in self.tolerations.iter().enumerate() {
             let f = format!("tolerations[{i}]");
+            if t.key.is_empty() && t.operator != "Exists" {
+                return Err(SpecError::new(
+                    format!("{f}.key"),
+                    "may be empty only with operator Exists",
+                ));
+            }
             if !t.key.is_empty() && !valid_label_key(&t.key) {
                 return Err(SpecError::new(format!("{f}.key"), "must be a label key"));
             }
@@ -377,6 +440,25 @@ mod tests {
                 r#"{"presto_version": "1", "workers": {"count": -1}}"#
             )
             .is_err()
+        );
+        for bad in [
+            r#"{"count": 3, "max": 9}"#,
+            r#"{"min": 2}"#,
+            r#"{"max": 9, "target_cpu_percent": 50}"#,
+            r#"{}"#,
+            r#"{"replicas": 3}"#,
+        ] {
+            let json = format!(r#"{{"presto_version": "1", "workers": {bad}}}"#);
+            assert!(serde_json::from_str::<ClusterSpec>(&json).is_err(), "{bad}");
+        }
+        let w: Workers = serde_json::from_str(r#"{"min": 1, "max": 4}"#).expect("default target");
+        assert_eq!(
+            w,
+            Workers::Autoscaling {
+                min: 1,
+                max: 4,
+                target_cpu_percent: 70
+            }
         );
     }
 }
