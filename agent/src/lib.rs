@@ -6,6 +6,8 @@
 //! [`retry`] (backoff with full jitter), [`identity_store`] (key and certificate on disk).
 #![forbid(unsafe_code)]
 
+pub mod cloudwatch;
+pub mod collect;
 pub mod desired;
 pub mod enroll;
 pub mod error;
@@ -15,6 +17,7 @@ pub mod render;
 pub mod report;
 pub mod retry;
 pub mod session;
+pub mod telemetry;
 pub mod transport;
 
 use std::path::PathBuf;
@@ -29,6 +32,7 @@ use crate::identity_store::StateDir;
 use crate::report::Report;
 use crate::retry::{Retry, RetryPolicy};
 use crate::session::SessionEnd;
+use crate::telemetry::Telemetry;
 use crate::transport::TlsMaterial;
 
 /// A session that lasted this long resets the backoff.
@@ -57,6 +61,12 @@ pub struct Config {
     pub resync_interval: Duration,
     /// Grace period of drained workers before their pods are replaced.
     pub drain_grace: Duration,
+    /// How the Presto coordinators are reached.
+    pub coordinator_access: collect::CoordinatorAccess,
+    /// How often coordinators are scraped.
+    pub scrape_interval: Duration,
+    /// Bound of the on-disk telemetry spool.
+    pub spool_max_bytes: u64,
 }
 
 /// Enrolls if needed, then keeps a session up until `shutdown` resolves. Returns an error
@@ -130,8 +140,49 @@ pub async fn run(
     // The sender lives as long as `run`, reconciler or not, so sessions never see the
     // report channel closed.
     let (report_tx, mut report_rx) = watch::channel(Report::default());
-    let reconciler =
-        start_reconciler(&config, &creds, &desired, report_tx.clone(), stop.clone()).await?;
+    let telemetry = Telemetry::open(&config.state_dir, config.spool_max_bytes).map_err(|e| {
+        AgentError::Config(format!(
+            "telemetry spool in {}: {e}",
+            config.state_dir.display()
+        ))
+    })?;
+    let kube = match reconcile::client(config.kubeconfig.as_deref())
+        .await
+        .map_err(AgentError::Config)?
+    {
+        Some(client) => Some(reconcile::kube_ops::Kube::new(
+            client,
+            config.namespace.clone(),
+        )),
+        None => {
+            tracing::warn!(
+                "no --kubeconfig and not running in a pod: desired state is received and kept, not applied"
+            );
+            None
+        }
+    };
+    let reconciler = kube.as_ref().map(|k| {
+        start_reconciler(
+            &config,
+            &compute_plane_id,
+            k.clone(),
+            &desired,
+            report_tx.clone(),
+            stop.clone(),
+        )
+    });
+    let collector = collect::Collector::new(
+        collect::CollectSettings {
+            interval: config.scrape_interval,
+            access: config.coordinator_access,
+            namespace: config.namespace.clone(),
+        },
+        kube,
+        telemetry.clone(),
+        desired.subscribe(),
+        report_rx.clone(),
+    );
+    let collector = tokio::spawn(collector.run(stop.clone()));
 
     let result = session_loop(
         &config,
@@ -142,6 +193,7 @@ pub async fn run(
         &mut creds,
         &desired,
         &mut report_rx,
+        &telemetry,
         &mut stop,
         &mut retry,
         attempt,
@@ -150,6 +202,8 @@ pub async fn run(
     if let Some(r) = reconciler {
         let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
     }
+    let _ = tokio::time::timeout(Duration::from_secs(5), collector).await;
+    telemetry.sync();
     result
 }
 
@@ -163,33 +217,23 @@ fn compute_plane_of(creds: &identity_store::Credentials) -> Result<String, Agent
         .ok_or_else(|| AgentError::Config("the agent certificate names no compute plane".into()))
 }
 
-/// Starts the reconciler when Kubernetes is configured.
-async fn start_reconciler(
+/// Starts the reconciler.
+fn start_reconciler(
     config: &Config,
-    creds: &identity_store::Credentials,
+    compute_plane_id: &str,
+    kube: reconcile::kube_ops::Kube,
     desired: &DesiredStore,
     report: watch::Sender<Report>,
     stop: watch::Receiver<bool>,
-) -> Result<Option<tokio::task::JoinHandle<()>>, AgentError> {
-    let Some(client) = reconcile::client(config.kubeconfig.as_deref())
-        .await
-        .map_err(AgentError::Config)?
-    else {
-        tracing::warn!(
-            "no --kubeconfig and not running in a pod: desired state is received and kept, not applied"
-        );
-        return Ok(None);
-    };
-    let compute_plane_id = compute_plane_of(creds)?;
+) -> tokio::task::JoinHandle<()> {
     let settings = reconcile::Settings {
         namespace: config.namespace.clone(),
-        compute_plane_id,
+        compute_plane_id: compute_plane_id.to_owned(),
         resync: config.resync_interval,
         drain_grace: config.drain_grace,
     };
-    let kube = reconcile::kube_ops::Kube::new(client, config.namespace.clone());
     let reconciler = reconcile::Reconciler::new(kube, settings, desired.subscribe(), report);
-    Ok(Some(tokio::spawn(reconciler.run(stop))))
+    tokio::spawn(reconciler.run(stop))
 }
 
 /// Holds sessions until stopped or refused for good.
@@ -203,6 +247,7 @@ async fn session_loop(
     creds: &mut identity_store::Credentials,
     desired: &DesiredStore,
     report_rx: &mut watch::Receiver<Report>,
+    telemetry: &Telemetry,
     stop: &mut watch::Receiver<bool>,
     retry: &mut Retry,
     mut attempt: u64,
@@ -211,7 +256,10 @@ async fn session_loop(
         attempt += 1;
         tracing::info!(attempt, control_plane = %url, "dialing control plane");
         let started = Instant::now();
-        let result = session::run(url, roots, state, creds, desired, report_rx, stop).await;
+        let result = session::run(
+            url, roots, state, creds, desired, report_rx, telemetry, stop,
+        )
+        .await;
         if started.elapsed() >= STABLE_SESSION {
             retry.reset();
         }

@@ -21,6 +21,7 @@ use crate::enroll::AGENT_VERSION;
 use crate::error::AgentError;
 use crate::identity_store::{Credentials, StateDir};
 use crate::report::Report;
+use crate::telemetry::Telemetry;
 use crate::transport::{self, TlsMaterial};
 use tether_shared::spec::DesiredState;
 
@@ -75,6 +76,7 @@ pub fn classify(status: tonic::Status) -> AgentError {
 }
 
 /// Runs one session to its end.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     control_plane: &Uri,
     roots: &[rustls_pki_types::CertificateDer<'static>],
@@ -82,6 +84,7 @@ pub async fn run(
     creds: &mut Credentials,
     desired: &DesiredStore,
     report: &mut watch::Receiver<Report>,
+    telemetry: &Telemetry,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<SessionEnd, AgentError> {
     let tls = TlsMaterial {
@@ -138,6 +141,18 @@ pub async fn run(
     );
     let mut heartbeat = tokio::time::interval_at(Instant::now() + hb_every, hb_every);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Telemetry on its own stream of the same connection, for as long as this session.
+    let uplink = {
+        let t = telemetry.clone();
+        let c = client.clone();
+        let acked = welcome.telemetry_acked_seq;
+        AbortOnDrop(tokio::spawn(async move {
+            if let Err(status) = t.uplink(c, acked).await {
+                tracing::warn!(%status, "telemetry stream ended");
+            }
+        }))
+    };
+    let _uplink = uplink;
     let mut renew_at = renew_instant(creds);
     // What this session has told the control plane, so only changes are sent.
     let mut sent = Report::default();
@@ -240,6 +255,15 @@ async fn send_report(
     }
     *sent = current;
     Ok(())
+}
+
+/// Aborts a task when dropped (the session's helpers end with it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn goodbye(g: pb::Goodbye) -> SessionEnd {

@@ -54,11 +54,17 @@ pub async fn load(store: &dyn Store, cp: &str) -> Result<DesiredState, LoadError
     let stored = store.desired_state(cp).await?;
     let clusters: BTreeMap<String, ClusterSpec> = parse("cluster", stored.clusters)?;
     let catalogs: BTreeMap<String, CatalogSpec> = parse("catalog", stored.catalogs)?;
+    let settings: BTreeMap<String, String> =
+        serde_json::from_str(&stored.settings).map_err(|e| LoadError::Unreadable {
+            kind: "settings",
+            name: cp.to_owned(),
+            message: e.to_string(),
+        })?;
     Ok(DesiredState {
         generation: stored.generation,
         clusters,
         catalogs,
-        settings: BTreeMap::new(),
+        settings,
     })
 }
 

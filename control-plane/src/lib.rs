@@ -51,6 +51,8 @@ pub struct Config {
     pub tls_sans: Vec<String>,
     /// Session tunables.
     pub session: SessionSettings,
+    /// How long telemetry (query records, metrics, events) is kept.
+    pub telemetry_retention: Duration,
 }
 
 /// Why the control plane could not start or stopped.
@@ -82,6 +84,7 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct ControlPlane {
     state: AppState,
+    retention: Duration,
     tls: Arc<rustls::ServerConfig>,
     admin_token_path: PathBuf,
 }
@@ -125,6 +128,7 @@ impl ControlPlane {
         };
         Ok(Self {
             state,
+            retention: config.telemetry_retention,
             tls,
             admin_token_path,
         })
@@ -163,6 +167,7 @@ impl ControlPlane {
                 grpc::tls::incoming(grpc, self.tls.clone()),
                 wait(stop_rx.clone()),
             );
+        let retention_task = tokio::spawn(retention(self.state.clone(), self.retention));
         let mut http_task = tokio::spawn(async move { http_server.await });
         let mut grpc_task = tokio::spawn(grpc_server);
         let sessions = self.state.sessions.clone();
@@ -175,6 +180,7 @@ impl ControlPlane {
             sessions = sessions.len(),
             "shutting down: saying goodbye to agents"
         );
+        retention_task.abort();
         sessions.end_all(
             reason::SHUTTING_DOWN,
             "the control plane is restarting",
@@ -190,6 +196,20 @@ impl ControlPlane {
             tracing::warn!("connections did not drain in time; closing them");
         }
         Ok(())
+    }
+}
+
+/// Deletes telemetry older than `keep`, at start and then hourly.
+async fn retention(state: AppState, keep: Duration) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let before_ms = (state.clock.now() - keep.as_secs() as i64) * 1000;
+        match state.store.purge_telemetry(before_ms).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "expired telemetry deleted"),
+            Err(e) => tracing::warn!(error = %e, "telemetry retention failed"),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`spec`]: cluster and catalog specs, their validation, the desired state.
 //! - [`pki`]: PEM parsing and certificate facts (serial, expiry, identity).
 //! - [`tokens`]: bearer and bootstrap tokens, and their hashes.
+//! - [`redact`]: SQL literal redaction, so query text and error messages carry no customer data.
 #![forbid(unsafe_code)]
 
 pub mod files;
@@ -14,6 +15,7 @@ pub mod identity;
 pub mod logging;
 pub mod names;
 pub mod pki;
+pub mod redact;
 pub mod spec;
 pub mod tokens;
 

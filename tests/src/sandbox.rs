@@ -59,6 +59,7 @@ pub async fn run(
         public_grpc_endpoint: None,
         tls_sans: vec![],
         session: SessionSettings::default(),
+        telemetry_retention: Duration::from_secs(30 * 24 * 3600),
     })
     .await
     .context("starting the control plane")?;
@@ -143,6 +144,9 @@ pub async fn run(
         namespace: "tether".into(),
         resync_interval: Duration::from_secs(10),
         drain_grace: Duration::from_secs(2),
+        coordinator_access: tether_agent::collect::CoordinatorAccess::ApiProxy,
+        scrape_interval: Duration::from_secs(5),
+        spool_max_bytes: 64 << 20,
     };
     let (agent_stop_tx, agent_stop_rx) = tokio::sync::watch::channel(false);
     let agent_task = tokio::spawn(tether_agent::run(agent_config, wait_stop(agent_stop_rx)));

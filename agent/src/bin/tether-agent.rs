@@ -59,6 +59,20 @@ struct RunArgs {
     /// Grace period of drained Presto workers before their pods are replaced.
     #[arg(long, env = "TETHER_DRAIN_GRACE", default_value = "120s", value_parser = humantime::parse_duration)]
     drain_grace: std::time::Duration,
+    /// How to reach the Presto coordinators: in-cluster DNS, or the API server's service proxy.
+    #[arg(
+        long,
+        env = "TETHER_COORDINATOR_ACCESS",
+        value_enum,
+        default_value = "dns"
+    )]
+    coordinator_access: tether_agent::collect::CoordinatorAccess,
+    /// How often each coordinator is scraped for metrics and finished queries.
+    #[arg(long, env = "TETHER_SCRAPE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    scrape_interval: std::time::Duration,
+    /// Bound of the on-disk telemetry spool, e.g. 256Mi.
+    #[arg(long, env = "TETHER_SPOOL_MAX", default_value = "256Mi", value_parser = parse_bytes)]
+    spool_max: u64,
     /// Log format.
     #[arg(long, env = "TETHER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -85,12 +99,20 @@ async fn main() {
         namespace: args.namespace,
         resync_interval: args.resync_interval,
         drain_grace: args.drain_grace,
+        coordinator_access: args.coordinator_access,
+        scrape_interval: args.scrape_interval,
+        spool_max_bytes: args.spool_max,
     };
     if let Err(e) = tether_agent::run(config, shutdown_signal()).await {
         tracing::error!("{e}");
         eprintln!("error: {e}");
         std::process::exit(e.exit_code());
     }
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    tether_shared::spec::memory_bytes(s)
+        .ok_or_else(|| format!("{s:?} is not a size such as 256Mi or 1Gi"))
 }
 
 async fn shutdown_signal() {

@@ -199,3 +199,39 @@ pub async fn revoke_agent(
     let cp = visible_cp(&s, &p, &cp.id).await?;
     Ok(Json(compute_plane_json(&cp)))
 }
+
+/// `PUT /compute-planes/{cp}/settings` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// `redacted` (default), `full` or `none`.
+    #[serde(default)]
+    query_text_redaction: Option<String>,
+}
+
+/// `PUT /compute-planes/{cp}/settings` (admin): settings the agent applies, e.g. how much
+/// query text leaves the VPC. Sent with the desired state.
+pub async fn put_settings(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(cp): Path<String>,
+    ApiJson(body): ApiJson<Settings>,
+) -> Result<Json<Value>, ApiError> {
+    let cp = visible_cp(&s, &p, &cp).await?;
+    p.require(Role::Admin, "change compute plane settings")?;
+    let mut settings = serde_json::Map::new();
+    if let Some(mode) = body.query_text_redaction {
+        mode.parse::<tether_shared::redact::RedactionMode>()
+            .map_err(|_| {
+                ApiError::field("query_text_redaction", "must be redacted, full or none")
+            })?;
+        settings.insert("query_text_redaction".into(), Value::String(mode));
+    }
+    let text = Value::Object(settings.clone()).to_string();
+    let generation = s.store.put_settings(&cp.id, &text).await?;
+    tracing::info!(compute_plane = %cp.id, generation, settings = %text, by = %p.token_id, "settings changed");
+    crate::desired::push(&s, &cp.id).await;
+    Ok(Json(
+        json!({"settings": settings, "generation": generation}),
+    ))
+}

@@ -8,6 +8,7 @@ pub mod clusters;
 pub mod compute_planes;
 pub mod error;
 pub mod json;
+pub mod telemetry;
 pub mod tenants;
 
 use axum::Router;
@@ -44,6 +45,12 @@ pub fn router(state: AppState) -> Router {
                 .put(clusters::put)
                 .delete(clusters::delete),
         )
+        .route(
+            "/compute-planes/{cp}/settings",
+            axum::routing::put(compute_planes::put_settings),
+        )
+        .route("/compute-planes/{cp}/query-log", get(telemetry::query_log))
+        .route("/compute-planes/{cp}/metrics", get(telemetry::metrics))
         .route("/compute-planes/{cp}/catalogs", get(catalogs::list))
         .route(
             "/compute-planes/{cp}/catalogs/{name}",

@@ -51,6 +51,9 @@ struct ServeArgs {
     /// How often agents send heartbeats.
     #[arg(long, env = "TETHER_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
     heartbeat_interval: std::time::Duration,
+    /// How long telemetry (query log, metrics, events) is kept.
+    #[arg(long, env = "TETHER_TELEMETRY_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    telemetry_retention: std::time::Duration,
     /// Log format.
     #[arg(long, env = "TETHER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -78,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         public_grpc_endpoint: args.public_grpc_endpoint,
         tls_sans: args.tls_sans,
         session,
+        telemetry_retention: args.telemetry_retention,
     };
     let cp = ControlPlane::open(config)
         .await

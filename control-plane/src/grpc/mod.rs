@@ -4,6 +4,7 @@
 //! other RPC reads the agent's identity from the verified TLS client certificate and from
 //! nowhere else.
 
+pub mod telemetry;
 pub mod tls;
 
 use std::pin::Pin;
@@ -230,11 +231,17 @@ impl AgentControl for AgentControlService {
 
         let cp_id = peer.identity.compute_plane_id.clone();
         let session_id = uuid::Uuid::new_v4().to_string();
+        let (telemetry_acked, _) = self
+            .state
+            .store
+            .telemetry_state(&cp_id)
+            .await
+            .map_err(internal)?;
         let (tx, rx) = mpsc::channel(64);
         let welcome = ControlMessage {
             kind: Some(control_message::Kind::Welcome(pb::Welcome {
                 heartbeat_interval_seconds: settings.heartbeat_interval.as_secs().max(1) as u32,
-                telemetry_acked_seq: 0,
+                telemetry_acked_seq: telemetry_acked,
                 session_id: session_id.clone(),
                 identity: Some(pb::AgentIdentity {
                     tenant_id: peer.identity.tenant_id.clone(),
@@ -283,10 +290,15 @@ impl AgentControl for AgentControlService {
         &self,
         req: Request<Streaming<TelemetryBatch>>,
     ) -> Result<Response<Self::TelemetryStream>, Status> {
-        self.authenticate(&req).await?;
-        Err(Status::unimplemented(
-            "this control plane version does not accept telemetry yet",
-        ))
+        let peer = self.authenticate(&req).await?;
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(telemetry::serve(
+            self.state.clone(),
+            peer.identity.compute_plane_id,
+            req.into_inner(),
+            tx,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     #[tracing::instrument(skip_all, fields(remote = ?req.remote_addr()))]

@@ -219,12 +219,13 @@ impl DesiredStateStore for SqliteStore {
     async fn desired_state(&self, cp: &str) -> Result<StoredDesiredState, StoreError> {
         // One read transaction, so generation and specs belong together.
         let mut tx = self.pool.begin().await?;
-        let generation: i64 = sqlx::query("SELECT generation FROM compute_planes WHERE id = ?")
+        let row = sqlx::query("SELECT generation, settings FROM compute_planes WHERE id = ?")
             .bind(cp)
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or(StoreError::NotFound("compute plane"))?
-            .try_get("generation")?;
+            .ok_or(StoreError::NotFound("compute plane"))?;
+        let generation: i64 = row.try_get("generation")?;
+        let settings: String = row.try_get("settings")?;
         let clusters = sqlx::query(
             "SELECT name, spec FROM clusters WHERE compute_plane_id = ? AND deleted_generation IS NULL ORDER BY name",
         )
@@ -247,6 +248,7 @@ impl DesiredStateStore for SqliteStore {
             generation,
             clusters,
             catalogs,
+            settings,
         })
     }
 
@@ -277,6 +279,18 @@ impl DesiredStateStore for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn put_settings(&self, cp: &str, settings: &str) -> Result<i64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let generation = bump(&mut tx, cp).await?;
+        sqlx::query("UPDATE compute_planes SET settings = ? WHERE id = ?")
+            .bind(settings)
+            .bind(cp)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(generation)
     }
 
     async fn record_cluster_status(

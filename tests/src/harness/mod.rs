@@ -4,6 +4,7 @@ mod api;
 pub mod grpc;
 pub mod presto_env;
 mod procs;
+pub mod relay;
 mod tinyproxy;
 
 pub use api::Api;

@@ -16,13 +16,17 @@ use crate::standins::kube::{KubeOptions, KubeStandIn, ObjectKey};
 pub const NAMESPACE: &str = "tether";
 
 /// Flags that make the agent's reconciler quick for tests.
-pub const FAST_AGENT: [&str; 6] = [
+pub const FAST_AGENT: [&str; 10] = [
     "--resync-interval",
     "2s",
     "--drain-grace",
     "1s",
     "--namespace",
     NAMESPACE,
+    "--coordinator-access",
+    "api-proxy",
+    "--scrape-interval",
+    "1s",
 ];
 
 /// One tenant's compute plane with an agent reconciling into a Kubernetes stand-in.

@@ -2,3 +2,4 @@
 //! wire formats, so production clients run against them unchanged.
 
 pub mod kube;
+pub mod presto;

@@ -1,0 +1,186 @@
+//! Telemetry reads: `GET /compute-planes/{cp}/query-log` (filters, cursor pagination) and
+//! `GET /compute-planes/{cp}/metrics` (series by name and cluster, time range, step).
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde_json::{Value, json};
+
+use super::auth::Principal;
+use super::compute_planes::visible_cp;
+use super::error::ApiError;
+use crate::state::AppState;
+use crate::store::{QueryFilter, QueryRow};
+
+fn rfc3339_ms(ms: i64) -> Value {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .map_or(Value::Null, Value::String)
+}
+
+/// A time parameter: RFC 3339 or Unix milliseconds.
+fn time_param(q: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
+    let Some(v) = q.get(name) else {
+        return Ok(None);
+    };
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(Some(ms));
+    }
+    time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+        .map(|t| Some((t.unix_timestamp_nanos() / 1_000_000) as i64))
+        .map_err(|_| {
+            ApiError::field(
+                name,
+                "must be RFC 3339 (2026-11-26T08:00:00Z) or Unix milliseconds",
+            )
+        })
+}
+
+fn text_param(q: &HashMap<String, String>, name: &str) -> Result<Option<String>, ApiError> {
+    match q.get(name) {
+        Some(v) if v.len() > 256 => Err(ApiError::field(name, "must be at most 256 characters")),
+        Some(v) if v.is_empty() => Ok(None),
+        other => Ok(other.cloned()),
+    }
+}
+
+fn record_json(r: &QueryRow) -> Value {
+    json!({
+        "query_id": r.query_id,
+        "cluster": r.cluster,
+        "user": r.user,
+        "source": r.source,
+        "catalog": r.catalog,
+        "schema": r.schema,
+        "state": r.state,
+        "error_type": r.error_type,
+        "error_code": r.error_code,
+        "error_message": r.error_message,
+        "create_time": rfc3339_ms(r.create_time_ms),
+        "end_time": rfc3339_ms(r.end_time_ms),
+        "queued_time_ms": r.queued_time_ms,
+        "elapsed_time_ms": r.elapsed_time_ms,
+        "cpu_time_ms": r.cpu_time_ms,
+        "peak_memory_bytes": r.peak_memory_bytes,
+        "input_rows": r.input_rows,
+        "input_bytes": r.input_bytes,
+        "output_rows": r.output_rows,
+        "query": r.query,
+        "fingerprint": r.fingerprint,
+    })
+}
+
+/// `GET /compute-planes/{cp}/query-log?cluster=&user=&state=&since=&until=&q=&limit=&cursor=`.
+pub async fn query_log(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(cp): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let cp = visible_cp(&s, &p, &cp).await?;
+    let limit = match q.get("limit") {
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| ApiError::field("limit", "must be between 1 and 1000"))?,
+        None => 100,
+    };
+    let cursor = match q.get("cursor") {
+        Some(v) => Some(
+            v.parse::<i64>()
+                .map_err(|_| ApiError::field("cursor", "must be a cursor from next_cursor"))?,
+        ),
+        None => None,
+    };
+    let filter = QueryFilter {
+        cluster: text_param(&q, "cluster")?,
+        user: text_param(&q, "user")?,
+        state: text_param(&q, "state")?,
+        since_ms: time_param(&q, "since")?,
+        until_ms: time_param(&q, "until")?,
+        text: text_param(&q, "q")?,
+        limit,
+        cursor,
+    };
+    let (rows, next) = s.store.query_log(&cp.id, &filter).await?;
+    let (_, dropped) = s.store.telemetry_state(&cp.id).await?;
+    Ok(Json(json!({
+        "records": rows.iter().map(record_json).collect::<Vec<_>>(),
+        "next_cursor": next.map(|c| c.to_string()),
+        "dropped_records": dropped,
+    })))
+}
+
+/// `GET /compute-planes/{cp}/metrics?name=&cluster=&since=&until=&step=`: samples averaged
+/// into `step`-wide buckets (default 60 s) over the range (default: the last hour).
+pub async fn metrics(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(cp): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let cp = visible_cp(&s, &p, &cp).await?;
+    let now_ms = s.clock.now() * 1000;
+    let until = time_param(&q, "until")?.unwrap_or(now_ms + 1);
+    let since = time_param(&q, "since")?.unwrap_or(until - 3_600_000);
+    if since >= until {
+        return Err(ApiError::field("since", "must be before until"));
+    }
+    let step_ms = match q.get("step") {
+        Some(v) => humantime::parse_duration(v)
+            .ok()
+            .map(|d| d.as_millis() as i64)
+            .filter(|ms| *ms >= 1000)
+            .ok_or_else(|| {
+                ApiError::field("step", "must be a duration of at least 1s, e.g. 60s")
+            })?,
+        None => 60_000,
+    };
+    if (until - since) / step_ms > 10_000 {
+        return Err(ApiError::field(
+            "step",
+            "too small for the range (at most 10000 points)",
+        ));
+    }
+    let samples = s
+        .store
+        .metric_samples(
+            &cp.id,
+            text_param(&q, "name")?.as_deref(),
+            text_param(&q, "cluster")?.as_deref(),
+            since,
+            until,
+        )
+        .await?;
+    // (name, cluster) -> bucket start -> (sum, count)
+    let mut series: BTreeMap<(String, String), BTreeMap<i64, (f64, u32)>> = BTreeMap::new();
+    for (cluster, name, ts, value) in samples {
+        let bucket = since + (ts - since) / step_ms * step_ms;
+        let e = series
+            .entry((name, cluster))
+            .or_default()
+            .entry(bucket)
+            .or_insert((0.0, 0));
+        e.0 += value;
+        e.1 += 1;
+    }
+    let out: Vec<Value> = series
+        .into_iter()
+        .map(|((name, cluster), points)| {
+            let pts: Vec<Value> = points
+                .into_iter()
+                .map(|(t, (sum, n))| json!([t, sum / f64::from(n)]))
+                .collect();
+            json!({"name": name, "cluster": cluster, "points": pts})
+        })
+        .collect();
+    Ok(Json(
+        json!({"series": out, "since": rfc3339_ms(since), "until": rfc3339_ms(until), "step_ms": step_ms}),
+    ))
+}

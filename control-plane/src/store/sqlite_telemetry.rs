@@ -1,0 +1,238 @@
+//! SQLite implementation of telemetry storage: one transaction per batch (the batch is the
+//! unit the agent gets acked for), dedup by sequence number and by query id.
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::sqlite::SqliteStore;
+use super::{QueryFilter, QueryRow, StoreError, TelemetryItem, TelemetryStore};
+
+fn query_row(r: &sqlx::sqlite::SqliteRow) -> Result<QueryRow, sqlx::Error> {
+    Ok(QueryRow {
+        query_id: r.try_get("query_id")?,
+        cluster: r.try_get("cluster")?,
+        user: r.try_get("user")?,
+        source: r.try_get("source")?,
+        catalog: r.try_get("catalog")?,
+        schema: r.try_get("schema")?,
+        state: r.try_get("state")?,
+        error_type: r.try_get("error_type")?,
+        error_code: r.try_get("error_code")?,
+        error_message: r.try_get("error_message")?,
+        create_time_ms: r.try_get("create_time_ms")?,
+        end_time_ms: r.try_get("end_time_ms")?,
+        queued_time_ms: r.try_get("queued_time_ms")?,
+        elapsed_time_ms: r.try_get("elapsed_time_ms")?,
+        cpu_time_ms: r.try_get("cpu_time_ms")?,
+        peak_memory_bytes: r.try_get("peak_memory_bytes")?,
+        input_rows: r.try_get("input_rows")?,
+        input_bytes: r.try_get("input_bytes")?,
+        output_rows: r.try_get("output_rows")?,
+        query: r.try_get("query")?,
+        fingerprint: r.try_get("fingerprint")?,
+    })
+}
+
+#[async_trait]
+impl TelemetryStore for SqliteStore {
+    async fn ingest(
+        &self,
+        cp: &str,
+        items: &[(u64, TelemetryItem)],
+        dropped_total: u64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let acked: i64 = sqlx::query("SELECT telemetry_acked_seq FROM compute_planes WHERE id = ?")
+            .bind(cp)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("compute plane"))?
+            .try_get("telemetry_acked_seq")?;
+        let mut high = acked as u64;
+        for (seq, item) in items.iter().filter(|(seq, _)| *seq > acked as u64) {
+            high = high.max(*seq);
+            match item {
+                TelemetryItem::Metric {
+                    cluster,
+                    name,
+                    ts_ms,
+                    value,
+                } => {
+                    sqlx::query("INSERT INTO metric_samples (compute_plane_id, cluster, name, ts_ms, value) VALUES (?, ?, ?, ?, ?)")
+                        .bind(cp)
+                        .bind(cluster)
+                        .bind(name)
+                        .bind(ts_ms)
+                        .bind(value)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                TelemetryItem::Query(q) => {
+                    sqlx::query(
+                        "INSERT OR IGNORE INTO query_records (compute_plane_id, query_id, cluster, user, source, catalog, schema, \
+                         state, error_type, error_code, error_message, create_time_ms, end_time_ms, queued_time_ms, \
+                         elapsed_time_ms, cpu_time_ms, peak_memory_bytes, input_rows, input_bytes, output_rows, query, fingerprint) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(cp)
+                    .bind(&q.query_id)
+                    .bind(&q.cluster)
+                    .bind(&q.user)
+                    .bind(&q.source)
+                    .bind(&q.catalog)
+                    .bind(&q.schema)
+                    .bind(&q.state)
+                    .bind(&q.error_type)
+                    .bind(&q.error_code)
+                    .bind(&q.error_message)
+                    .bind(q.create_time_ms)
+                    .bind(q.end_time_ms)
+                    .bind(q.queued_time_ms)
+                    .bind(q.elapsed_time_ms)
+                    .bind(q.cpu_time_ms)
+                    .bind(q.peak_memory_bytes)
+                    .bind(q.input_rows)
+                    .bind(q.input_bytes)
+                    .bind(q.output_rows)
+                    .bind(&q.query)
+                    .bind(&q.fingerprint)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                TelemetryItem::Event {
+                    cluster,
+                    kind,
+                    reason,
+                    message,
+                    ts_ms,
+                } => {
+                    sqlx::query("INSERT INTO events (compute_plane_id, cluster, type, reason, message, ts_ms) VALUES (?, ?, ?, ?, ?, ?)")
+                        .bind(cp)
+                        .bind(cluster)
+                        .bind(kind)
+                        .bind(reason)
+                        .bind(message)
+                        .bind(ts_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        sqlx::query(
+            "UPDATE compute_planes SET telemetry_acked_seq = ?, telemetry_dropped = MAX(telemetry_dropped, ?) WHERE id = ?",
+        )
+        .bind(high as i64)
+        .bind(dropped_total as i64)
+        .bind(cp)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(high)
+    }
+
+    async fn telemetry_state(&self, cp: &str) -> Result<(u64, u64), StoreError> {
+        let row = sqlx::query(
+            "SELECT telemetry_acked_seq, telemetry_dropped FROM compute_planes WHERE id = ?",
+        )
+        .bind(cp)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(StoreError::NotFound("compute plane"))?;
+        Ok((
+            row.try_get::<i64, _>("telemetry_acked_seq")? as u64,
+            row.try_get::<i64, _>("telemetry_dropped")? as u64,
+        ))
+    }
+
+    async fn query_log(
+        &self,
+        cp: &str,
+        f: &QueryFilter,
+    ) -> Result<(Vec<QueryRow>, Option<i64>), StoreError> {
+        let limit = i64::from(f.limit.clamp(1, 1000));
+        let rows = sqlx::query(
+            "SELECT * FROM query_records WHERE compute_plane_id = ? \
+             AND (? IS NULL OR cluster = ?) AND (? IS NULL OR user = ?) AND (? IS NULL OR state = ?) \
+             AND (? IS NULL OR end_time_ms >= ?) AND (? IS NULL OR end_time_ms < ?) \
+             AND (? IS NULL OR instr(query, ?) > 0) AND (? IS NULL OR id < ?) \
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(cp)
+        .bind(&f.cluster)
+        .bind(&f.cluster)
+        .bind(&f.user)
+        .bind(&f.user)
+        .bind(&f.state)
+        .bind(&f.state)
+        .bind(f.since_ms)
+        .bind(f.since_ms)
+        .bind(f.until_ms)
+        .bind(f.until_ms)
+        .bind(&f.text)
+        .bind(&f.text)
+        .bind(f.cursor)
+        .bind(f.cursor)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let more = rows.len() as i64 > limit;
+        let page = &rows[..rows.len().min(limit as usize)];
+        let next = if more {
+            page.last().map(|r| r.try_get::<i64, _>("id")).transpose()?
+        } else {
+            None
+        };
+        Ok((page.iter().map(query_row).collect::<Result<_, _>>()?, next))
+    }
+
+    async fn metric_samples(
+        &self,
+        cp: &str,
+        name: Option<&str>,
+        cluster: Option<&str>,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<(String, String, i64, f64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT cluster, name, ts_ms, value FROM metric_samples WHERE compute_plane_id = ? \
+             AND (? IS NULL OR name = ?) AND (? IS NULL OR cluster = ?) AND ts_ms >= ? AND ts_ms < ? \
+             ORDER BY name, cluster, ts_ms LIMIT 100000",
+        )
+        .bind(cp)
+        .bind(name)
+        .bind(name)
+        .bind(cluster)
+        .bind(cluster)
+        .bind(since_ms)
+        .bind(until_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("cluster")?,
+                    r.try_get("name")?,
+                    r.try_get("ts_ms")?,
+                    r.try_get("value")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn purge_telemetry(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM query_records WHERE end_time_ms < ?",
+            "DELETE FROM metric_samples WHERE ts_ms < ?",
+            "DELETE FROM events WHERE ts_ms < ?",
+        ] {
+            n += sqlx::query(sql)
+                .bind(before_ms)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(n)
+    }
+}

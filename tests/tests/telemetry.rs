@@ -1,0 +1,309 @@
+//! Issue 4 end to end: query metadata and metrics from a Presto stand-in, scraped by the
+//! real agent through the Kubernetes stand-in's service proxy, delivered exactly once over
+//! cut connections and killed processes, with literals redacted inside the "VPC".
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tether_tests::harness::presto_env::{NAMESPACE, PrestoEnv, cluster_spec, glue_catalog};
+use tether_tests::harness::relay::Relay;
+use tether_tests::harness::{
+    AgentOptions, AgentProc, ControlPlaneOptions, ControlPlaneProc, eventually, init,
+};
+use tether_tests::standins::presto::{PrestoOptions, PrestoStandIn, Workload};
+
+const SECRETS: [&str; 3] = ["alice@example.com", "4111111111111111", "2024-01-02"];
+
+fn secret_texts() -> Vec<String> {
+    vec![
+        "SELECT name FROM customers WHERE email = 'alice@example.com'".into(),
+        "SELECT * FROM payments WHERE card = 4111111111111111 AND day = DATE '2024-01-02'".into(),
+        "SELECT CAST('alice@example.com' AS INTEGER) /* FAIL on purpose */".into(),
+    ]
+}
+
+/// A running cluster `analytics` whose coordinator is a Presto stand-in.
+async fn env_with_presto(opts: PrestoOptions) -> (PrestoEnv, PrestoStandIn) {
+    let env = PrestoEnv::start().await;
+    env.put_catalog("lake", glue_catalog()).await;
+    env.put_cluster("analytics", cluster_spec(2, &["lake"]))
+        .await;
+    env.running("analytics", 2, 15).await;
+    let presto = PrestoStandIn::start(opts).await.expect("presto stand-in");
+    env.kube
+        .register_service_backend(NAMESPACE, "analytics", presto.addr());
+    (env, presto)
+}
+
+/// Every query-log record of the compute plane, through the paginated API.
+async fn all_records(env: &PrestoEnv) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/compute-planes/{}/query-log?limit=1000", env.fx.cp_id);
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = env.api().ok_get(&path).await;
+        out.extend(page["records"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+}
+
+fn files_contain(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in walk(dir) {
+        if let Ok(bytes) = std::fs::read(&entry)
+            && bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        {
+            hits.push(entry.display().to_string());
+        }
+    }
+    hits
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p))
+            } else {
+                out.push(p)
+            }
+        }
+    }
+    out
+}
+
+/// Acceptance 2 and 3: literals never reach the control plane (database files and logs,
+/// searched byte-wise); modes none and full; metrics match the coordinator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_metadata_arrives_redacted_and_metrics_match() {
+    init();
+    let (env, presto) = env_with_presto(PrestoOptions::default()).await;
+    let workload = presto.start_workload(Workload {
+        count: Some(30),
+        per_second: 50.0,
+        run_time: Duration::from_millis(100),
+        fail_ratio: 0.0,
+        texts: secret_texts(),
+        ..Workload::default()
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let records = loop {
+        let r = all_records(&env).await;
+        if r.len() == 30 {
+            break r;
+        }
+        if Instant::now() > deadline {
+            let log = env.agent.as_ref().map(|a| a.log()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "{} records after 30 s; agent log tail:\n{}\ncp log tail:\n{}",
+                r.len(),
+                tail.join("\n"),
+                env.cp
+                    .log()
+                    .lines()
+                    .rev()
+                    .take(15)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(workload.is_done());
+    let failed: Vec<&Value> = records.iter().filter(|r| r["state"] == "FAILED").collect();
+    assert!(!failed.is_empty(), "some queries failed");
+    assert!(
+        failed
+            .iter()
+            .all(|r| !r["error_code"].as_str().unwrap_or("").is_empty())
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r["query"].as_str().is_some_and(|q| q.contains('?'))),
+        "redacted text present"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r["user"] == "analyst" && r["cluster"] == "analytics")
+    );
+    let fps: HashSet<&str> = records
+        .iter()
+        .filter_map(|r| r["fingerprint"].as_str())
+        .collect();
+    assert_eq!(fps.len(), 3, "one fingerprint per query shape");
+
+    // Metrics reach the API and match the coordinator.
+    let api = env.api();
+    let active = presto.cluster_stats()["activeWorkers"]
+        .as_f64()
+        .expect("activeWorkers");
+    eventually(Duration::from_secs(5), "active_workers metric", || async {
+        let m = api
+            .ok_get(&format!(
+                "/compute-planes/{}/metrics?name=active_workers&step=1s",
+                env.fx.cp_id
+            ))
+            .await;
+        let last = m["series"][0]["points"].as_array()?.last()?[1].as_f64()?;
+        (last == active).then_some(())
+    })
+    .await;
+
+    // Mode none: no text at all. Mode full: text unchanged.
+    let settings = format!("/compute-planes/{}/settings", env.fx.cp_id);
+    api.put(&settings, &json!({"query_text_redaction": "none"}))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let id = presto.submit("bob", None, None, None, "SELECT 'bob-none-marker'");
+    let r = eventually(Duration::from_secs(15), "mode none record", || async {
+        all_records(&env)
+            .await
+            .into_iter()
+            .find(|r| r["query_id"] == id.as_str())
+    })
+    .await;
+    assert_eq!(r["query"], "", "mode none sends no text: {r}");
+    assert_eq!(r["fingerprint"], "");
+    api.put(&settings, &json!({"query_text_redaction": "full"}))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let id = presto.submit("bob", None, None, None, "SELECT 'bob-full-marker'");
+    let r = eventually(Duration::from_secs(15), "mode full record", || async {
+        all_records(&env)
+            .await
+            .into_iter()
+            .find(|r| r["query_id"] == id.as_str())
+    })
+    .await;
+    assert_eq!(r["query"], "SELECT 'bob-full-marker'");
+
+    // Byte-wise: no literal of the redacted-mode queries anywhere on the control plane.
+    for secret in SECRETS {
+        let hits = files_contain(&env.cp.data_dir, secret);
+        assert!(hits.is_empty(), "{secret} found in {hits:?}");
+        assert!(
+            !env.cp.log().contains(secret),
+            "{secret} in the control plane log"
+        );
+    }
+}
+
+/// Acceptance 1: 10,000 queries, exactly 10,000 records, across 20 cut connections, one
+/// SIGKILL of the control plane and one of the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_queries_arrive_exactly_once_through_failures() {
+    init();
+    let total: u64 = 10_000;
+    let (mut env, presto) = env_with_presto(PrestoOptions {
+        max_history: 200,
+        min_expire_age: Duration::from_secs(6),
+        ..PrestoOptions::default()
+    })
+    .await;
+    // Route the agent through a relay the test can cut.
+    if let Some(mut a) = env.agent.take() {
+        a.terminate();
+        a.wait_exit(Duration::from_secs(10)).await;
+    }
+    let relay = Relay::start(env.cp.grpc.parse().expect("grpc addr")).await;
+    let start_agent = |env: &PrestoEnv| {
+        AgentProc::start(
+            AgentOptions {
+                control_plane: format!("https://{}", relay.addr()),
+                ca_file: env.cp.ca_file(),
+                state_dir: env.agent_dir.clone(),
+                ..AgentOptions::default()
+            }
+            .with_args(&tether_tests::harness::presto_env::FAST_AGENT)
+            .with_args(&[
+                "--kubeconfig",
+                &env.kubeconfig.display().to_string(),
+                "--backoff-max",
+                "2s",
+            ]),
+        )
+    };
+    let mut agent = start_agent(&env);
+    env.fx.connected(&env.cp.api(), 15).await;
+
+    let workload = presto.start_workload(Workload {
+        count: Some(total),
+        per_second: 500.0,
+        run_time: Duration::from_millis(200),
+        fail_ratio: 0.05,
+        ..Workload::default()
+    });
+    let started = Instant::now();
+    let mut cuts = 0;
+    let mut killed_cp = false;
+    let mut killed_agent = false;
+    while !workload.is_done() || cuts < 20 {
+        tokio::time::sleep(Duration::from_millis(300 + rand_ms(700))).await;
+        if cuts < 20 && relay.cut() > 0 {
+            cuts += 1;
+        }
+        if !killed_cp && started.elapsed() > Duration::from_secs(6) {
+            let (http, grpc, dir) = (
+                env.cp.http.clone(),
+                env.cp.grpc.clone(),
+                env.cp.data_dir.clone(),
+            );
+            env.cp.kill();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            env.cp = ControlPlaneProc::start(ControlPlaneOptions {
+                data_dir: Some(dir),
+                http_listen: http,
+                grpc_listen: grpc,
+                ..ControlPlaneOptions::default()
+            })
+            .await;
+            killed_cp = true;
+        }
+        if !killed_agent && started.elapsed() > Duration::from_secs(12) {
+            drop(agent);
+            agent = start_agent(&env);
+            killed_agent = true;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "workload did not finish"
+        );
+    }
+    assert!(
+        killed_cp && killed_agent && cuts >= 20,
+        "faults injected: cuts {cuts}"
+    );
+    let expected: HashSet<String> = presto.finished_ids().into_iter().collect();
+    assert_eq!(expected.len() as u64, total);
+    let records = eventually(Duration::from_secs(60), "all 10,000 records", || async {
+        let r = all_records(&env).await;
+        (r.len() as u64 >= total).then_some(r)
+    })
+    .await;
+    let ids: HashSet<String> = records
+        .iter()
+        .filter_map(|r| r["query_id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(records.len() as u64, total, "exactly once");
+    assert_eq!(ids, expected, "the same queries");
+    drop(agent);
+}
+
+fn rand_ms(max: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(max);
+    h.finish() % max.max(1)
+}
