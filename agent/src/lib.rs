@@ -140,6 +140,17 @@ pub async fn run(
     // The sender lives as long as `run`, reconciler or not, so sessions never see the
     // report channel closed.
     let (report_tx, mut report_rx) = watch::channel(Report::default());
+    // The reconciler and collector stop on shutdown, and also when the session loop ends
+    // for good (e.g. revocation), so a fatal error exits at once.
+    let (halt_tx, halt_rx) = watch::channel(false);
+    let forward = {
+        let mut stop = stop.clone();
+        let halt_tx = halt_tx.clone();
+        tokio::spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            halt_tx.send_replace(true);
+        })
+    };
     let telemetry = Telemetry::open(&config.state_dir, config.spool_max_bytes).map_err(|e| {
         AgentError::Config(format!(
             "telemetry spool in {}: {e}",
@@ -168,7 +179,7 @@ pub async fn run(
             k.clone(),
             &desired,
             report_tx.clone(),
-            stop.clone(),
+            halt_rx.clone(),
         )
     });
     let collector = collect::Collector::new(
@@ -182,7 +193,7 @@ pub async fn run(
         desired.subscribe(),
         report_rx.clone(),
     );
-    let collector = tokio::spawn(collector.run(stop.clone()));
+    let collector = tokio::spawn(collector.run(halt_rx.clone()));
 
     let result = session_loop(
         &config,
@@ -199,6 +210,8 @@ pub async fn run(
         attempt,
     )
     .await;
+    halt_tx.send_replace(true);
+    forward.abort();
     if let Some(r) = reconciler {
         let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
     }
