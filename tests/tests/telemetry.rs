@@ -54,6 +54,36 @@ async fn all_records(env: &PrestoEnv) -> Vec<Value> {
     }
 }
 
+const CLIENT: &str = r#"
+import sys, prestodb
+conn = prestodb.dbapi.connect(host="127.0.0.1", port=int(sys.argv[1]), user="analyst", catalog="hive", schema="default")
+cur = conn.cursor()
+cur.execute("SELECT * FROM payments WHERE card = 4111111111111111 AND email = 'alice@example.com' AND day = DATE '2024-01-02'")
+print("ROWS", len(cur.fetchall()))
+try:
+    cur = conn.cursor()
+    cur.execute("SELECT CAST('alice@example.com' AS INTEGER) -- FAIL")
+    cur.fetchall()
+except prestodb.exceptions.PrestoUserError as e:
+    print("FAILED", e.error_name)
+"#;
+
+/// Runs two queries through `presto-python-client` against the stand-in.
+async fn presto_client(presto: &PrestoStandIn) -> String {
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", CLIENT, &presto.addr().port().to_string()])
+        .env("NO_PROXY", "*")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("python3 runs (presto-python-client: pip install presto-python-client)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 fn files_contain(dir: &std::path::Path, needle: &str) -> Vec<String> {
     let mut hits = Vec::new();
     for entry in walk(dir) {
@@ -95,10 +125,17 @@ async fn query_metadata_arrives_redacted_and_metrics_match() {
         texts: secret_texts(),
         ..Workload::default()
     });
+    // And through a real Presto client (the client protocol), one query failing with a
+    // message that quotes a value.
+    let client = presto_client(&presto).await;
+    assert!(
+        client.contains("ROWS") && client.contains("FAILED"),
+        "python client: {client}"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let records = loop {
         let r = all_records(&env).await;
-        if r.len() == 30 {
+        if r.len() == 32 {
             break r;
         }
         if Instant::now() > deadline {
@@ -142,7 +179,9 @@ async fn query_metadata_arrives_redacted_and_metrics_match() {
         .iter()
         .filter_map(|r| r["fingerprint"].as_str())
         .collect();
-    assert_eq!(fps.len(), 3, "one fingerprint per query shape");
+    // Three workload shapes plus the client's payments query; the client's CAST query
+    // differs from the workload's only in its comment, so it shares that fingerprint.
+    assert_eq!(fps.len(), 4, "one fingerprint per query shape: {fps:?}");
 
     // Metrics reach the API and match the coordinator.
     let api = env.api();

@@ -73,6 +73,18 @@ struct RunArgs {
     /// Bound of the on-disk telemetry spool, e.g. 256Mi.
     #[arg(long, env = "TETHER_SPOOL_MAX", default_value = "256Mi", value_parser = parse_bytes)]
     spool_max: u64,
+    /// Ship the agent's own logs to this CloudWatch Logs log group (in the customer's account).
+    #[arg(long, env = "TETHER_CLOUDWATCH_LOG_GROUP")]
+    cloudwatch_log_group: Option<String>,
+    /// Log stream name (default: agent-HOSTNAME).
+    #[arg(long, env = "TETHER_CLOUDWATCH_LOG_STREAM")]
+    cloudwatch_log_stream: Option<String>,
+    /// CloudWatch Logs endpoint override (e.g. a VPC endpoint, or moto in tests).
+    #[arg(long, env = "TETHER_CLOUDWATCH_ENDPOINT")]
+    cloudwatch_endpoint: Option<String>,
+    /// AWS region of the log group (default: from the environment).
+    #[arg(long, env = "TETHER_CLOUDWATCH_REGION")]
+    cloudwatch_region: Option<String>,
     /// Log format.
     #[arg(long, env = "TETHER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -84,7 +96,32 @@ async fn main() {
     let Cli {
         command: Command::Run(args),
     } = Cli::parse();
-    tether_shared::logging::init(&args.log_format);
+    let shipper = match &args.cloudwatch_log_group {
+        Some(group) => {
+            let config = tether_agent::cloudwatch::CloudWatchConfig {
+                log_group: group.clone(),
+                log_stream: args
+                    .cloudwatch_log_stream
+                    .clone()
+                    .unwrap_or_else(default_stream),
+                endpoint_url: args.cloudwatch_endpoint.clone(),
+                region: args.cloudwatch_region.clone(),
+                ..Default::default()
+            };
+            match tether_agent::cloudwatch::LogShipper::start(config).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::exit(2);
+                }
+            }
+        }
+        None => None,
+    };
+    let extra: Option<tether_shared::logging::ExtraLayer> = shipper.clone().map(|s| {
+        Box::new(tether_agent::cloudwatch::layer(s)) as tether_shared::logging::ExtraLayer
+    });
+    tether_shared::logging::init_with(&args.log_format, extra);
     let config = Config {
         control_plane: args.control_plane,
         ca_file: args.ca_file,
@@ -103,11 +140,25 @@ async fn main() {
         scrape_interval: args.scrape_interval,
         spool_max_bytes: args.spool_max,
     };
-    if let Err(e) = tether_agent::run(config, shutdown_signal()).await {
+    let result = tether_agent::run(config, shutdown_signal()).await;
+    if let Err(e) = &result {
         tracing::error!("{e}");
         eprintln!("error: {e}");
+    }
+    if let Some(s) = shipper
+        && let Err(e) = s.flush(std::time::Duration::from_secs(5)).await
+    {
+        eprintln!("warning: not every log line reached CloudWatch Logs: {e}");
+    }
+    if let Err(e) = result {
         std::process::exit(e.exit_code());
     }
+}
+
+fn default_stream() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host = host.trim();
+    format!("agent-{}", if host.is_empty() { "unknown" } else { host })
 }
 
 fn parse_bytes(s: &str) -> Result<u64, String> {

@@ -2,6 +2,7 @@
 
 mod api;
 pub mod grpc;
+pub mod moto;
 pub mod presto_env;
 mod procs;
 pub mod relay;
