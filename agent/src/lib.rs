@@ -12,6 +12,7 @@ pub mod desired;
 pub mod enroll;
 pub mod error;
 pub mod identity_store;
+pub mod metrics;
 pub mod reconcile;
 pub mod render;
 pub mod report;
@@ -67,6 +68,8 @@ pub struct Config {
     pub scrape_interval: Duration,
     /// Bound of the on-disk telemetry spool.
     pub spool_max_bytes: u64,
+    /// Where to serve Prometheus `/metrics`, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Enrolls if needed, then keeps a session up until `shutdown` resolves. Returns an error
@@ -194,6 +197,18 @@ pub async fn run(
         report_rx.clone(),
     );
     let collector = tokio::spawn(collector.run(halt_rx.clone()));
+    if let Some(addr) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| AgentError::Config(format!("--metrics-listen {addr}: {e}")))?;
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics listening");
+        tokio::spawn(metrics::serve(
+            listener,
+            telemetry.clone(),
+            report_rx.clone(),
+            halt_rx.clone(),
+        ));
+    }
 
     let result = session_loop(
         &config,

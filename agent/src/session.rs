@@ -2,6 +2,7 @@
 //! two thirds of its lifetime over the same connection, and follow the control plane's
 //! messages until it says Goodbye, the stream breaks, or the agent is told to stop.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::Uri;
@@ -132,6 +133,7 @@ pub async fn run(
         }
     };
     let hb_every = Duration::from_secs(u64::from(welcome.heartbeat_interval_seconds.max(1)));
+    let _up = SessionUp::new();
     tracing::info!(
         session_id = %welcome.session_id,
         compute_plane_id = welcome.identity.as_ref().map(|i| i.compute_plane_id.as_str()).unwrap_or(""),
@@ -164,7 +166,7 @@ pub async fn run(
     loop {
         tokio::select! {
             m = inbound.message() => match m {
-                Ok(Some(ControlMessage { kind: Some(kind) })) => match kind {
+                Ok(Some(ControlMessage { kind: Some(kind) })) => match counted(kind) {
                     control_message::Kind::Goodbye(g) => return Ok(goodbye(g)),
                     control_message::Kind::RotateCertificate(r) => {
                         tracing::info!(reason = %r.reason, "control plane asked for a new certificate");
@@ -255,6 +257,37 @@ async fn send_report(
     }
     *sent = current;
     Ok(())
+}
+
+/// Counts a received control message.
+fn counted(kind: control_message::Kind) -> control_message::Kind {
+    crate::metrics::METRICS
+        .control_messages_total
+        .fetch_add(1, Ordering::Relaxed);
+    kind
+}
+
+/// Marks the session up in the metrics while it lives.
+struct SessionUp;
+
+impl SessionUp {
+    fn new() -> Self {
+        crate::metrics::METRICS
+            .session_up
+            .store(1, Ordering::Relaxed);
+        crate::metrics::METRICS
+            .sessions_total
+            .fetch_add(1, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for SessionUp {
+    fn drop(&mut self) {
+        crate::metrics::METRICS
+            .session_up
+            .store(0, Ordering::Relaxed);
+    }
 }
 
 /// Aborts a task when dropped (the session's helpers end with it).

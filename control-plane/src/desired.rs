@@ -86,7 +86,12 @@ pub async fn push(state: &AppState, cp: &str) {
         kind: Some(control_message::Kind::DesiredState(desired.to_proto())),
     };
     match tokio::time::timeout(PUSH_TIMEOUT, tx.send(msg)).await {
-        Ok(Ok(())) => tracing::debug!(compute_plane = cp, generation, "desired state pushed"),
+        Ok(Ok(())) => {
+            crate::metrics::METRICS
+                .desired_state_pushes_total
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(compute_plane = cp, generation, "desired state pushed");
+        }
         // The session ended meanwhile; the next one gets the state on start.
         Ok(Err(_)) => {}
         Err(_) => {

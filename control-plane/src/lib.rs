@@ -10,6 +10,7 @@ pub mod ca;
 pub mod clock;
 pub mod desired;
 pub mod grpc;
+pub mod metrics;
 pub mod sessions;
 pub mod state;
 pub mod status;

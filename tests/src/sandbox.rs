@@ -147,6 +147,7 @@ pub async fn run(
         coordinator_access: tether_agent::collect::CoordinatorAccess::ApiProxy,
         scrape_interval: Duration::from_secs(5),
         spool_max_bytes: 64 << 20,
+        metrics_listen: None,
     };
     let (agent_stop_tx, agent_stop_rx) = tokio::sync::watch::channel(false);
     let agent_task = tokio::spawn(tether_agent::run(agent_config, wait_stop(agent_stop_rx)));

@@ -4,6 +4,12 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc returns freed memory to the OS; glibc's per-thread arenas let the agent's RSS
+/// creep up under large transient allocations (big `/v1/query` answers), which looks like
+/// growth with telemetry volume even though the spool keeps records on disk.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tether_agent::Config;
 use tether_agent::retry::RetryPolicy;
 
@@ -85,6 +91,9 @@ struct RunArgs {
     /// AWS region of the log group (default: from the environment).
     #[arg(long, env = "TETHER_CLOUDWATCH_REGION")]
     cloudwatch_region: Option<String>,
+    /// Serve Prometheus /metrics on this address (e.g. 0.0.0.0:9464).
+    #[arg(long, env = "TETHER_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Log format.
     #[arg(long, env = "TETHER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -139,6 +148,7 @@ async fn main() {
         coordinator_access: args.coordinator_access,
         scrape_interval: args.scrape_interval,
         spool_max_bytes: args.spool_max,
+        metrics_listen: args.metrics_listen,
     };
     let result = tether_agent::run(config, shutdown_signal()).await;
     if let Err(e) = &result {

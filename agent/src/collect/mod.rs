@@ -103,7 +103,11 @@ impl Collector {
         self.telemetry.sync();
     }
 
-    async fn get(&self, cluster: &str, path: &str) -> Result<Value, String> {
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        cluster: &str,
+        path: &str,
+    ) -> Result<T, String> {
         let svc = service_name(cluster);
         let ns = &self.settings.namespace;
         let body = match (self.settings.access, &self.kube) {
@@ -207,7 +211,7 @@ impl Collector {
         mode: RedactionMode,
         now: i64,
     ) -> Result<(), String> {
-        let stats = self.get(cluster, "/v1/cluster").await?;
+        let stats: Value = self.get(cluster, "/v1/cluster").await?;
         for (field, name) in [
             ("runningQueries", "running_queries"),
             ("queuedQueries", "queued_queries"),
@@ -222,13 +226,12 @@ impl Collector {
                 self.metric(cluster, name, v, now);
             }
         }
-        let queries = self.get(cluster, "/v1/query").await?;
-        for q in queries.as_array().map(Vec::as_slice).unwrap_or_default() {
-            let state = q["state"].as_str().unwrap_or_default();
-            let Some(id) = q["queryId"].as_str() else {
-                continue;
-            };
-            if presto_json::is_terminal(state) && self.remember(id) {
+        let queries: Vec<presto_json::BasicQueryInfo> = self.get(cluster, "/v1/query").await?;
+        for q in &queries {
+            if !q.query_id.is_empty()
+                && presto_json::is_terminal(&q.state)
+                && self.remember(&q.query_id)
+            {
                 let record = presto_json::query_record(cluster, q, mode);
                 self.telemetry.record(telemetry_record::Kind::Query(record));
             }

@@ -58,52 +58,107 @@ pub fn time_ms(v: &Value) -> i64 {
         .map_or(0, |t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-fn text(v: &Value) -> String {
-    v.as_str().unwrap_or_default().to_owned()
-}
-
 /// Whether a query state is terminal (FINISHED, FAILED; CANCELED in old versions).
 pub fn is_terminal(state: &str) -> bool {
     matches!(state, "FINISHED" | "FAILED" | "CANCELED")
 }
 
-/// The metadata of one BasicQueryInfo, with text and error message treated per `mode`.
-/// Presto's own `queryHash` is never used: it hashes the literals.
-pub fn query_record(cluster: &str, q: &Value, mode: RedactionMode) -> QueryRecord {
-    let raw = q["query"].as_str().unwrap_or_default();
+/// The fields of a BasicQueryInfo the agent keeps; everything else in Presto's (large)
+/// answer is skipped while parsing instead of being materialised.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicQueryInfo {
+    /// Query id.
+    #[serde(default)]
+    pub query_id: String,
+    /// State.
+    #[serde(default)]
+    pub state: String,
+    /// Raw text (literals included: redacted before it leaves this module).
+    #[serde(default)]
+    query: String,
+    #[serde(default)]
+    session: Session,
+    #[serde(default)]
+    error_type: Option<String>,
+    #[serde(default)]
+    error_code: Option<ErrorCode>,
+    #[serde(default)]
+    failure_info: Option<FailureInfo>,
+    #[serde(default)]
+    query_stats: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct Session {
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    catalog: Option<String>,
+    #[serde(default)]
+    schema: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ErrorCode {
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct FailureInfo {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// The metadata of one query, with text and error message treated per `mode`. Presto's
+/// own `queryHash` is never used: it hashes the literals.
+pub fn query_record(cluster: &str, q: &BasicQueryInfo, mode: RedactionMode) -> QueryRecord {
+    let raw = q.query.as_str();
     let query = apply(mode, raw).unwrap_or_default();
     let fp = if mode == RedactionMode::None {
         String::new()
     } else {
         fingerprint(&redact_sql(raw))
     };
-    let message = q["failureInfo"]["message"].as_str().unwrap_or_default();
+    let message = q
+        .failure_info
+        .as_ref()
+        .and_then(|f| f.message.as_deref())
+        .unwrap_or_default();
     let error_message = match mode {
         RedactionMode::Full => message.to_owned(),
         RedactionMode::Redacted => redact_message(message),
         RedactionMode::None => String::new(),
     };
-    let stats = &q["queryStats"];
+    let stat = |k: &str| q.query_stats.get(k).cloned().unwrap_or(Value::Null);
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     QueryRecord {
-        query_id: text(&q["queryId"]),
+        query_id: q.query_id.clone(),
         cluster: cluster.to_owned(),
-        user: text(&q["session"]["user"]),
-        source: text(&q["session"]["source"]),
-        catalog: text(&q["session"]["catalog"]),
-        schema: text(&q["session"]["schema"]),
-        state: text(&q["state"]),
-        error_type: text(&q["errorType"]),
-        error_code: text(&q["errorCode"]["name"]),
+        user: opt(&q.session.user),
+        source: opt(&q.session.source),
+        catalog: opt(&q.session.catalog),
+        schema: opt(&q.session.schema),
+        state: q.state.clone(),
+        error_type: opt(&q.error_type),
+        error_code: q
+            .error_code
+            .as_ref()
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
         error_message,
-        create_time_unix_ms: time_ms(&stats["createTime"]),
-        end_time_unix_ms: time_ms(&stats["endTime"]),
-        queued_time_ms: duration_ms(&stats["queuedTime"]),
-        elapsed_time_ms: duration_ms(&stats["elapsedTime"]),
-        cpu_time_ms: duration_ms(&stats["totalCpuTime"]),
-        peak_memory_bytes: data_size_bytes(&stats["peakTotalMemoryReservation"]),
-        input_rows: stats["rawInputPositions"].as_i64().unwrap_or(0),
-        input_bytes: data_size_bytes(&stats["rawInputDataSize"]),
-        output_rows: stats["outputPositions"].as_i64().unwrap_or(0),
+        create_time_unix_ms: time_ms(&stat("createTime")),
+        end_time_unix_ms: time_ms(&stat("endTime")),
+        queued_time_ms: duration_ms(&stat("queuedTime")),
+        elapsed_time_ms: duration_ms(&stat("elapsedTime")),
+        cpu_time_ms: duration_ms(&stat("totalCpuTime")),
+        peak_memory_bytes: data_size_bytes(&stat("peakTotalMemoryReservation")),
+        input_rows: stat("rawInputPositions").as_i64().unwrap_or(0),
+        input_bytes: data_size_bytes(&stat("rawInputDataSize")),
+        output_rows: stat("outputPositions").as_i64().unwrap_or(0),
         query,
         fingerprint: fp,
     }
@@ -135,6 +190,7 @@ mod tests {
         let q = json!({"queryId": "q1", "state": "FAILED", "query": "SELECT * FROM t WHERE email = 'alice@example.com' AND n = 4111111111111111",
             "session": {"user": "alice"}, "errorCode": {"name": "INVALID_CAST_ARGUMENT"},
             "failureInfo": {"message": "Cannot cast 'alice@example.com' to INT"}, "queryStats": {}});
+        let q: BasicQueryInfo = serde_json::from_value(q).expect("parses");
         let r = query_record("c", &q, RedactionMode::Redacted);
         let all = format!("{r:?}");
         assert!(

@@ -149,7 +149,15 @@ impl Reconciler {
                 }
                 _ = resync.tick() => due = Some(Instant::now()),
                 () = tokio::time::sleep_until(apply_at), if due.is_some() => {
-                    due = match self.apply_all().await {
+                    let began = std::time::Instant::now();
+                    let applied = self.apply_all().await;
+                    let m = &*crate::metrics::METRICS;
+                    m.reconcile_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    m.reconcile_micros_total.fetch_add(began.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+                    if let Err(e) = &applied {
+                        m.reconcile_error(e.reason());
+                    }
+                    due = match applied {
                         Ok(()) => {
                             retry.reset();
                             None

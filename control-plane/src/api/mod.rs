@@ -73,12 +73,7 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, error::Ap
 }
 
 async fn metrics(State(state): State<AppState>) -> String {
-    format!(
-        "# HELP tether_agent_sessions Live agent sessions on this control plane.\n\
-         # TYPE tether_agent_sessions gauge\n\
-         tether_agent_sessions {}\n",
-        state.sessions.len()
-    )
+    crate::metrics::render(state.sessions.len())
 }
 
 /// RFC 3339 form of Unix seconds, for JSON.

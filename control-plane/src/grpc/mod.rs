@@ -342,7 +342,10 @@ async fn read_session(
         let left = Duration::from_secs((expiry - state.clock.now()).max(0) as u64);
         tokio::select! {
             msg = tokio::time::timeout(idle, inbound.message()) => match msg {
-                Ok(Ok(Some(m))) => match m.kind {
+                Ok(Ok(Some(m))) => match {
+                    crate::metrics::METRICS.agent_messages_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    m.kind
+                } {
                     Some(agent_message::Kind::Heartbeat(_)) => {
                         if let Err(e) = state.store.agent_heartbeat(&cp_id, &session_id, state.clock.now()).await {
                             tracing::warn!(error = %e, "recording heartbeat failed");

@@ -95,7 +95,12 @@ pub async fn serve(
             .ingest(&cp, &items, batch.dropped_records_total)
             .await
         {
-            Ok(through) => {
+            Ok((through, new)) => {
+                let m = &*crate::metrics::METRICS;
+                m.telemetry_batches_total
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                m.telemetry_records_total
+                    .fetch_add(new, std::sync::atomic::Ordering::Relaxed);
                 if acks
                     .send(Ok(TelemetryAck {
                         through_seq: through,

@@ -500,13 +500,13 @@ pub struct QueryFilter {
 pub trait TelemetryStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores a batch in one transaction, skipping sequence numbers at or below the
     /// compute plane's high-water mark and query ids it already has. Returns the new
-    /// high-water mark.
+    /// high-water mark and how many records were new (above the old mark).
     async fn ingest(
         &self,
         cp: &str,
         items: &[(u64, TelemetryItem)],
         dropped_total: u64,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<(u64, u64), StoreError>;
     /// (high-water mark, records the agent reported dropped).
     async fn telemetry_state(&self, cp: &str) -> Result<(u64, u64), StoreError>;
     /// A page of query records, newest first, and the cursor of the next page.

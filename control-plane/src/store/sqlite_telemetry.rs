@@ -40,7 +40,7 @@ impl TelemetryStore for SqliteStore {
         cp: &str,
         items: &[(u64, TelemetryItem)],
         dropped_total: u64,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, u64), StoreError> {
         let mut tx = self.write_tx().await?;
         let acked: i64 = sqlx::query("SELECT telemetry_acked_seq FROM compute_planes WHERE id = ?")
             .bind(cp)
@@ -49,8 +49,10 @@ impl TelemetryStore for SqliteStore {
             .ok_or(StoreError::NotFound("compute plane"))?
             .try_get("telemetry_acked_seq")?;
         let mut high = acked as u64;
+        let mut new = 0u64;
         for (seq, item) in items.iter().filter(|(seq, _)| *seq > acked as u64) {
             high = high.max(*seq);
+            new += 1;
             match item {
                 TelemetryItem::Metric {
                     cluster,
@@ -127,7 +129,7 @@ impl TelemetryStore for SqliteStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(high)
+        Ok((high, new))
     }
 
     async fn telemetry_state(&self, cp: &str) -> Result<(u64, u64), StoreError> {

@@ -238,6 +238,13 @@ impl AgentOptions {
         }
     }
 
+    /// The same options with more environment variables.
+    pub fn with_env(mut self, vars: &[(&str, &str)]) -> Self {
+        self.env
+            .extend(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        self
+    }
+
     /// The same options with more flags.
     pub fn with_args(mut self, args: &[&str]) -> Self {
         self.extra_args.extend(args.iter().map(|a| (*a).to_owned()));
@@ -304,6 +311,11 @@ impl AgentProc {
     /// Its log so far.
     pub fn log(&self) -> String {
         read_log(&self.log)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// CPU seconds (user + system) the process used so far, from `/proc/PID/stat`.
