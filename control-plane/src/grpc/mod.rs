@@ -327,6 +327,14 @@ impl AgentControl for AgentControlService {
     }
 }
 
+/// Counts a message received from an agent.
+fn counted(kind: Option<agent_message::Kind>) -> Option<agent_message::Kind> {
+    crate::metrics::METRICS
+        .agent_messages_total
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    kind
+}
+
 /// Reads one session's inbound messages until the agent leaves, the session is ended from
 /// outside, it goes idle, or its certificate expires without renewal.
 async fn read_session(
@@ -342,10 +350,7 @@ async fn read_session(
         let left = Duration::from_secs((expiry - state.clock.now()).max(0) as u64);
         tokio::select! {
             msg = tokio::time::timeout(idle, inbound.message()) => match msg {
-                Ok(Ok(Some(m))) => match {
-                    crate::metrics::METRICS.agent_messages_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    m.kind
-                } {
+                Ok(Ok(Some(m))) => match counted(m.kind) {
                     Some(agent_message::Kind::Heartbeat(_)) => {
                         if let Err(e) = state.store.agent_heartbeat(&cp_id, &session_id, state.clock.now()).await {
                             tracing::warn!(error = %e, "recording heartbeat failed");
