@@ -14,6 +14,7 @@ use tether_control_plane::state::SessionSettings;
 use tether_control_plane::{Config as CpConfig, ControlPlane};
 
 use crate::standins::kube::{KubeOptions, KubeStandIn};
+use crate::standins::presto::{PrestoOptions, PrestoStandIn, Workload};
 
 /// Flags of `tether-sandbox`.
 #[derive(Debug, Clone, clap::Parser)]
@@ -186,6 +187,15 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The demo cluster's coordinator: a Presto stand-in behind its Service, with a
+    // trickle of simulated queries that the agent scrapes through the service proxy.
+    let presto = PrestoStandIn::start(PrestoOptions::default()).await?;
+    kube.register_service_backend("tether", "demo", presto.addr());
+    let _traffic = presto.start_workload(Workload {
+        count: None,
+        per_second: 0.5,
+        ..Workload::default()
+    });
     println!(
         "\n  Tether sandbox is running.\n\n  \
          REST API        http://{http_addr}/api/v1\n  \
@@ -195,12 +205,15 @@ pub async fn run(
          demo tenant     {tenant_id}\n  \
          compute plane   {cp_id}  (agent connected)\n  \
          Presto cluster  demo  ({phase}, 2 workers, catalog lake)\n  \
-         Kubernetes      {kube_url}  (stand-in)\n\n  \
+         Kubernetes      {kube_url}  (stand-in)\n  \
+         Presto          {presto_url}  (stand-in with simulated queries)\n\n  \
          Try:\n    curl -s -H 'Authorization: Bearer {admin_token}' http://{http_addr}/api/v1/compute-planes/{cp_id}/clusters/demo\n    \
-         kubectl --server {kube_url} get deployments -A\n\n  \
+         kubectl --server {kube_url} get deployments -A\n    \
+         curl -s -H 'Authorization: Bearer {admin_token}' http://{http_addr}/api/v1/compute-planes/{cp_id}/query-log\n\n  \
          Ctrl-C stops everything.\n",
         ca = dir.join("ca.pem").display(),
         kube_url = kube.url(),
+        presto_url = presto.url(),
         dir = dir.display(),
     );
 
@@ -213,6 +226,7 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(5), agent_task).await;
     stop_tx.send_replace(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), cp_task).await;
+    presto.shutdown().await;
     kube.shutdown().await;
     Ok(())
 }

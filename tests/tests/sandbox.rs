@@ -72,6 +72,21 @@ async fn sandbox_starts_a_connected_demo_and_stops_on_ctrl_c() {
         .await;
     assert_eq!(demo["status"]["phase"], "Running", "{demo}");
     assert_eq!(demo["status"]["ready_workers"], 2);
+    // Simulated queries arrive in the query log (redacted), scraped through the proxy.
+    let log =
+        tether_tests::harness::eventually(Duration::from_secs(30), "sandbox query log", || async {
+            let page = api
+                .ok_get(&format!("/compute-planes/{cp_id}/query-log"))
+                .await;
+            (page["records"].as_array().is_some_and(|r| !r.is_empty())).then_some(page)
+        })
+        .await;
+    assert!(
+        log["records"][0]["query"]
+            .as_str()
+            .is_some_and(|q| q.contains('?')),
+        "{log}"
+    );
     assert_eq!(
         std::fs::read_to_string(dir.path().join("admin-token"))
             .expect("token")

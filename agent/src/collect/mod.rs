@@ -57,8 +57,10 @@ pub struct Collector {
     telemetry: Telemetry,
     desired: watch::Receiver<Desired>,
     report: watch::Receiver<Report>,
-    seen: HashSet<String>,
-    seen_order: VecDeque<String>,
+    /// 64-bit hashes of the query ids already sent (a collision would skip one record in
+    /// about 2^32 queries' worth of ids held at once; the set holds at most 100,000).
+    seen: HashSet<u64>,
+    seen_order: VecDeque<u64>,
     last_error: Option<String>,
 }
 
@@ -145,11 +147,14 @@ impl Collector {
     }
 
     fn remember(&mut self, id: &str) -> bool {
-        if self.seen.contains(id) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        let key = h.finish();
+        if !self.seen.insert(key) {
             return false;
         }
-        self.seen.insert(id.to_owned());
-        self.seen_order.push_back(id.to_owned());
+        self.seen_order.push_back(key);
         if self.seen_order.len() > SEEN_CAPACITY
             && let Some(old) = self.seen_order.pop_front()
         {

@@ -155,6 +155,17 @@ impl ControlPlaneProc {
         me
     }
 
+    /// Options that start a control plane again in the same place: same data dir (CA,
+    /// token, database) and same addresses, as after a restart.
+    pub fn same_place(&self) -> ControlPlaneOptions {
+        ControlPlaneOptions {
+            data_dir: Some(self.data_dir.clone()),
+            http_listen: self.http.clone(),
+            grpc_listen: self.grpc.clone(),
+            ..ControlPlaneOptions::default()
+        }
+    }
+
     /// The platform admin token from `DATA_DIR/admin-token`.
     pub fn admin_token(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("admin-token"))
