@@ -17,6 +17,8 @@ pub mod reason {
     pub const SUPERSEDED: &str = "superseded";
     /// The control plane is stopping.
     pub const SHUTTING_DOWN: &str = "shutting-down";
+    /// A desired-state push could not be delivered in time; reconnect for the whole state.
+    pub const RESYNC: &str = "resync";
     /// The agent sent nothing for the idle timeout.
     pub const IDLE: &str = "idle";
     /// The certificate that opened the session expired without renewal.

@@ -3,17 +3,7 @@
 
 /// Installs the global subscriber; `format` is `"text"` or `"json"`.
 pub fn init(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    init_with(format, None);
 }
 
 /// A layer added beside the formatter (e.g. shipping to CloudWatch Logs).

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 use tether_proto::v1::QueryRecord;
-use tether_shared::redact::{RedactionMode, apply, fingerprint, redact_message, redact_sql};
+use tether_shared::redact::{RedactionMode, apply, fingerprint, redact_message};
 
 /// Milliseconds of an airlift Duration string such as `"1.50s"` or `"3.29m"`.
 pub fn duration_ms(v: &Value) -> i64 {
@@ -121,7 +121,7 @@ pub fn query_record(cluster: &str, q: &BasicQueryInfo, mode: RedactionMode) -> Q
     let fp = if mode == RedactionMode::None {
         String::new()
     } else {
-        fingerprint(&redact_sql(raw))
+        fingerprint(raw)
     };
     let message = q
         .failure_info

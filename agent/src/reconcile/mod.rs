@@ -106,8 +106,9 @@ impl Reconciler {
 
     fn selector(&self) -> String {
         format!(
-            "{},tether.io/compute-plane={}",
+            "{},{}={}",
             render::managed_selector(),
+            render::labels::COMPUTE_PLANE_LABEL,
             self.settings.compute_plane_id
         )
     }
@@ -337,8 +338,9 @@ impl Reconciler {
 
     async fn drain_workers(&self, cluster: &str) -> Result<(), KubeError> {
         let selector = format!(
-            "{},tether.io/compute-plane={}",
+            "{},{}={}",
             worker_pod_selector(cluster),
+            render::labels::COMPUTE_PLANE_LABEL,
             self.settings.compute_plane_id
         );
         let pods = self.kube.pods(&selector).await?;

@@ -12,7 +12,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use prost::Message;
@@ -308,7 +308,7 @@ impl Spool {
                 ]);
                 read += FRAME + len as u64;
                 if seq < from_seq {
-                    r.seek(SeekFrom::Current(len as i64))?;
+                    r.seek_relative(len as i64)?;
                     continue;
                 }
                 let mut buf = vec![0u8; len];

@@ -51,6 +51,8 @@ pub fn compute_plane_json(cp: &ComputePlane) -> Value {
         "created_at": rfc3339(cp.created_at),
         "generation": cp.generation,
         "applied_generation": cp.applied_generation,
+        "applied_conditions": serde_json::from_str::<Value>(&cp.applied_conditions).unwrap_or(Value::Null),
+        "telemetry_dropped_records": cp.telemetry_dropped,
         "agent": {
             "connected": a.connected,
             "connected_since": if a.connected { opt_time(a.connected_since) } else { Value::Null },

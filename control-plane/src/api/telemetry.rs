@@ -109,7 +109,7 @@ pub async fn query_log(
         cursor,
     };
     let (rows, next) = s.store.query_log(&cp.id, &filter).await?;
-    let (_, dropped) = s.store.telemetry_state(&cp.id).await?;
+    let dropped = cp.telemetry_dropped;
     Ok(Json(json!({
         "records": rows.iter().map(record_json).collect::<Vec<_>>(),
         "next_cursor": next.map(|c| c.to_string()),

@@ -120,6 +120,10 @@ pub struct ComputePlane {
     pub generation: i64,
     /// The generation the agent last acked.
     pub applied_generation: i64,
+    /// Conditions of that ack (JSON array, as the agent reported them).
+    pub applied_conditions: String,
+    /// Telemetry records the agent reported dropped (spool full).
+    pub telemetry_dropped: u64,
 }
 
 /// What the control plane knows of a compute plane's agent.

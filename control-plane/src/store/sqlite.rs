@@ -89,6 +89,8 @@ fn compute_plane(row: &SqliteRow) -> Result<ComputePlane, sqlx::Error> {
         },
         generation: row.try_get("generation")?,
         applied_generation: row.try_get("applied_generation")?,
+        applied_conditions: row.try_get("applied_conditions")?,
+        telemetry_dropped: row.try_get::<i64, _>("telemetry_dropped")? as u64,
     })
 }
 

@@ -175,3 +175,50 @@ pub fn cluster_spec(workers: u32, catalogs: &[&str]) -> Value {
     json!({"presto_version": "0.293", "workers": {"count": workers}, "catalogs": catalogs,
            "coordinator": {"cpu": "2", "memory": "8Gi"}, "worker": {"cpu": "4", "memory": "16Gi"}})
 }
+
+/// A running cluster `analytics` (2 workers, catalog `lake`) whose coordinator is a Presto
+/// stand-in, reached through the Kubernetes stand-in's service proxy.
+pub async fn env_with_presto(
+    opts: crate::standins::presto::PrestoOptions,
+) -> (PrestoEnv, crate::standins::presto::PrestoStandIn) {
+    let env = PrestoEnv::start().await;
+    env.put_catalog("lake", glue_catalog()).await;
+    env.put_cluster("analytics", cluster_spec(2, &["lake"]))
+        .await;
+    env.running("analytics", 2, 15).await;
+    let presto = crate::standins::presto::PrestoStandIn::start(opts)
+        .await
+        .expect("presto stand-in");
+    env.kube
+        .register_service_backend(NAMESPACE, "analytics", presto.addr());
+    (env, presto)
+}
+
+/// One sample of a Prometheus text endpoint.
+pub async fn prom(url: &str, name: &str) -> Option<u64> {
+    let text = reqwest::get(url).await.ok()?.text().await.ok()?;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map(|v| v as u64)
+}
+
+/// Resident memory of a process, KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
