@@ -57,10 +57,6 @@ fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn unix_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 /// The instant at which to renew `creds`.
 fn renew_instant(creds: &Credentials) -> Instant {
     let secs = (creds.info.renew_at() - unix_now()).max(0) as u64;
@@ -194,7 +190,7 @@ pub async fn run(
                 }
             }
             _ = heartbeat.tick() => {
-                let hb = pb::Heartbeat { sent_at_unix_ms: unix_ms() };
+                let hb = pb::Heartbeat { sent_at_unix_ms: tether_shared::timestamps::now_unix_ms() };
                 if tx.send(msg(agent_message::Kind::Heartbeat(hb))).await.is_err() {
                     return Ok(SessionEnd::Closed);
                 }

@@ -6,6 +6,7 @@
 //! - [`identity`]: the agent identity carried in a certificate's URI SAN.
 //! - [`spec`]: cluster and catalog specs, their validation, the desired state.
 //! - [`pki`]: PEM parsing and certificate facts (serial, expiry, identity).
+//! - [`timestamps`]: Unix-ms timestamps and RFC 3339.
 //! - [`tokens`]: bearer and bootstrap tokens, and their hashes.
 //! - [`redact`]: SQL literal redaction, so query text and error messages carry no customer data.
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod names;
 pub mod pki;
 pub mod redact;
 pub mod spec;
+pub mod timestamps;
 pub mod tokens;
 
 pub use identity::AgentIdentity;

@@ -183,7 +183,7 @@ impl Collector {
             .get(REDACTION_SETTING)
             .and_then(|m| m.parse().ok())
             .unwrap_or_default();
-        let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let now = tether_shared::timestamps::now_unix_ms();
         let report = self.report.borrow().clone();
         for cluster in desired.clusters.keys() {
             if let Some(st) = report.clusters.iter().find(|c| &c.name == cluster) {

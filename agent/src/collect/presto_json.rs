@@ -52,10 +52,8 @@ pub fn data_size_bytes(v: &Value) -> i64 {
 /// Unix ms of an ISO-8601 DateTime; 0 for "not ended" (`1970-01-01…` or null).
 pub fn time_ms(v: &Value) -> i64 {
     v.as_str()
-        .and_then(|s| {
-            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-        })
-        .map_or(0, |t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .and_then(tether_shared::timestamps::ms_from_rfc3339)
+        .unwrap_or(0)
 }
 
 /// Whether a query state is terminal (FINISHED, FAILED; CANCELED in old versions).

@@ -79,8 +79,7 @@ fn condition(
         status: if ok { "True" } else { "False" }.to_owned(),
         reason: reason.to_owned(),
         message: message.chars().take(512).collect(),
-        last_transition_unix_ms: (time::OffsetDateTime::now_utc().unix_timestamp_nanos()
-            / 1_000_000) as i64,
+        last_transition_unix_ms: tether_shared::timestamps::now_unix_ms(),
     }
 }
 

@@ -14,13 +14,7 @@ use crate::state::AppState;
 use crate::store::{QueryFilter, QueryRow};
 
 fn rfc3339_ms(ms: i64) -> Value {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .map_or(Value::Null, Value::String)
+    tether_shared::timestamps::rfc3339_from_ms(ms).map_or(Value::Null, Value::String)
 }
 
 /// A time parameter: RFC 3339 or Unix milliseconds.
@@ -31,9 +25,9 @@ fn time_param(q: &HashMap<String, String>, name: &str) -> Result<Option<i64>, Ap
     if let Ok(ms) = v.parse::<i64>() {
         return Ok(Some(ms));
     }
-    time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-        .map(|t| Some((t.unix_timestamp_nanos() / 1_000_000) as i64))
-        .map_err(|_| {
+    tether_shared::timestamps::ms_from_rfc3339(v)
+        .map(Some)
+        .ok_or_else(|| {
             ApiError::field(
                 name,
                 "must be RFC 3339 (2026-11-26T08:00:00Z) or Unix milliseconds",

@@ -90,10 +90,6 @@ fn check_len(field: &str, value: &str, max: usize, required: bool) -> Result<(),
     Ok(())
 }
 
-fn unix_ms() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
-}
-
 impl AgentControlService {
     /// Reads the caller's identity from its TLS client certificate and checks that the
     /// certificate is still allowed (known, not revoked).
@@ -247,7 +243,7 @@ impl AgentControl for AgentControlService {
                     tenant_id: peer.identity.tenant_id.clone(),
                     compute_plane_id: cp_id.clone(),
                 }),
-                server_time_unix_ms: unix_ms(),
+                server_time_unix_ms: tether_shared::timestamps::now_unix_ms(),
             })),
         };
         tx.try_send(welcome)
