@@ -13,6 +13,7 @@ pub mod enroll;
 pub mod error;
 pub mod identity_store;
 pub mod metrics;
+pub mod podlogs;
 pub mod reconcile;
 pub mod render;
 pub mod report;
@@ -70,6 +71,11 @@ pub struct Config {
     pub spool_max_bytes: u64,
     /// Where to serve Prometheus `/metrics`, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The agent's CloudWatch shipper, if logs go to CloudWatch: the Presto pods' logs then
+    /// go to the same log group, one stream per container ([`podlogs`]).
+    pub pod_logs: Option<cloudwatch::LogShipper>,
+    /// The coordinator URL each cluster reports ([`reconcile::EndpointTemplate`]).
+    pub endpoint: reconcile::EndpointTemplate,
 }
 
 /// Enrolls if needed, then keeps a session up until `shutdown` resolves. Returns an error
@@ -175,6 +181,20 @@ pub async fn run(
             None
         }
     };
+    let pod_logs = match (&kube, &config.pod_logs) {
+        (Some(k), Some(parent)) => Some(tokio::spawn(podlogs::run(
+            k.client().clone(),
+            podlogs::PodLogSettings {
+                namespace: config.namespace.clone(),
+                compute_plane_id: compute_plane_id.clone(),
+                state_dir: config.state_dir.clone(),
+                retry: config.retry,
+            },
+            parent.clone(),
+            halt_rx.clone(),
+        ))),
+        _ => None,
+    };
     let reconciler = kube.as_ref().map(|k| {
         start_reconciler(
             &config,
@@ -231,6 +251,9 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), collector).await;
+    if let Some(p) = pod_logs {
+        let _ = tokio::time::timeout(Duration::from_secs(10), p).await;
+    }
     telemetry.sync();
     result
 }
@@ -259,6 +282,7 @@ fn start_reconciler(
         compute_plane_id: compute_plane_id.to_owned(),
         resync: config.resync_interval,
         drain_grace: config.drain_grace,
+        endpoint: config.endpoint.clone(),
     };
     let reconciler = reconcile::Reconciler::new(kube, settings, desired.subscribe(), report);
     tokio::spawn(reconciler.run(stop))

@@ -352,8 +352,7 @@ async fn missing_permissions_and_refused_credentials_fail_the_start_clearly() {
         ..config(&moto.url, "agent/denied")
     })
     .await
-    .err()
-    .expect("start must fail without logs:CreateLogStream");
+    .expect_err("start must fail without logs:CreateLogStream");
     assert!(
         matches!(denied, CloudWatchError::AccessDenied { .. }),
         "{denied:?}"
@@ -370,8 +369,7 @@ async fn missing_permissions_and_refused_credentials_fail_the_start_clearly() {
         ..config(&moto.url, "agent/refused")
     })
     .await
-    .err()
-    .expect("start must fail with unknown credentials");
+    .expect_err("start must fail with unknown credentials");
     assert!(
         matches!(refused, CloudWatchError::InvalidCredentials { .. }),
         "{refused:?}"

@@ -118,6 +118,12 @@ pub async fn run(
     })?;
     let kubeconfig = dir.join("kubeconfig");
     kube.write_kubeconfig(&kubeconfig)?;
+    // The demo cluster's coordinator: a Presto stand-in behind its Service (with a trickle
+    // of simulated queries that the agent scrapes through the service proxy). Its URL is
+    // what the cluster reports as its endpoint, so clients can connect to it.
+    let presto = PrestoStandIn::start(PrestoOptions::default()).await?;
+    let endpoint = tether_agent::reconcile::EndpointTemplate::parse(&presto.url())
+        .map_err(anyhow::Error::msg)?;
 
     let state_dir = dir.join("agent");
     let enrollment_token = if state_dir
@@ -149,6 +155,8 @@ pub async fn run(
         scrape_interval: Duration::from_secs(5),
         spool_max_bytes: 64 << 20,
         metrics_listen: None,
+        pod_logs: None,
+        endpoint,
     };
     let (agent_stop_tx, agent_stop_rx) = tokio::sync::watch::channel(false);
     let agent_task = tokio::spawn(tether_agent::run(agent_config, wait_stop(agent_stop_rx)));
@@ -187,9 +195,6 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The demo cluster's coordinator: a Presto stand-in behind its Service, with a
-    // trickle of simulated queries that the agent scrapes through the service proxy.
-    let presto = PrestoStandIn::start(PrestoOptions::default()).await?;
     kube.register_service_backend("tether", "demo", presto.addr());
     let _traffic = presto.start_workload(Workload {
         count: None,

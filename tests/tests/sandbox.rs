@@ -7,11 +7,23 @@ use std::time::Duration;
 
 use tether_tests::harness::{Api, bin_path, init};
 
+/// Kills the sandbox if the test fails before stopping it.
+struct Sandbox(Option<std::process::Child>);
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 #[tokio::test]
 async fn sandbox_starts_a_connected_demo_and_stops_on_ctrl_c() {
     init();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(bin_path("tether-sandbox"))
+    let child = Command::new(bin_path("tether-sandbox"))
         .arg("--data-dir")
         .arg(dir.path())
         .args([
@@ -19,12 +31,19 @@ async fn sandbox_starts_a_connected_demo_and_stops_on_ctrl_c() {
             "127.0.0.1:0",
             "--grpc-listen",
             "127.0.0.1:0",
+            "--kube-listen",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn sandbox");
-    let stdout = child.stdout.take().expect("stdout");
+    let mut sandbox = Sandbox(Some(child));
+    let stdout = sandbox
+        .0
+        .as_mut()
+        .and_then(|c| c.stdout.take())
+        .expect("stdout");
     let lines = tokio::task::spawn_blocking(move || {
         let mut seen = Vec::new();
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -72,6 +91,21 @@ async fn sandbox_starts_a_connected_demo_and_stops_on_ctrl_c() {
         .await;
     assert_eq!(demo["status"]["phase"], "Running", "{demo}");
     assert_eq!(demo["status"]["ready_workers"], 2);
+    // The endpoint the cluster reports is the Presto stand-in, and it answers as Presto.
+    let presto_url = lines
+        .iter()
+        .find(|l| l.contains("(stand-in with simulated queries)"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("Presto URL missing from banner: {lines:#?}"))
+        .to_owned();
+    assert_eq!(demo["status"]["endpoint"], presto_url.as_str(), "{demo}");
+    let info: serde_json::Value = reqwest::get(format!("{presto_url}/v1/info"))
+        .await
+        .expect("the endpoint answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(info["coordinator"], true, "{info}");
     // Simulated queries arrive in the query log (redacted), scraped through the proxy.
     let log =
         tether_tests::harness::eventually(Duration::from_secs(30), "sandbox query log", || async {
@@ -94,6 +128,7 @@ async fn sandbox_starts_a_connected_demo_and_stops_on_ctrl_c() {
         token
     );
 
+    let mut child = sandbox.0.take().expect("still running");
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();

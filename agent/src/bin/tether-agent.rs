@@ -73,6 +73,15 @@ struct RunArgs {
         default_value = "dns"
     )]
     coordinator_access: tether_agent::collect::CoordinatorAccess,
+    /// The coordinator URL reported as each cluster's endpoint; placeholders {cluster},
+    /// {service}, {namespace}, {port} (e.g. https://presto-{cluster}.data.example.com).
+    #[arg(
+        long,
+        env = "TETHER_ENDPOINT_TEMPLATE",
+        default_value = tether_agent::reconcile::EndpointTemplate::DEFAULT,
+        value_parser = tether_agent::reconcile::EndpointTemplate::parse
+    )]
+    endpoint_template: tether_agent::reconcile::EndpointTemplate,
     /// How often each coordinator is scraped for metrics and finished queries.
     #[arg(long, env = "TETHER_SCRAPE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
     scrape_interval: std::time::Duration,
@@ -149,6 +158,8 @@ async fn main() {
         scrape_interval: args.scrape_interval,
         spool_max_bytes: args.spool_max,
         metrics_listen: args.metrics_listen,
+        pod_logs: shipper.clone(),
+        endpoint: args.endpoint_template,
     };
     let result = tether_agent::run(config, shutdown_signal()).await;
     if let Err(e) = &result {

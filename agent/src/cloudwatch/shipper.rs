@@ -85,6 +85,40 @@ impl LogShipper {
         Ok(shipper)
     }
 
+    /// Another stream of the same log group, over the same client, with its own buffer
+    /// (bounded by `max_buffered_bytes`) and its own flusher, which creates the stream on
+    /// its first call. Used for the Presto pods' logs, one stream per container.
+    pub fn for_stream(
+        &self,
+        log_stream: String,
+        max_buffered_bytes: usize,
+    ) -> Result<LogShipper, CloudWatchError> {
+        let config = CloudWatchConfig {
+            log_group: self.inner.log_group.clone(),
+            log_stream,
+            endpoint_url: None,
+            region: None,
+            credentials: None,
+            max_buffered_bytes,
+            flush_interval: self.inner.flush_interval,
+            retry: self.inner.retry,
+        };
+        config.validate()?;
+        let shipper = Self::with_client(
+            self.inner.client.clone(),
+            config,
+            self.inner.endpoint.clone(),
+        );
+        shipper.inner.running.store(true, Ordering::SeqCst);
+        tokio::spawn(run(shipper.inner.clone(), Flusher::default()));
+        Ok(shipper)
+    }
+
+    /// The log stream this shipper writes.
+    pub fn log_stream(&self) -> &str {
+        &self.inner.log_stream
+    }
+
     /// A shipper without a flusher (nothing is sent): for tests of what is buffered.
     fn with_client(client: Client, config: CloudWatchConfig, endpoint: String) -> Self {
         let (settled, _) = watch::channel(0);
@@ -171,6 +205,16 @@ impl LogShipper {
                     }))
             }
         }
+    }
+}
+
+impl std::fmt::Debug for LogShipper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogShipper")
+            .field("log_group", &self.inner.log_group)
+            .field("log_stream", &self.inner.log_stream)
+            .field("endpoint", &self.inner.endpoint)
+            .finish_non_exhaustive()
     }
 }
 

@@ -40,6 +40,59 @@ pub struct Settings {
     pub resync: Duration,
     /// How long drained workers get before their pods are replaced.
     pub drain_grace: Duration,
+    /// How clients reach a cluster's coordinator, reported as `status.endpoint`.
+    pub endpoint: EndpointTemplate,
+}
+
+/// The coordinator URL reported for a cluster, e.g. the default
+/// `http://{service}.{namespace}.svc.cluster.local:{port}`, or an ingress such as
+/// `https://presto-{cluster}.data.example.com`. Placeholders: `{cluster}`, `{service}`,
+/// `{namespace}`, `{port}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointTemplate(String);
+
+impl EndpointTemplate {
+    /// The in-cluster Service DNS name.
+    pub const DEFAULT: &'static str = "http://{service}.{namespace}.svc.cluster.local:{port}";
+
+    /// Checks the template: an http(s) URL whose only placeholders are the known ones.
+    pub fn parse(template: &str) -> Result<Self, String> {
+        if !(template.starts_with("http://") || template.starts_with("https://")) {
+            return Err(format!(
+                "endpoint template {template:?} must start with http:// or https://"
+            ));
+        }
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("endpoint template {template:?} has an unclosed '{{'"))?;
+            let name = &after[..close];
+            if !["cluster", "service", "namespace", "port"].contains(&name) {
+                return Err(format!(
+                    "endpoint template {template:?}: unknown placeholder {{{name}}} (known: {{cluster}}, {{service}}, {{namespace}}, {{port}})"
+                ));
+            }
+            rest = &after[close + 1..];
+        }
+        Ok(Self(template.to_owned()))
+    }
+
+    /// The URL of `cluster`'s coordinator.
+    pub fn render(&self, cluster: &str, namespace: &str) -> String {
+        self.0
+            .replace("{cluster}", cluster)
+            .replace("{service}", &service_name(cluster))
+            .replace("{namespace}", namespace)
+            .replace("{port}", &render::PRESTO_PORT.to_string())
+    }
+}
+
+impl Default for EndpointTemplate {
+    fn default() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
 }
 
 /// Annotation carrying the rendered worker pod template hash.
@@ -407,12 +460,10 @@ impl Reconciler {
             coordinator_ready: coord_ready > 0,
             ready_workers,
             desired_workers,
-            endpoint: format!(
-                "http://{}.{}.svc.cluster.local:{}",
-                service_name(name),
-                self.settings.namespace,
-                render::PRESTO_PORT
-            ),
+            endpoint: self
+                .settings
+                .endpoint
+                .render(name, &self.settings.namespace),
             observed_generation,
             conditions: vec![condition(name, "Ready", phase == "Running", phase, "")],
             last_error: last_error.unwrap_or_default(),
@@ -457,4 +508,32 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Option<kube:
     kube::Client::try_from(config)
         .map(Some)
         .map_err(|e| format!("Kubernetes client: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EndpointTemplate;
+
+    #[test]
+    fn endpoint_templates_render_and_refuse_what_they_cannot_fill() {
+        let d = EndpointTemplate::default();
+        assert_eq!(
+            d.render("etl", "tether"),
+            format!(
+                "http://{}.tether.svc.cluster.local:{}",
+                super::service_name("etl"),
+                super::render::PRESTO_PORT
+            )
+        );
+        let ingress =
+            EndpointTemplate::parse("https://presto-{cluster}.data.example.com").expect("valid");
+        assert_eq!(
+            ingress.render("etl", "tether"),
+            "https://presto-etl.data.example.com"
+        );
+        let e = EndpointTemplate::parse("https://{host}:8080").expect_err("unknown placeholder");
+        assert!(e.contains("unknown placeholder {host}"), "{e}");
+        assert!(EndpointTemplate::parse("presto:8080").is_err());
+        assert!(EndpointTemplate::parse("http://{cluster").is_err());
+    }
 }

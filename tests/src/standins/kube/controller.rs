@@ -248,6 +248,12 @@ impl Controller {
             });
         if created.is_ok() {
             self.record(ns, &name, owner, true);
+            for c in spec["containers"].as_array().into_iter().flatten() {
+                let container = c["name"].as_str().unwrap_or("");
+                for line in startup_log(&name) {
+                    self.shared.logs.append(ns, &name, container, &line);
+                }
+            }
         }
     }
 
@@ -256,6 +262,7 @@ impl Controller {
         let name = meta::name(p);
         let key = ObjectKey::new("v1", "pods", Some(ns), name);
         if let Ok(Some(_)) = self.shared.store.delete(&key, Mode::Counted, |_| Ok(())) {
+            self.shared.logs.remove_pod(ns, name);
             let owner = p["metadata"]["ownerReferences"][0]["name"]
                 .as_str()
                 .unwrap_or("");
@@ -272,6 +279,19 @@ impl Controller {
             at: Instant::now(),
         });
     }
+}
+
+/// What a Presto server prints as it starts, in Presto's log layout (tab-separated time,
+/// level, thread, logger, message).
+fn startup_log(pod: &str) -> [String; 3] {
+    let now = meta::now_rfc3339();
+    [
+        format!("{now}\tINFO\tmain\tio.airlift.log.Logging\tLogging to stderr"),
+        format!("{now}\tINFO\tmain\tcom.facebook.presto.server.PrestoServer\tnode {pod} starting"),
+        format!(
+            "{now}\tINFO\tmain\tcom.facebook.presto.server.PrestoServer\t======== SERVER STARTED ========"
+        ),
+    ]
 }
 
 /// The `controller.kubernetes.io/pod-deletion-cost` annotation; 0 when absent or invalid.

@@ -93,6 +93,7 @@ fn sub_entry(rt: &ResourceType, sub: Subresource) -> Value {
             },
             &["create", "delete", "get", "patch", "update"],
         ),
+        Subresource::Log => ("log", "Pod", &["get"]),
     };
     let mut e = json!({
         "name": format!("{}/{suffix}", rt.plural),

@@ -31,6 +31,7 @@ mod handlers;
 mod hpa;
 mod key;
 mod kubeconfig;
+mod logs;
 mod meta;
 mod params;
 mod patch;
@@ -187,6 +188,12 @@ impl KubeStandIn {
         self.shared
             .backends()
             .insert((namespace.to_owned(), service.to_owned()), target);
+    }
+
+    /// Appends one line to a pod container's log (what `kubectl logs` and the `log`
+    /// subresource then show, followers at once).
+    pub fn append_pod_log(&self, namespace: &str, pod: &str, container: &str, line: &str) {
+        self.shared.logs.append(namespace, pod, container, line);
     }
 
     /// Stops serving: ends watches, stops the controller, and waits (up to 5 s) for open

@@ -9,6 +9,8 @@ pub(crate) enum Subresource {
     Scale,
     /// `…/proxy`: HTTP forwarded to the service or pod.
     Proxy,
+    /// `…/log`: a pod's container output as text, optionally followed.
+    Log,
 }
 
 /// One served resource type.
@@ -127,7 +129,7 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         namespaced: true,
         short_names: &["po"],
         categories: ALL,
-        subresources: &[Subresource::Status, Subresource::Proxy],
+        subresources: &[Subresource::Status, Subresource::Proxy, Subresource::Log],
     },
     ResourceType {
         group: "apps",

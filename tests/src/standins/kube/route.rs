@@ -50,6 +50,8 @@ pub(crate) enum Route {
     ServiceProxy(ProxyPath),
     /// The pod proxy.
     PodProxy(ProxyPath),
+    /// A pod's log: (namespace, pod).
+    PodLog(String, String),
     /// Anything else.
     Unknown,
 }
@@ -125,6 +127,12 @@ impl Route {
             [] => None,
             ["status"] if rt.has(Subresource::Status) => Some(Subresource::Status),
             ["scale"] if rt.has(Subresource::Scale) => Some(Subresource::Scale),
+            ["log"] if rt.has(Subresource::Log) => {
+                return match (namespace, name) {
+                    (Some(ns), Some(pod)) if !pod.is_empty() => Route::PodLog(ns, pod),
+                    _ => Route::Unknown,
+                };
+            }
             ["proxy", ..] if rt.has(Subresource::Proxy) => {
                 let (Some(ns), Some(target)) = (namespace, name) else {
                     return Route::Unknown;

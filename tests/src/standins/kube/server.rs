@@ -18,6 +18,7 @@ use super::drain::{self, DrainEvent};
 use super::faults::Faults;
 use super::handlers;
 use super::key::ObjectKey;
+use super::logs::{self, PodLogs};
 use super::proxy;
 use super::route::Route;
 use super::status::{ApiError, ApiResult, json_response};
@@ -38,6 +39,8 @@ pub(crate) struct Shared {
     pub server_address: String,
     /// Client for the service proxy.
     pub http: reqwest::Client,
+    /// What the pods' containers have written.
+    pub logs: PodLogs,
     drains: Mutex<Vec<DrainEvent>>,
     drained: Mutex<HashSet<(String, String)>>,
     pod_events: Mutex<Vec<PodEvent>>,
@@ -71,6 +74,7 @@ impl Shared {
                 .no_proxy()
                 .build()
                 .unwrap_or_else(|_| reqwest::Client::new()),
+            logs: PodLogs::default(),
             drains: Mutex::default(),
             drained: Mutex::default(),
             pod_events: Mutex::default(),
@@ -108,6 +112,8 @@ async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     match Route::parse(req.uri().path()) {
         Route::ServiceProxy(p) => proxy::service(&shared, p, req).await,
         Route::PodProxy(p) => drain::pod(&shared, p, req).await,
+        Route::PodLog(ns, pod) => logs::serve(&shared, &ns, &pod, req.uri().query())
+            .unwrap_or_else(IntoResponse::into_response),
         route => api(&shared, route, req)
             .await
             .unwrap_or_else(IntoResponse::into_response),
@@ -162,8 +168,10 @@ async fn api(shared: &Arc<Shared>, route: Route, req: Request) -> ApiResult {
                 body,
             )
         }
-        Route::OpenApi | Route::Unknown | Route::ServiceProxy(_) | Route::PodProxy(_) => {
-            Err(ApiError::no_route())
-        }
+        Route::OpenApi
+        | Route::Unknown
+        | Route::ServiceProxy(_)
+        | Route::PodProxy(_)
+        | Route::PodLog(..) => Err(ApiError::no_route()),
     }
 }

@@ -4,6 +4,7 @@
 mod client;
 mod faults;
 mod kubectl;
+mod logs;
 mod proxy;
 mod watch;
 
