@@ -4,6 +4,11 @@
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// Now, Unix seconds.
     fn now(&self) -> i64;
+
+    /// Now, Unix milliseconds.
+    fn now_ms(&self) -> i64 {
+        self.now() * 1000
+    }
 }
 
 /// The system clock.
@@ -13,5 +18,9 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
         time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    fn now_ms(&self) -> i64 {
+        tether_shared::timestamps::now_unix_ms()
     }
 }

@@ -158,7 +158,11 @@ impl ControlPlane {
             let _ = rx.wait_for(|s| *s).await;
         };
         let app = api::router(self.state.clone());
-        let http_server = axum::serve(http, app).with_graceful_shutdown(wait(stop_rx.clone()));
+        let http_server = axum::serve(
+            http,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(wait(stop_rx.clone()));
         let grpc_server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))

@@ -49,29 +49,52 @@ impl Principal {
     }
 }
 
+/// The outcome of reading the bearer token, resolved once per request by
+/// [`super::audit::record`] and kept in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Option<Principal>);
+
+impl Principal {
+    /// The principal of an API token row.
+    pub fn of_token(t: crate::store::ApiToken) -> Self {
+        Principal {
+            token_id: t.id,
+            tenant_id: t.tenant_id,
+            role: t.role,
+        }
+    }
+}
+
+/// Looks up the bearer token of `headers`; `None` when there is none or it is unknown.
+pub async fn bearer(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<Principal>, ApiError> {
+    let Some(token) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+    else {
+        return Ok(None);
+    };
+    let found = state
+        .store
+        .find_api_token(&tether_shared::tokens::hash(token))
+        .await?;
+    Ok(found.map(Principal::of_token))
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthorized)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 256)
-            .ok_or(ApiError::Unauthorized)?;
-        let found = state
-            .store
-            .find_api_token(&tether_shared::tokens::hash(token))
+        if let Some(Authenticated(p)) = parts.extensions.get::<Authenticated>() {
+            return p.clone().ok_or(ApiError::Unauthorized);
+        }
+        bearer(state, &parts.headers)
             .await?
-            .ok_or(ApiError::Unauthorized)?;
-        Ok(Principal {
-            token_id: found.id,
-            tenant_id: found.tenant_id,
-            role: found.role,
-        })
+            .ok_or(ApiError::Unauthorized)
     }
 }

@@ -2,6 +2,7 @@
 //! `/readyz` and `/metrics`. [`router`] builds it without a socket, so routes are
 //! testable with `tower::ServiceExt::oneshot`.
 
+pub mod audit;
 pub mod auth;
 pub mod catalogs;
 pub mod clusters;
@@ -10,6 +11,7 @@ pub mod error;
 pub mod json;
 pub mod telemetry;
 pub mod tenants;
+pub mod usage;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -25,6 +27,8 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/tenants", get(tenants::list).post(tenants::create))
         .route("/tenants/{tenant}/tokens", post(tenants::create_token))
+        .route("/tenants/{tenant}/usage", get(usage::get))
+        .route("/audit-log", get(audit::list))
         .route(
             "/tenants/{tenant}/compute-planes",
             get(compute_planes::list).post(compute_planes::create),
@@ -57,7 +61,11 @@ pub fn router(state: AppState) -> Router {
             get(catalogs::get)
                 .put(catalogs::put)
                 .delete(catalogs::delete),
-        );
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record,
+        ));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(|| async { "ok\n" }))

@@ -3,6 +3,7 @@
 //! `Arc<dyn Store>` and never see SQL.
 
 pub mod sqlite;
+mod sqlite_audit;
 mod sqlite_desired;
 mod sqlite_telemetry;
 
@@ -187,7 +188,7 @@ pub struct SessionStart {
 /// The control plane's persistent state. Implementations must make every method atomic.
 #[async_trait]
 pub trait Store:
-    DesiredStateStore + TelemetryStore + Send + Sync + std::fmt::Debug + 'static
+    DesiredStateStore + TelemetryStore + AuditStore + Send + Sync + std::fmt::Debug + 'static
 {
     /// Creates a tenant; `Conflict` if the name is taken.
     async fn create_tenant(
@@ -530,4 +531,150 @@ pub trait TelemetryStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<(String, String, i64, f64)>, StoreError>;
     /// Deletes telemetry older than `before_ms`; returns rows deleted.
     async fn purge_telemetry(&self, before_ms: i64) -> Result<u64, StoreError>;
+}
+
+/// How a recorded action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditResult {
+    /// 2xx.
+    Ok,
+    /// 401 or 403: not signed in, or the role may not.
+    Denied,
+    /// Other 4xx: bad input, not found, conflict.
+    Rejected,
+    /// 5xx.
+    Error,
+}
+
+impl AuditResult {
+    /// The result of an HTTP status.
+    pub fn of_status(status: u16) -> Self {
+        match status {
+            200..=399 => AuditResult::Ok,
+            401 | 403 => AuditResult::Denied,
+            400..=499 => AuditResult::Rejected,
+            _ => AuditResult::Error,
+        }
+    }
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditResult::Ok => "ok",
+            AuditResult::Denied => "denied",
+            AuditResult::Rejected => "rejected",
+            AuditResult::Error => "error",
+        }
+    }
+}
+
+/// One audit entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    /// Position in the log (assigned on append).
+    pub id: i64,
+    /// When (Unix ms).
+    pub at_ms: i64,
+    /// The caller's token id; `None` when not authenticated.
+    pub token_id: Option<String>,
+    /// The caller's role.
+    pub role: Option<String>,
+    /// The tenant acted on (or the caller's); `None` for platform-level actions.
+    pub tenant_id: Option<String>,
+    /// What was done: `METHOD /route/{template}` or `sign-in`/`sign-out`.
+    pub action: String,
+    /// On what: the concrete path.
+    pub target: String,
+    /// How it ended.
+    pub result: AuditResult,
+    /// HTTP status.
+    pub status: u16,
+    /// The client's address.
+    pub client_addr: String,
+    /// `api` or `dashboard`.
+    pub via: String,
+}
+
+/// Filters of `GET /audit-log`.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this tenant's entries.
+    pub tenant_id: Option<String>,
+    /// Only this token's.
+    pub token_id: Option<String>,
+    /// Action contains this.
+    pub action: Option<String>,
+    /// Only this result.
+    pub result: Option<AuditResult>,
+    /// At or after (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Before (Unix ms).
+    pub until_ms: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+    /// Entries with an id below this (newest first).
+    pub cursor: Option<i64>,
+}
+
+/// A dashboard session.
+#[derive(Debug, Clone)]
+pub struct DashboardSession {
+    /// The token the user signed in with.
+    pub token: ApiToken,
+    /// The session's CSRF token, embedded in every form.
+    pub csrf: String,
+    /// Expiry (Unix ms).
+    pub expires_ms: i64,
+}
+
+/// Node time of one cluster in one hour.
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageRow {
+    /// Compute plane.
+    pub compute_plane_id: String,
+    /// Cluster.
+    pub cluster: String,
+    /// Start of the hour (Unix ms).
+    pub hour_ms: i64,
+    /// Node-milliseconds in that hour.
+    pub node_ms: i64,
+}
+
+/// Audit log, dashboard sessions and usage.
+#[async_trait]
+pub trait AuditStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Appends an entry; returns its id.
+    async fn append_audit(&self, e: &AuditEntry) -> Result<i64, StoreError>;
+    /// A page of entries, newest first, and the cursor of the next page.
+    async fn audit_log(
+        &self,
+        f: &AuditFilter,
+    ) -> Result<(Vec<AuditEntry>, Option<i64>), StoreError>;
+    /// The token with this id.
+    async fn api_token_by_id(&self, id: &str) -> Result<Option<ApiToken>, StoreError>;
+    /// Stores a session (by the hash of its id).
+    async fn create_dashboard_session(
+        &self,
+        id_hash: &str,
+        token_id: &str,
+        csrf: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// The live session with this id hash (expired ones are `None`).
+    async fn dashboard_session(
+        &self,
+        id_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<DashboardSession>, StoreError>;
+    /// Ends a session.
+    async fn delete_dashboard_session(&self, id_hash: &str) -> Result<(), StoreError>;
+    /// Node time per cluster and hour of a tenant's compute planes in `[since, until)`.
+    async fn usage(
+        &self,
+        tenant_id: &str,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Result<Vec<UsageRow>, StoreError>;
 }

@@ -68,6 +68,12 @@ impl TelemetryStore for SqliteStore {
                         .bind(value)
                         .execute(&mut *tx)
                         .await?;
+                    if super::sqlite_audit::NODE_SERIES.contains(&name.as_str()) {
+                        super::sqlite_audit::accrue_usage(
+                            &mut tx, cp, cluster, name, *ts_ms, *value,
+                        )
+                        .await?;
+                    }
                 }
                 TelemetryItem::Query(q) => {
                     sqlx::query(
