@@ -8,6 +8,7 @@
 pub mod api;
 pub mod ca;
 pub mod clock;
+pub mod dashboard;
 pub mod desired;
 pub mod grpc;
 pub mod metrics;
@@ -30,6 +31,14 @@ use crate::sessions::{Registry, reason};
 use crate::state::{AppState, SessionSettings};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Role, Store, StoreError};
+
+/// The whole HTTP side: the REST API, the dashboard, and the security headers on every
+/// response.
+pub fn app(state: state::AppState) -> axum::Router {
+    api::router(state.clone())
+        .merge(dashboard::router(state))
+        .layer(axum::middleware::from_fn(dashboard::security_headers))
+}
 
 /// Lifetime of the gRPC server certificate (re-issued on every start).
 const SERVER_CERT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
@@ -157,7 +166,7 @@ impl ControlPlane {
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let app = api::router(self.state.clone());
+        let app = app(self.state.clone());
         let http_server = axum::serve(
             http,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

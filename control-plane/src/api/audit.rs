@@ -150,6 +150,30 @@ fn ms_param(name: &str, v: Option<&String>) -> Result<Option<i64>, ApiError> {
 
 /// `GET /audit-log` (admin): newest first. Tenant admins see their tenant's entries; the
 /// platform admin sees all, or one tenant's with `tenant=`.
+#[utoipa::path(
+    get,
+    path = "/audit-log",
+    tag = "audit",
+    operation_id = "audit_log",
+    security(("bearer" = [])),
+    params(
+        ("tenant" = Option<String>, Query, description = "Only this tenant's entries (platform admin; a tenant admin may only name their own)"),
+        ("actor" = Option<String>, Query, description = "Only entries of this API token id"),
+        ("action" = Option<String>, Query, description = "Only this action, e.g. `PUT /compute-planes/{cp}/clusters/{name}`"),
+        ("result" = Option<String>, Query, description = "Only this result: `ok`, `denied`, `rejected` or `error`"),
+        ("since" = Option<String>, Query, description = "Earliest time, RFC 3339"),
+        ("until" = Option<String>, Query, description = "Latest time, RFC 3339"),
+        ("limit" = Option<u32>, Query, description = "Entries per page (default 100)"),
+        ("cursor" = Option<i64>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "Newest first: `{\"entries\": [{\"id\", \"at\", \"token_id\", \"role\", \"tenant_id\", \"action\", \"target\", \"result\", \"status\", \"client_addr\", \"via\"}], \"next_cursor\"}`", body = serde_json::Value),
+        (status = 400, description = "Invalid parameter"),
+        (status = 401, description = "No or unknown API token"),
+        (status = 403, description = "Role below admin"),
+        (status = 404, description = "`tenant` names another tenant than the caller's"),
+    )
+)]
 pub async fn list(
     State(s): State<AppState>,
     p: Principal,

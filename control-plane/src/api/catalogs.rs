@@ -24,6 +24,19 @@ fn catalog_json(row: &CatalogRow) -> Value {
 }
 
 /// `GET /compute-planes/{cp}/catalogs`.
+#[utoipa::path(
+    get,
+    path = "/compute-planes/{cp}/catalogs",
+    tag = "catalogs",
+    operation_id = "list_catalogs",
+    security(("bearer" = [])),
+    params(("cp" = String, Path, description = "Compute plane id")),
+    responses(
+        (status = 200, description = "`{\"catalogs\": [catalog]}`", body = serde_json::Value),
+        (status = 401, description = "No or unknown API token"),
+        (status = 404, description = "No such compute plane visible to the caller"),
+    )
+)]
 pub async fn list(
     State(s): State<AppState>,
     p: Principal,
@@ -37,6 +50,22 @@ pub async fn list(
 }
 
 /// `GET /compute-planes/{cp}/catalogs/{name}`.
+#[utoipa::path(
+    get,
+    path = "/compute-planes/{cp}/catalogs/{name}",
+    tag = "catalogs",
+    operation_id = "get_catalog",
+    security(("bearer" = [])),
+    params(
+        ("cp" = String, Path, description = "Compute plane id"),
+        ("name" = String, Path, description = "Catalog name"),
+    ),
+    responses(
+        (status = 200, description = "The catalog: `{\"name\", \"spec\", \"generation\"}`", body = serde_json::Value),
+        (status = 401, description = "No or unknown API token"),
+        (status = 404, description = "No such compute plane or catalog"),
+    )
+)]
 pub async fn get(
     State(s): State<AppState>,
     p: Principal,
@@ -52,6 +81,29 @@ pub async fn get(
 }
 
 /// `PUT /compute-planes/{cp}/catalogs/{name}` (operator).
+#[utoipa::path(
+    put,
+    path = "/compute-planes/{cp}/catalogs/{name}",
+    tag = "catalogs",
+    operation_id = "put_catalog",
+    security(("bearer" = [])),
+    params(
+        ("cp" = String, Path, description = "Compute plane id"),
+        ("name" = String, Path, description = "Catalog name (DNS-1123 label)"),
+    ),
+    request_body(
+        content = serde_json::Value,
+        content_type = "application/json",
+        description = "The catalog spec: `{\"connector\": \"hive\" | \"mysql\" | \"postgresql\", \"properties\"?: {name: value} from the connector's allow-list, \"credentials\"?: {\"secret_ref\": \"arn:aws:secretsmanager:...\" | \"k8s:NAME\"}}`"
+    ),
+    responses(
+        (status = 200, description = "The catalog as written (created or replaced): `{\"name\", \"spec\", \"generation\"}`", body = serde_json::Value),
+        (status = 400, description = "Invalid spec; `error.field` names the field"),
+        (status = 401, description = "No or unknown API token"),
+        (status = 403, description = "Role below operator"),
+        (status = 404, description = "No such compute plane visible to the caller"),
+    )
+)]
 pub async fn put(
     State(s): State<AppState>,
     p: Principal,
@@ -81,6 +133,24 @@ pub async fn put(
 }
 
 /// `DELETE /compute-planes/{cp}/catalogs/{name}` (operator): refused while attached.
+#[utoipa::path(
+    delete,
+    path = "/compute-planes/{cp}/catalogs/{name}",
+    tag = "catalogs",
+    operation_id = "delete_catalog",
+    security(("bearer" = [])),
+    params(
+        ("cp" = String, Path, description = "Compute plane id"),
+        ("name" = String, Path, description = "Catalog name"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or unknown API token"),
+        (status = 403, description = "Role below operator"),
+        (status = 404, description = "No such compute plane or catalog"),
+        (status = 409, description = "The catalog is attached to clusters; detach it first"),
+    )
+)]
 pub async fn delete(
     State(s): State<AppState>,
     p: Principal,

@@ -65,6 +65,19 @@ fn validate_name(name: &str) -> Result<(), ApiError> {
 }
 
 /// `GET /compute-planes/{cp}/clusters`.
+#[utoipa::path(
+    get,
+    path = "/compute-planes/{cp}/clusters",
+    tag = "clusters",
+    operation_id = "list_clusters",
+    security(("bearer" = [])),
+    params(("cp" = String, Path, description = "Compute plane id")),
+    responses(
+        (status = 200, description = "`{\"clusters\": [cluster], \"generation\"}`", body = serde_json::Value),
+        (status = 401, description = "No or unknown API token"),
+        (status = 404, description = "No such compute plane visible to the caller"),
+    )
+)]
 pub async fn list(
     State(s): State<AppState>,
     p: Principal,
@@ -82,6 +95,22 @@ pub async fn list(
 }
 
 /// `GET /compute-planes/{cp}/clusters/{name}`.
+#[utoipa::path(
+    get,
+    path = "/compute-planes/{cp}/clusters/{name}",
+    tag = "clusters",
+    operation_id = "get_cluster",
+    security(("bearer" = [])),
+    params(
+        ("cp" = String, Path, description = "Compute plane id"),
+        ("name" = String, Path, description = "Cluster name"),
+    ),
+    responses(
+        (status = 200, description = "The cluster, its spec beside what the agent observed: `{\"name\", \"spec\", \"generation\", \"observed_generation\", \"status\": {\"phase\", \"coordinator_ready\", \"ready_workers\", \"desired_workers\", \"endpoint\", \"conditions\", \"last_error\"}}`", body = serde_json::Value),
+        (status = 401, description = "No or unknown API token"),
+        (status = 404, description = "No such compute plane or cluster"),
+    )
+)]
 pub async fn get(
     State(s): State<AppState>,
     p: Principal,
@@ -97,6 +126,29 @@ pub async fn get(
 }
 
 /// `PUT /compute-planes/{cp}/clusters/{name}` (operator): create or replace.
+#[utoipa::path(
+    put,
+    path = "/compute-planes/{cp}/clusters/{name}",
+    tag = "clusters",
+    operation_id = "put_cluster",
+    security(("bearer" = [])),
+    params(
+        ("cp" = String, Path, description = "Compute plane id"),
+        ("name" = String, Path, description = "Cluster name (DNS-1123 label)"),
+    ),
+    request_body(
+        content = serde_json::Value,
+        content_type = "application/json",
+        description = "The cluster spec: `{\"presto_version\": string, \"workers\": {\"count\": n} | {\"min\": n, \"max\": n, \"target_cpu_percent\"?: n}, \"catalogs\"?: [catalog name], \"coordinator\"?: {\"cpu\", \"memory\"}, \"worker\"?: {\"cpu\", \"memory\"}, \"hive_metastore\"?: {\"enabled\", \"warehouse\"}, \"node_selector\"?: {label: value}, \"tolerations\"?: [{\"key\", \"operator\", \"value\", \"effect\"}]}`"
+    ),
+    responses(
+        (status = 200, description = "The cluster as written (created or replaced): `{\"name\", \"spec\", \"generation\", \"observed_generation\", \"status\": {\"phase\", \"coordinator_ready\", \"ready_workers\", \"desired_workers\", \"endpoint\", \"conditions\", \"last_error\"}}`", body = serde_json::Value),
+        (status = 400, description = "Invalid spec or unknown catalog; `error.field` names the field"),
+        (status = 401, description = "No or unknown API token"),
+        (status = 403, description = "Role below operator"),
+        (status = 404, description = "No such compute plane visible to the caller"),
+    )
+)]
 pub async fn put(
     State(s): State<AppState>,
     p: Principal,
@@ -137,6 +189,23 @@ pub async fn put(
 
 /// `DELETE /compute-planes/{cp}/clusters/{name}` (operator): the agent removes every object
 /// of the cluster; GET shows `Deleting` until it has.
+#[utoipa::path(
+    delete,
+    path = "/compute-planes/{cp}/clusters/{name}",
+    tag = "clusters",
+    operation_id = "delete_cluster",
+    security(("bearer" = [])),
+    params(
+        ("cp" = String, Path, description = "Compute plane id"),
+        ("name" = String, Path, description = "Cluster name"),
+    ),
+    responses(
+        (status = 202, description = "Deletion accepted; the cluster shows phase `Deleting` until the agent has removed it", body = serde_json::Value),
+        (status = 401, description = "No or unknown API token"),
+        (status = 403, description = "Role below operator"),
+        (status = 404, description = "No such compute plane or cluster"),
+    )
+)]
 pub async fn delete(
     State(s): State<AppState>,
     p: Principal,

@@ -96,6 +96,19 @@ pub(crate) async fn visible_cp(
 }
 
 /// `GET /tenants/{t}/compute-planes`.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/compute-planes",
+    tag = "compute-planes",
+    operation_id = "list_compute_planes",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "`{\"compute_planes\": [compute plane]}`", body = serde_json::Value),
+        (status = 401, description = "No or unknown API token"),
+        (status = 404, description = "No such tenant visible to the caller"),
+    )
+)]
 pub async fn list(
     State(s): State<AppState>,
     p: Principal,
@@ -113,6 +126,27 @@ pub async fn list(
 }
 
 /// `POST /tenants/{t}/compute-planes` (admin).
+#[utoipa::path(
+    post,
+    path = "/tenants/{tenant}/compute-planes",
+    tag = "compute-planes",
+    operation_id = "create_compute_plane",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path, description = "Tenant id")),
+    request_body(
+        content = serde_json::Value,
+        content_type = "application/json",
+        description = "`{\"name\": DNS-1123 label, \"region\": AWS region such as \"us-east-1\"}`"
+    ),
+    responses(
+        (status = 201, description = "The compute plane: `{\"id\", \"tenant_id\", \"name\", \"region\", \"created_at\", \"generation\", \"applied_generation\", \"applied_conditions\", \"telemetry_dropped_records\", \"agent\": {\"connected\", \"connected_since\", \"session_id\", \"version\", \"last_heartbeat\", \"remote_addr\", \"certificate_serial\", \"certificate_expires_at\", \"revoked\"}}`", body = serde_json::Value),
+        (status = 400, description = "Invalid body; `error.field` names the field"),
+        (status = 401, description = "No or unknown API token"),
+        (status = 403, description = "Role below admin"),
+        (status = 404, description = "No such tenant visible to the caller"),
+        (status = 409, description = "The tenant has a compute plane of that name"),
+    )
+)]
 pub async fn create(
     State(s): State<AppState>,
     p: Principal,
@@ -136,6 +170,19 @@ pub async fn create(
 }
 
 /// `GET /compute-planes/{cp}`.
+#[utoipa::path(
+    get,
+    path = "/compute-planes/{cp}",
+    tag = "compute-planes",
+    operation_id = "get_compute_plane",
+    security(("bearer" = [])),
+    params(("cp" = String, Path, description = "Compute plane id")),
+    responses(
+        (status = 200, description = "The compute plane with its agent's state: `{\"id\", \"tenant_id\", \"name\", \"region\", \"created_at\", \"generation\", \"applied_generation\", \"applied_conditions\", \"telemetry_dropped_records\", \"agent\": {\"connected\", \"connected_since\", \"session_id\", \"version\", \"last_heartbeat\", \"remote_addr\", \"certificate_serial\", \"certificate_expires_at\", \"revoked\"}}`", body = serde_json::Value),
+        (status = 401, description = "No or unknown API token"),
+        (status = 404, description = "No such compute plane visible to the caller"),
+    )
+)]
 pub async fn get(
     State(s): State<AppState>,
     p: Principal,
@@ -146,6 +193,26 @@ pub async fn get(
 
 /// `POST /compute-planes/{cp}/enrollment-tokens` (admin): a one-time bootstrap token,
 /// shown once.
+#[utoipa::path(
+    post,
+    path = "/compute-planes/{cp}/enrollment-tokens",
+    tag = "compute-planes",
+    operation_id = "create_enrollment_token",
+    security(("bearer" = [])),
+    params(("cp" = String, Path, description = "Compute plane id")),
+    request_body(
+        content = Option<serde_json::Value>,
+        content_type = "application/json",
+        description = "Optional (an empty body means the defaults): `{\"ttl_seconds\"?: 1..=604800, default 3600}`"
+    ),
+    responses(
+        (status = 201, description = "The enrollment token, shown once: `{\"id\", \"token\", \"compute_plane_id\", \"expires_at\"}`", body = serde_json::Value),
+        (status = 400, description = "Invalid body; `error.field` names the field"),
+        (status = 401, description = "No or unknown API token"),
+        (status = 403, description = "Role below admin"),
+        (status = 404, description = "No such compute plane visible to the caller"),
+    )
+)]
 pub async fn create_enrollment_token(
     State(s): State<AppState>,
     p: Principal,
@@ -184,6 +251,20 @@ pub async fn create_enrollment_token(
 
 /// `POST /compute-planes/{cp}/revoke-agent` (admin): revokes every certificate of the
 /// agent and ends its live session at once.
+#[utoipa::path(
+    post,
+    path = "/compute-planes/{cp}/revoke-agent",
+    tag = "compute-planes",
+    operation_id = "revoke_agent",
+    security(("bearer" = [])),
+    params(("cp" = String, Path, description = "Compute plane id")),
+    responses(
+        (status = 200, description = "The compute plane after the revocation", body = serde_json::Value),
+        (status = 401, description = "No or unknown API token"),
+        (status = 403, description = "Role below admin"),
+        (status = 404, description = "No such compute plane visible to the caller"),
+    )
+)]
 pub async fn revoke_agent(
     State(s): State<AppState>,
     p: Principal,
@@ -213,6 +294,26 @@ pub struct Settings {
 
 /// `PUT /compute-planes/{cp}/settings` (admin): settings the agent applies, e.g. how much
 /// query text leaves the VPC. Sent with the desired state.
+#[utoipa::path(
+    put,
+    path = "/compute-planes/{cp}/settings",
+    tag = "compute-planes",
+    operation_id = "put_compute_plane_settings",
+    security(("bearer" = [])),
+    params(("cp" = String, Path, description = "Compute plane id")),
+    request_body(
+        content = serde_json::Value,
+        content_type = "application/json",
+        description = "`{\"query_text_redaction\"?: \"redacted\" (default) | \"full\" | \"none\"}`"
+    ),
+    responses(
+        (status = 200, description = "`{\"settings\", \"generation\"}`", body = serde_json::Value),
+        (status = 400, description = "Invalid body; `error.field` names the field"),
+        (status = 401, description = "No or unknown API token"),
+        (status = 403, description = "Role below admin"),
+        (status = 404, description = "No such compute plane visible to the caller"),
+    )
+)]
 pub async fn put_settings(
     State(s): State<AppState>,
     p: Principal,

@@ -70,6 +70,30 @@ fn record_json(r: &QueryRow) -> Value {
 }
 
 /// `GET /compute-planes/{cp}/query-log?cluster=&user=&state=&since=&until=&q=&limit=&cursor=`.
+#[utoipa::path(
+    get,
+    path = "/compute-planes/{cp}/query-log",
+    tag = "telemetry",
+    operation_id = "query_log",
+    security(("bearer" = [])),
+    params(
+        ("cp" = String, Path, description = "Compute plane id"),
+        ("cluster" = Option<String>, Query, description = "Only this cluster's queries"),
+        ("user" = Option<String>, Query, description = "Only this Presto user's queries"),
+        ("state" = Option<String>, Query, description = "Only queries in this state, e.g. FINISHED or FAILED"),
+        ("since" = Option<String>, Query, description = "Earliest create time: RFC 3339 (2026-11-26T08:00:00Z) or Unix milliseconds"),
+        ("until" = Option<String>, Query, description = "Latest create time: RFC 3339 (2026-11-26T08:00:00Z) or Unix milliseconds"),
+        ("q" = Option<String>, Query, description = "Text the query contains (at most 256 characters)"),
+        ("limit" = Option<u32>, Query, description = "Records per page, 1 to 1000 (default 100)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "`{\"records\": [{\"query_id\", \"cluster\", \"user\", \"state\", \"query\", \"create_time\", \"end_time\", \"elapsed_time_ms\", ...}], \"next_cursor\", \"dropped_records\"}`", body = serde_json::Value),
+        (status = 400, description = "Invalid parameter; `error.field` names it"),
+        (status = 401, description = "No or unknown API token"),
+        (status = 404, description = "No such compute plane visible to the caller"),
+    )
+)]
 pub async fn query_log(
     State(s): State<AppState>,
     p: Principal,
@@ -113,6 +137,27 @@ pub async fn query_log(
 
 /// `GET /compute-planes/{cp}/metrics?name=&cluster=&since=&until=&step=`: samples averaged
 /// into `step`-wide buckets (default 60 s) over the range (default: the last hour).
+#[utoipa::path(
+    get,
+    path = "/compute-planes/{cp}/metrics",
+    tag = "telemetry",
+    operation_id = "metrics",
+    security(("bearer" = [])),
+    params(
+        ("cp" = String, Path, description = "Compute plane id"),
+        ("name" = Option<String>, Query, description = "Only this metric"),
+        ("cluster" = Option<String>, Query, description = "Only this cluster's series"),
+        ("since" = Option<String>, Query, description = "Start of the range: RFC 3339 (2026-11-26T08:00:00Z) or Unix milliseconds (default: an hour before until)"),
+        ("until" = Option<String>, Query, description = "End of the range: RFC 3339 (2026-11-26T08:00:00Z) or Unix milliseconds (default: now)"),
+        ("step" = Option<String>, Query, description = "Bucket width, a duration of at least 1s such as 60s (default 60s; at most 10000 points)"),
+    ),
+    responses(
+        (status = 200, description = "`{\"series\": [{\"name\", \"cluster\", \"points\": [[unix_ms, value]]}], \"since\", \"until\", \"step_ms\"}`", body = serde_json::Value),
+        (status = 400, description = "Invalid parameter; `error.field` names it"),
+        (status = 401, description = "No or unknown API token"),
+        (status = 404, description = "No such compute plane visible to the caller"),
+    )
+)]
 pub async fn metrics(
     State(s): State<AppState>,
     p: Principal,

@@ -41,6 +41,17 @@ fn tenant_json(t: &Tenant) -> Value {
 }
 
 /// `GET /tenants`: all tenants for the platform admin, one's own otherwise.
+#[utoipa::path(
+    get,
+    path = "/tenants",
+    tag = "tenants",
+    operation_id = "list_tenants",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "`{\"tenants\": [{\"id\", \"name\", \"aws_account_id\", \"created_at\"}]}`", body = serde_json::Value),
+        (status = 401, description = "No or unknown API token"),
+    )
+)]
 pub async fn list(State(s): State<AppState>, p: Principal) -> Result<Json<Value>, ApiError> {
     let all = s.store.list_tenants().await?;
     let visible: Vec<Value> = all
@@ -52,6 +63,25 @@ pub async fn list(State(s): State<AppState>, p: Principal) -> Result<Json<Value>
 }
 
 /// `POST /tenants` (platform admin).
+#[utoipa::path(
+    post,
+    path = "/tenants",
+    tag = "tenants",
+    operation_id = "create_tenant",
+    security(("bearer" = [])),
+    request_body(
+        content = serde_json::Value,
+        content_type = "application/json",
+        description = "`{\"name\": DNS-1123 label, \"aws_account_id\"?: 12 digits}`"
+    ),
+    responses(
+        (status = 201, description = "The tenant: `{\"id\", \"name\", \"aws_account_id\", \"created_at\"}`", body = serde_json::Value),
+        (status = 400, description = "Invalid body; `error.field` names the field"),
+        (status = 401, description = "No or unknown API token"),
+        (status = 403, description = "Not the platform admin"),
+        (status = 409, description = "A tenant of that name exists"),
+    )
+)]
 pub async fn create(
     State(s): State<AppState>,
     p: Principal,
@@ -74,6 +104,26 @@ pub async fn create(
 
 /// `POST /tenants/{t}/tokens` (tenant admin or platform admin): a new API token, shown
 /// once; only its hash is stored.
+#[utoipa::path(
+    post,
+    path = "/tenants/{tenant}/tokens",
+    tag = "tenants",
+    operation_id = "create_api_token",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path, description = "Tenant id")),
+    request_body(
+        content = serde_json::Value,
+        content_type = "application/json",
+        description = "`{\"role\": \"admin\" | \"operator\" | \"viewer\"}`"
+    ),
+    responses(
+        (status = 201, description = "The token, shown once: `{\"id\", \"token\", \"role\", \"tenant_id\"}`", body = serde_json::Value),
+        (status = 400, description = "Invalid body; `error.field` names the field"),
+        (status = 401, description = "No or unknown API token"),
+        (status = 403, description = "Role below admin"),
+        (status = 404, description = "No such tenant visible to the caller"),
+    )
+)]
 pub async fn create_token(
     State(s): State<AppState>,
     p: Principal,

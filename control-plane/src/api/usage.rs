@@ -81,6 +81,24 @@ pub fn summarize(rows: &[UsageRow]) -> (Vec<Value>, Vec<Value>, f64) {
 }
 
 /// `GET /tenants/{t}/usage?since=&until=` (viewer): defaults to the current month so far.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/usage",
+    tag = "usage",
+    operation_id = "get_usage",
+    security(("bearer" = [])),
+    params(
+        ("tenant" = String, Path, description = "Tenant id"),
+        ("since" = Option<String>, Query, description = "Start, RFC 3339 (default: the start of the current month, UTC)"),
+        ("until" = Option<String>, Query, description = "End, RFC 3339 (default: now)"),
+    ),
+    responses(
+        (status = 200, description = "Node-hours: `{\"tenant_id\", \"since\", \"until\", \"hourly\": [{\"compute_plane_id\", \"cluster\", \"hour\", \"node_hours\"}], \"monthly\": [{\"month\", \"compute_plane_id\", \"cluster\", \"node_hours\"}], \"total_node_hours\"}`", body = serde_json::Value),
+        (status = 400, description = "Invalid parameter; `error.field` names it"),
+        (status = 401, description = "No or unknown API token"),
+        (status = 404, description = "No such tenant visible to the caller"),
+    )
+)]
 pub async fn get(
     State(s): State<AppState>,
     p: Principal,

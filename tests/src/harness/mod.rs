@@ -7,6 +7,7 @@ pub mod presto_env;
 mod procs;
 pub mod relay;
 mod tinyproxy;
+pub mod webdriver;
 
 pub use api::Api;
 pub use procs::{AgentOptions, AgentProc, ControlPlaneOptions, ControlPlaneProc, bin_path};
