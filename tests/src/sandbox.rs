@@ -203,6 +203,7 @@ pub async fn run(
     });
     println!(
         "\n  Tether sandbox is running.\n\n  \
+         Dashboard       http://{http_addr}/  (sign in with the admin token)\n  \
          REST API        http://{http_addr}/api/v1\n  \
          admin token     {admin_token}\n  \
          agent gRPC      https://{grpc_addr}  (CA: {ca})\n  \

@@ -70,6 +70,10 @@ async fn sandbox_starts_a_connected_demo_and_stops_on_ctrl_c() {
             .unwrap_or_else(|| panic!("{name} missing from banner: {lines:#?}"))
     };
     let api_url = field("REST API");
+    let dashboard = field("Dashboard");
+    let login = reqwest::get(&dashboard).await.expect("dashboard answers");
+    assert!(login.url().path().ends_with("/login"), "{}", login.url());
+    assert!(login.text().await.unwrap_or_default().contains("Sign in"));
     let token = field("admin token");
     let cp_id = field("compute plane");
     assert!(lines.iter().any(|l| l.contains("(agent connected)")));
