@@ -4,6 +4,7 @@
 //! dial into), [`sessions`] (live sessions, supersede and revoke), [`api`] (REST),
 //! [`store`] (persistence behind one trait), [`ca`] (the internal CA).
 #![forbid(unsafe_code)]
+#![recursion_limit = "512"]
 
 pub mod api;
 pub mod ca;
@@ -11,6 +12,7 @@ pub mod clock;
 pub mod dashboard;
 pub mod desired;
 pub mod grpc;
+pub mod install;
 pub mod metrics;
 pub mod sessions;
 pub mod state;
@@ -135,6 +137,10 @@ impl ControlPlane {
             sessions: Registry::default(),
             clock,
             settings: config.session,
+            install: state::InstallSettings {
+                grpc_endpoint: config.public_grpc_endpoint.clone().unwrap_or_default(),
+                agent_image: format!("public.ecr.aws/tether/agent:{}", env!("CARGO_PKG_VERSION")),
+            },
         };
         Ok(Self {
             state,
@@ -166,7 +172,13 @@ impl ControlPlane {
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let app = app(self.state.clone());
+        let mut state = self.state.clone();
+        if state.install.grpc_endpoint.is_empty()
+            && let Ok(addr) = grpc.local_addr()
+        {
+            state.install.grpc_endpoint = format!("https://{addr}");
+        }
+        let app = app(state);
         let http_server = axum::serve(
             http,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

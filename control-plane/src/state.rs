@@ -45,4 +45,15 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Session tunables.
     pub settings: SessionSettings,
+    /// What install instructions and templates name.
+    pub install: InstallSettings,
+}
+
+/// What the install path (CloudFormation template, instructions) tells customers.
+#[derive(Debug, Clone, Default)]
+pub struct InstallSettings {
+    /// The gRPC endpoint agents dial, e.g. `https://cp.example:8443`.
+    pub grpc_endpoint: String,
+    /// The agent's container image.
+    pub agent_image: String,
 }

@@ -24,6 +24,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("GET", "/compute-planes/{cp}"),
     ("POST", "/compute-planes/{cp}/enrollment-tokens"),
     ("POST", "/compute-planes/{cp}/revoke-agent"),
+    ("GET", "/compute-planes/{cp}/cloudformation"),
     ("GET", "/compute-planes/{cp}/clusters"),
     ("GET", "/compute-planes/{cp}/clusters/{name}"),
     ("PUT", "/compute-planes/{cp}/clusters/{name}"),

@@ -69,6 +69,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/ui/cp/{cp}/revoke", post(pages::revoke))
         .route(
+            "/ui/cp/{cp}/cloudformation.yaml",
+            get(pages::cloudformation),
+        )
+        .route(
             "/ui/cp/{cp}/clusters",
             get(pages::clusters).post(pages::create_cluster),
         )

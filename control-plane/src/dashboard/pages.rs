@@ -378,9 +378,11 @@ async fn overview_page(
                 p { "Region " (s(&v["region"])) ". The agent dials out to the control plane; it needs no inbound access. "
                     "Create an enrollment token (valid 10 minutes, used once), then run the agent in the customer's VPC:" }
                 pre.mono { "tether-agent run --control-plane https://CONTROL_PLANE:8443 --ca-file ca.pem \\\n    --state-dir /var/lib/tether --enrollment-token TOKEN --compute-plane " (cp) }
-                p { "Or install with CloudFormation: "
-                    a href={ "/ui/cp/" (cp) "/cloudformation.yaml" } download { "download the template" }
-                    " and pass the enrollment token as its parameter." }
+                p { "Or install with CloudFormation (EKS, the data-lake bucket, logs and the agent on Fargate): download the template for "
+                    a #cfn-new href={ "/ui/cp/" (cp) "/cloudformation.yaml?vpc=new" } download { "a new VPC" }
+                    " or for "
+                    a #cfn-existing href={ "/ui/cp/" (cp) "/cloudformation.yaml?vpc=existing" } download { "your VPC" }
+                    ", then create the stack with the enrollment token as its EnrollmentToken parameter. See docs/install.md." }
                 @if admin {
                     form.inline method="post" action={ "/ui/cp/" (cp) "/enrollment-token" } {
                         input type="hidden" name="csrf" value=(session.csrf);
@@ -400,6 +402,33 @@ async fn overview_page(
         },
     )
     .into_response())
+}
+
+/// `GET /ui/cp/{cp}/cloudformation.yaml?vpc=new|existing`: the template as a download.
+pub async fn cloudformation(
+    State(st): State<AppState>,
+    session: Session,
+    Path(cp): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Page {
+    let yaml = crate::install::template_yaml(&st, &session.principal, &cp, &q)
+        .await
+        .map_err(|e| fail(&session, &e))?;
+    let file = format!(
+        "attachment; filename=\"tether-{cp}-{}.yaml\"",
+        q.get("vpc").map_or("new", String::as_str)
+    );
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/yaml".to_owned(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, file),
+        ],
+        yaml,
+    )
+        .into_response())
 }
 
 /// `POST /ui/cp/{cp}/enrollment-token` (admin): shows the token once.

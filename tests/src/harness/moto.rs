@@ -16,12 +16,19 @@ pub struct Moto {
 impl Moto {
     /// Starts moto_server on a free port and waits until it answers.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts moto_server with extra environment (e.g. `MOTO_ACCOUNT_ID`,
+    /// `INITIAL_NO_AUTH_ACTION_COUNT`).
+    pub async fn start_with(env: &[(&str, &str)]) -> Self {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr").port()
         };
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -40,6 +47,23 @@ impl Moto {
         })
         .await;
         Self { child, url }
+    }
+
+    /// Calls a query-protocol action (STS, CloudFormation) with a form body; returns the
+    /// status and the XML answer. `service` names the credential scope moto routes by.
+    pub async fn query(&self, service: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let resp = reqwest::Client::new()
+            .post(&self.url)
+            .header(
+                "Authorization",
+                format!("AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"),
+            )
+            .form(form)
+            .send()
+            .await
+            .expect("moto answers");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
     }
 
     /// Calls a CloudWatch Logs action (JSON protocol; moto does not check signatures).

@@ -1,0 +1,516 @@
+//! The CloudFormation template that installs a compute plane into a customer's account:
+//! network (a new VPC with private subnets and one NAT gateway, or the customer's VPC and
+//! private subnets), an EKS cluster and managed node group, the data-lake bucket, the log
+//! group, the enrollment token as a secret, and the agent on ECS Fargate in the private
+//! subnets with an EKS access entry.
+//!
+//! Security properties the tests check on the parsed template: no security-group rule
+//! admits traffic from outside the VPC (ingress only from other security groups of the
+//! stack); the enrollment token is a `NoEcho` parameter kept in Secrets Manager; the
+//! agent's role may write only its own log group, read only secrets tagged for Tether,
+//! read and write only the data-lake bucket, and describe only its own EKS cluster; the
+//! bucket is encrypted, blocks public access and refuses plain HTTP.
+
+use serde_json::{Value, json};
+
+/// Where the compute plane's network comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// A new VPC with two private and two public subnets and a NAT gateway.
+    NewVpc,
+    /// The customer's VPC and private subnets (with egress through their NAT or proxy).
+    ExistingVpc,
+}
+
+/// What the template is for.
+#[derive(Debug, Clone)]
+pub struct TemplateInput {
+    /// Compute plane id.
+    pub compute_plane_id: String,
+    /// Compute plane name.
+    pub compute_plane_name: String,
+    /// Default of the `ControlPlaneEndpoint` parameter, e.g. `https://cp.example:8443`.
+    pub control_plane_endpoint: String,
+    /// The CA certificate agents trust (PEM).
+    pub ca_pem: String,
+    /// Default agent image.
+    pub agent_image: String,
+    /// Network variant.
+    pub network: Network,
+}
+
+/// The tag that marks secrets the agent may read.
+pub const SECRET_TAG: &str = "tether.io/managed-by";
+
+fn r(name: &str) -> Value {
+    json!({"Ref": name})
+}
+
+fn att(resource: &str, attribute: &str) -> Value {
+    json!({"Fn::GetAtt": [resource, attribute]})
+}
+
+fn sub(s: &str) -> Value {
+    json!({"Fn::Sub": s})
+}
+
+fn tags(name: &str) -> Value {
+    json!([
+        {"Key": "Name", "Value": sub(&format!("tether-${{ComputePlaneId}}-{name}"))},
+        {"Key": SECRET_TAG, "Value": "tether"},
+    ])
+}
+
+fn assume(service: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+    })
+}
+
+fn private_subnets(network: Network) -> Value {
+    match network {
+        Network::NewVpc => json!([r("PrivateSubnet1"), r("PrivateSubnet2")]),
+        Network::ExistingVpc => r("PrivateSubnetIds"),
+    }
+}
+
+fn vpc(network: Network) -> Value {
+    match network {
+        Network::NewVpc => r("Vpc"),
+        Network::ExistingVpc => r("VpcId"),
+    }
+}
+
+fn parameters(input: &TemplateInput) -> Value {
+    let mut p = json!({
+        "ControlPlaneEndpoint": {
+            "Type": "String",
+            "Description": "The Tether control plane's gRPC endpoint the agent dials out to (HTTPS, port 8443 by default).",
+            "Default": input.control_plane_endpoint,
+            "AllowedPattern": "^https://[A-Za-z0-9.-]+(:[0-9]+)?$",
+        },
+        "ControlPlaneCa": {
+            "Type": "String",
+            "Description": "PEM of the CA the agent trusts for the control plane (from the dashboard).",
+            "Default": input.ca_pem,
+        },
+        "ComputePlaneId": {
+            "Type": "String",
+            "Description": format!("Tether compute plane id ({}).", input.compute_plane_name),
+            "Default": input.compute_plane_id,
+            "AllowedPattern": "^[a-z0-9-]{1,64}$",
+        },
+        "EnrollmentToken": {
+            "Type": "String",
+            "Description": "One-time enrollment token from the dashboard; stored in Secrets Manager.",
+            "NoEcho": true,
+            "MinLength": 16,
+        },
+        "AgentImage": {
+            "Type": "String",
+            "Description": "Container image of the Tether agent.",
+            "Default": input.agent_image,
+        },
+        "KubernetesVersion": {
+            "Type": "String",
+            "Description": "EKS Kubernetes version.",
+            "Default": "1.33",
+        },
+        "NodeInstanceType": {
+            "Type": "String",
+            "Description": "EC2 instance type of the Presto nodes.",
+            "Default": "m6i.2xlarge",
+        },
+        "NodeCount": {
+            "Type": "Number",
+            "Description": "Initial number of nodes.",
+            "Default": 3,
+            "MinValue": 1,
+            "MaxValue": 100,
+        },
+        "LogRetentionDays": {
+            "Type": "Number",
+            "Description": "Days CloudWatch keeps the agent's and Presto's logs.",
+            "Default": 30,
+            "AllowedValues": [7, 14, 30, 60, 90, 180, 365],
+        },
+    });
+    let extra = match input.network {
+        Network::NewVpc => json!({
+            "VpcCidr": {"Type": "String", "Description": "CIDR of the new VPC.", "Default": "10.64.0.0/16",
+                        "AllowedPattern": "^[0-9.]+/[0-9]+$"},
+            "PublicSubnet1Cidr": {"Type": "String", "Description": "Public subnet (NAT gateway) in the first AZ.", "Default": "10.64.0.0/24"},
+            "PublicSubnet2Cidr": {"Type": "String", "Description": "Public subnet in the second AZ.", "Default": "10.64.1.0/24"},
+            "PrivateSubnet1Cidr": {"Type": "String", "Description": "Private subnet in the first AZ.", "Default": "10.64.16.0/20"},
+            "PrivateSubnet2Cidr": {"Type": "String", "Description": "Private subnet in the second AZ.", "Default": "10.64.32.0/20"},
+        }),
+        Network::ExistingVpc => json!({
+            "VpcId": {"Type": "AWS::EC2::VPC::Id", "Description": "The VPC to install into."},
+            "PrivateSubnetIds": {"Type": "List<AWS::EC2::Subnet::Id>",
+                                 "Description": "Two or more private subnets in different AZs, with outbound access (NAT or proxy)."},
+        }),
+    };
+    if let (Some(p), Some(e)) = (p.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    p
+}
+
+fn network_resources() -> Value {
+    let subnet = |cidr: &str, az: u32, public: bool| {
+        json!({
+            "Type": "AWS::EC2::Subnet",
+            "Properties": {
+                "VpcId": r("Vpc"),
+                "CidrBlock": r(cidr),
+                "AvailabilityZone": {"Fn::Select": [az, {"Fn::GetAZs": ""}]},
+                "MapPublicIpOnLaunch": false,
+                "Tags": tags(if public { "public" } else { "private" }),
+            },
+        })
+    };
+    let assoc = |subnet: &str, table: &str| {
+        json!({"Type": "AWS::EC2::SubnetRouteTableAssociation",
+               "Properties": {"SubnetId": r(subnet), "RouteTableId": r(table)}})
+    };
+    json!({
+        "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {
+            "CidrBlock": r("VpcCidr"), "EnableDnsSupport": true, "EnableDnsHostnames": true, "Tags": tags("vpc")}},
+        "InternetGateway": {"Type": "AWS::EC2::InternetGateway", "Properties": {"Tags": tags("igw")}},
+        "InternetGatewayAttachment": {"Type": "AWS::EC2::VPCGatewayAttachment",
+            "Properties": {"VpcId": r("Vpc"), "InternetGatewayId": r("InternetGateway")}},
+        "PublicSubnet1": subnet("PublicSubnet1Cidr", 0, true),
+        "PublicSubnet2": subnet("PublicSubnet2Cidr", 1, true),
+        "PrivateSubnet1": subnet("PrivateSubnet1Cidr", 0, false),
+        "PrivateSubnet2": subnet("PrivateSubnet2Cidr", 1, false),
+        "PublicRouteTable": {"Type": "AWS::EC2::RouteTable", "Properties": {"VpcId": r("Vpc"), "Tags": tags("public")}},
+        "PublicDefaultRoute": {"Type": "AWS::EC2::Route", "DependsOn": "InternetGatewayAttachment", "Properties": {
+            "RouteTableId": r("PublicRouteTable"), "DestinationCidrBlock": "0.0.0.0/0", "GatewayId": r("InternetGateway")}},
+        "PublicSubnet1Routes": assoc("PublicSubnet1", "PublicRouteTable"),
+        "PublicSubnet2Routes": assoc("PublicSubnet2", "PublicRouteTable"),
+        "NatAddress": {"Type": "AWS::EC2::EIP", "DependsOn": "InternetGatewayAttachment",
+            "Properties": {"Domain": "vpc", "Tags": tags("nat")}},
+        "NatGateway": {"Type": "AWS::EC2::NatGateway", "Properties": {
+            "AllocationId": att("NatAddress", "AllocationId"), "SubnetId": r("PublicSubnet1"), "Tags": tags("nat")}},
+        "PrivateRouteTable": {"Type": "AWS::EC2::RouteTable", "Properties": {"VpcId": r("Vpc"), "Tags": tags("private")}},
+        "PrivateDefaultRoute": {"Type": "AWS::EC2::Route", "Properties": {
+            "RouteTableId": r("PrivateRouteTable"), "DestinationCidrBlock": "0.0.0.0/0", "NatGatewayId": r("NatGateway")}},
+        "PrivateSubnet1Routes": assoc("PrivateSubnet1", "PrivateRouteTable"),
+        "PrivateSubnet2Routes": assoc("PrivateSubnet2", "PrivateRouteTable"),
+    })
+}
+
+fn resources(input: &TemplateInput) -> Value {
+    let n = input.network;
+    let cluster_arn =
+        sub("arn:${AWS::Partition}:eks:${AWS::Region}:${AWS::AccountId}:cluster/${EksCluster}");
+    let mut res = json!({
+        // --- security groups: no ingress from outside the VPC, only from the stack's own groups
+        "AgentSecurityGroup": {"Type": "AWS::EC2::SecurityGroup", "Properties": {
+            "GroupDescription": "Tether agent: no inbound; outbound HTTPS to the control plane and AWS APIs",
+            "VpcId": vpc(n),
+            "SecurityGroupEgress": [
+                {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": "0.0.0.0/0",
+                 "Description": "HTTPS to AWS APIs and the EKS API"},
+                {"IpProtocol": "tcp", "FromPort": 8443, "ToPort": 8443, "CidrIp": "0.0.0.0/0",
+                 "Description": "gRPC to the Tether control plane"},
+                {"IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049, "CidrIp": "0.0.0.0/0",
+                 "Description": "NFS to the agent's state file system"},
+            ],
+            "Tags": tags("agent")}},
+        "ClusterSecurityGroup": {"Type": "AWS::EC2::SecurityGroup", "Properties": {
+            "GroupDescription": "Tether EKS API endpoint: reachable from the agent only",
+            "VpcId": vpc(n), "Tags": tags("eks")}},
+        "ClusterIngressFromAgent": {"Type": "AWS::EC2::SecurityGroupIngress", "Properties": {
+            "GroupId": r("ClusterSecurityGroup"), "IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
+            "SourceSecurityGroupId": r("AgentSecurityGroup"), "Description": "Kubernetes API from the Tether agent"}},
+        "StateSecurityGroup": {"Type": "AWS::EC2::SecurityGroup", "Properties": {
+            "GroupDescription": "Tether agent state file system: NFS from the agent only",
+            "VpcId": vpc(n), "Tags": tags("state")}},
+        "StateIngressFromAgent": {"Type": "AWS::EC2::SecurityGroupIngress", "Properties": {
+            "GroupId": r("StateSecurityGroup"), "IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049,
+            "SourceSecurityGroupId": r("AgentSecurityGroup"), "Description": "NFS from the Tether agent"}},
+
+        // --- EKS
+        "ClusterRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "AssumeRolePolicyDocument": assume("eks.amazonaws.com"),
+            "ManagedPolicyArns": [sub("arn:${AWS::Partition}:iam::aws:policy/AmazonEKSClusterPolicy")],
+            "Tags": tags("eks-cluster")}},
+        "NodeRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "AssumeRolePolicyDocument": assume("ec2.amazonaws.com"),
+            "ManagedPolicyArns": [
+                sub("arn:${AWS::Partition}:iam::aws:policy/AmazonEKSWorkerNodePolicy"),
+                sub("arn:${AWS::Partition}:iam::aws:policy/AmazonEKS_CNI_Policy"),
+                sub("arn:${AWS::Partition}:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"),
+            ],
+            "Tags": tags("eks-node")}},
+        "EksCluster": {"Type": "AWS::EKS::Cluster", "Properties": {
+            "Name": sub("tether-${ComputePlaneId}"),
+            "Version": r("KubernetesVersion"),
+            "RoleArn": att("ClusterRole", "Arn"),
+            "AccessConfig": {"AuthenticationMode": "API"},
+            "ResourcesVpcConfig": {
+                "SubnetIds": private_subnets(n),
+                "SecurityGroupIds": [r("ClusterSecurityGroup")],
+                "EndpointPrivateAccess": true,
+                "EndpointPublicAccess": false,
+            },
+            "Logging": {"ClusterLogging": {"EnabledTypes": [{"Type": "api"}, {"Type": "audit"}, {"Type": "authenticator"}]}},
+            "Tags": tags("eks")}},
+        "NodeGroup": {"Type": "AWS::EKS::Nodegroup", "Properties": {
+            "ClusterName": r("EksCluster"),
+            "NodeRole": att("NodeRole", "Arn"),
+            "Subnets": private_subnets(n),
+            "AmiType": "AL2023_x86_64_STANDARD",
+            "InstanceTypes": [r("NodeInstanceType")],
+            "ScalingConfig": {"MinSize": 1, "DesiredSize": r("NodeCount"), "MaxSize": 100},
+            "Labels": {"tether.io/compute-plane": r("ComputePlaneId")}}},
+
+        // --- data lake
+        "DataLakeBucket": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+            "Properties": {
+                "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}, "BucketKeyEnabled": true}]},
+                "PublicAccessBlockConfiguration": {"BlockPublicAcls": true, "BlockPublicPolicy": true,
+                    "IgnorePublicAcls": true, "RestrictPublicBuckets": true},
+                "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+                "VersioningConfiguration": {"Status": "Enabled"},
+                "Tags": tags("data-lake")}},
+        "DataLakeBucketPolicy": {"Type": "AWS::S3::BucketPolicy", "Properties": {
+            "Bucket": r("DataLakeBucket"),
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                "Resource": [att("DataLakeBucket", "Arn"), sub("${DataLakeBucket.Arn}/*")],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}}},
+
+        // --- logs and the enrollment token
+        "AgentLogGroup": {"Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+            "Properties": {"LogGroupName": sub("/tether/${ComputePlaneId}"), "RetentionInDays": r("LogRetentionDays")}},
+        "EnrollmentTokenSecret": {"Type": "AWS::SecretsManager::Secret", "Properties": {
+            "Description": "Tether agent enrollment token (used once, at first start)",
+            "SecretString": r("EnrollmentToken"),
+            "Tags": [{"Key": SECRET_TAG, "Value": "tether"}, {"Key": "tether.io/compute-plane", "Value": r("ComputePlaneId")}]}},
+
+        // --- the agent's state (its identity and telemetry spool survive task replacement)
+        "StateFileSystem": {"Type": "AWS::EFS::FileSystem", "Properties": {
+            "Encrypted": true,
+            "FileSystemTags": [{"Key": "Name", "Value": sub("tether-${ComputePlaneId}-agent-state")}]}},
+        "StateAccessPoint": {"Type": "AWS::EFS::AccessPoint", "Properties": {
+            "FileSystemId": r("StateFileSystem"),
+            "PosixUser": {"Uid": "10001", "Gid": "10001"},
+            "RootDirectory": {"Path": "/tether-agent",
+                "CreationInfo": {"OwnerUid": "10001", "OwnerGid": "10001", "Permissions": "0700"}}}},
+
+        // --- the agent's roles: least privilege
+        "AgentExecutionRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "AssumeRolePolicyDocument": assume("ecs-tasks.amazonaws.com"),
+            "Policies": [{"PolicyName": "agent-task-start", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+                {"Sid": "ContainerLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                 "Resource": att("AgentLogGroup", "Arn")},
+                {"Sid": "EnrollmentToken", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                 "Resource": r("EnrollmentTokenSecret")},
+            ]}}],
+            "Tags": tags("agent-execution")}},
+        "AgentRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "AssumeRolePolicyDocument": assume("ecs-tasks.amazonaws.com"),
+            "Policies": [{"PolicyName": "tether-agent", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
+                {"Sid": "OwnLogGroupOnly", "Effect": "Allow",
+                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                 "Resource": att("AgentLogGroup", "Arn")},
+                {"Sid": "TetherSecretsOnly", "Effect": "Allow",
+                 "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                 "Resource": sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*"),
+                 "Condition": {"StringEquals": {format!("secretsmanager:ResourceTag/{SECRET_TAG}"): "tether"}}},
+                {"Sid": "DataLakeBucketList", "Effect": "Allow", "Action": "s3:ListBucket",
+                 "Resource": att("DataLakeBucket", "Arn")},
+                {"Sid": "DataLakeObjects", "Effect": "Allow",
+                 "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                 "Resource": sub("${DataLakeBucket.Arn}/*")},
+                {"Sid": "OwnEksClusterOnly", "Effect": "Allow", "Action": "eks:DescribeCluster",
+                 "Resource": cluster_arn},
+                {"Sid": "StateFileSystem", "Effect": "Allow",
+                 "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+                 "Resource": att("StateFileSystem", "Arn"),
+                 "Condition": {"StringEquals": {"elasticfilesystem:AccessPointArn": att("StateAccessPoint", "Arn")}}},
+            ]}}],
+            "Tags": tags("agent")}},
+        "AgentAccessEntry": {"Type": "AWS::EKS::AccessEntry", "Properties": {
+            "ClusterName": r("EksCluster"),
+            "PrincipalArn": att("AgentRole", "Arn"),
+            "Type": "STANDARD",
+            "AccessPolicies": [{
+                "PolicyArn": sub("arn:${AWS::Partition}:eks::aws:cluster-access-policy/AmazonEKSEditPolicy"),
+                "AccessScope": {"Type": "namespace", "Namespaces": ["tether"]}}]}},
+
+        // --- the agent on Fargate, in the private subnets, no public address
+        "AgentCluster": {"Type": "AWS::ECS::Cluster", "Properties": {
+            "ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}], "Tags": tags("agent")}},
+        "AgentTask": {"Type": "AWS::ECS::TaskDefinition", "Properties": {
+            "Family": sub("tether-agent-${ComputePlaneId}"),
+            "RequiresCompatibilities": ["FARGATE"],
+            "NetworkMode": "awsvpc",
+            "Cpu": "256",
+            "Memory": "512",
+            "RuntimePlatform": {"OperatingSystemFamily": "LINUX", "CpuArchitecture": "X86_64"},
+            "ExecutionRoleArn": att("AgentExecutionRole", "Arn"),
+            "TaskRoleArn": att("AgentRole", "Arn"),
+            "Volumes": [{"Name": "state", "EFSVolumeConfiguration": {
+                "FilesystemId": r("StateFileSystem"), "TransitEncryption": "ENABLED",
+                "AuthorizationConfig": {"AccessPointId": r("StateAccessPoint"), "IAM": "ENABLED"}}}],
+            "ContainerDefinitions": [{
+                "Name": "agent",
+                "Image": r("AgentImage"),
+                "Essential": true,
+                "Command": ["run"],
+                "ReadonlyRootFilesystem": true,
+                "User": "10001:10001",
+                "MountPoints": [{"SourceVolume": "state", "ContainerPath": "/var/lib/tether", "ReadOnly": false}],
+                "Environment": [
+                    {"Name": "TETHER_CONTROL_PLANE", "Value": r("ControlPlaneEndpoint")},
+                    {"Name": "TETHER_CA_PEM", "Value": r("ControlPlaneCa")},
+                    {"Name": "TETHER_COMPUTE_PLANE", "Value": r("ComputePlaneId")},
+                    {"Name": "TETHER_STATE_DIR", "Value": "/var/lib/tether"},
+                    {"Name": "TETHER_NAMESPACE", "Value": "tether"},
+                    {"Name": "TETHER_EKS_CLUSTER", "Value": r("EksCluster")},
+                    {"Name": "TETHER_EKS_ENDPOINT", "Value": att("EksCluster", "Endpoint")},
+                    {"Name": "TETHER_EKS_CA_DATA", "Value": att("EksCluster", "CertificateAuthorityData")},
+                    {"Name": "TETHER_CLOUDWATCH_LOG_GROUP", "Value": r("AgentLogGroup")},
+                    {"Name": "TETHER_ACCOUNT_BINDING", "Value": "true"},
+                    {"Name": "TETHER_LOG_FORMAT", "Value": "json"},
+                ],
+                "Secrets": [{"Name": "TETHER_ENROLLMENT_TOKEN", "ValueFrom": r("EnrollmentTokenSecret")}],
+                "LogConfiguration": {"LogDriver": "awslogs", "Options": {
+                    "awslogs-group": r("AgentLogGroup"), "awslogs-region": r("AWS::Region"),
+                    "awslogs-stream-prefix": "agent-container"}},
+            }],
+            "Tags": tags("agent")}},
+        "AgentService": {"Type": "AWS::ECS::Service", "DependsOn": ["AgentAccessEntry"], "Properties": {
+            "Cluster": r("AgentCluster"),
+            "LaunchType": "FARGATE",
+            "DesiredCount": 1,
+            "TaskDefinition": r("AgentTask"),
+            "DeploymentConfiguration": {"MaximumPercent": 100, "MinimumHealthyPercent": 0},
+            "NetworkConfiguration": {"AwsvpcConfiguration": {
+                "AssignPublicIp": "DISABLED",
+                "Subnets": private_subnets(n),
+                "SecurityGroups": [r("AgentSecurityGroup")]}},
+            "Tags": tags("agent")}},
+    });
+    let mounts = match n {
+        Network::NewVpc => vec![
+            ("StateMountTarget1", r("PrivateSubnet1")),
+            ("StateMountTarget2", r("PrivateSubnet2")),
+        ],
+        Network::ExistingVpc => vec![
+            (
+                "StateMountTarget1",
+                json!({"Fn::Select": [0, r("PrivateSubnetIds")]}),
+            ),
+            (
+                "StateMountTarget2",
+                json!({"Fn::Select": [1, r("PrivateSubnetIds")]}),
+            ),
+        ],
+    };
+    if let Some(obj) = res.as_object_mut() {
+        for (name, subnet) in mounts {
+            obj.insert(
+                name.into(),
+                json!({"Type": "AWS::EFS::MountTarget", "Properties": {
+                    "FileSystemId": r("StateFileSystem"), "SubnetId": subnet,
+                    "SecurityGroups": [r("StateSecurityGroup")]}}),
+            );
+        }
+        if n == Network::NewVpc
+            && let Some(net) = network_resources().as_object()
+        {
+            obj.extend(net.clone());
+        }
+        if let Some(svc) = obj.get_mut("AgentService") {
+            svc["DependsOn"] =
+                json!(["AgentAccessEntry", "StateMountTarget1", "StateMountTarget2"]);
+        }
+    }
+    res
+}
+
+fn outputs(n: Network) -> Value {
+    let mut o = json!({
+        "EksClusterName": {"Description": "EKS cluster running the Presto clusters", "Value": r("EksCluster")},
+        "DataLakeBucketName": {"Description": "S3 data-lake bucket", "Value": r("DataLakeBucket")},
+        "AgentLogGroupName": {"Description": "CloudWatch log group of the agent and Presto", "Value": r("AgentLogGroup")},
+        "AgentRoleArn": {"Description": "IAM role of the agent", "Value": att("AgentRole", "Arn")},
+        "AgentServiceName": {"Description": "ECS service running the agent", "Value": att("AgentService", "Name")},
+        "EnrollmentTokenSecretArn": {"Description": "Secret holding the enrollment token", "Value": r("EnrollmentTokenSecret")},
+        "AgentSecurityGroupId": {"Description": "Security group of the agent (no inbound rules)", "Value": r("AgentSecurityGroup")},
+    });
+    if n == Network::NewVpc {
+        o["VpcId"] = json!({"Description": "The new VPC", "Value": r("Vpc")});
+        o["PrivateSubnetIds"] = json!({"Description": "Private subnets",
+            "Value": {"Fn::Join": [",", [r("PrivateSubnet1"), r("PrivateSubnet2")]]}});
+    }
+    o
+}
+
+/// The template for `input`.
+pub fn template(input: &TemplateInput) -> Value {
+    let network = match input.network {
+        Network::NewVpc => "a new VPC with private subnets and a NAT gateway",
+        Network::ExistingVpc => "an existing VPC and private subnets",
+    };
+    json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": format!(
+            "Tether compute plane {} ({}): EKS for Presto, a data-lake bucket, logs and the Tether agent on ECS Fargate in {network}. The agent only dials out.",
+            input.compute_plane_name, input.compute_plane_id
+        ),
+        "Parameters": parameters(input),
+        "Resources": resources(input),
+        "Outputs": outputs(input.network),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(network: Network) -> TemplateInput {
+        TemplateInput {
+            compute_plane_id: "cp-1".into(),
+            compute_plane_name: "prod".into(),
+            control_plane_endpoint: "https://cp.example:8443".into(),
+            ca_pem: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into(),
+            agent_image: "public.ecr.aws/tether/agent:0.1.0".into(),
+            network,
+        }
+    }
+
+    #[test]
+    fn every_ref_names_a_parameter_or_resource() {
+        for n in [Network::NewVpc, Network::ExistingVpc] {
+            let t = template(&input(n));
+            let mut names: Vec<String> = t["Parameters"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k.clone())
+                .collect();
+            names.extend(
+                t["Resources"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k.clone()),
+            );
+            let text = t.to_string();
+            for part in text.split("{\"Ref\":\"").skip(1) {
+                let name = part.split('"').next().unwrap_or_default();
+                assert!(
+                    name.starts_with("AWS::") || names.iter().any(|n| n == name),
+                    "{n:?}: Ref {name}"
+                );
+            }
+        }
+    }
+}

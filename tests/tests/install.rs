@@ -1,0 +1,274 @@
+//! Issue 6, acceptance 1: the CloudFormation template — cfn-lint clean for both network
+//! variants, accepted by moto's ValidateTemplate, and with the security properties a
+//! review asks for, checked on the template as parsed from the served YAML.
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tether_tests::harness::moto::Moto;
+use tether_tests::harness::{ControlPlaneOptions, ControlPlaneProc, TenantFixture, init};
+
+/// Parses YAML with PyYAML (as `cfn-lint` does), into JSON.
+fn parse_yaml(path: &std::path::Path) -> Value {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(path)
+        .output()
+        .expect("python3 with PyYAML");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+fn resources_of<'a>(t: &'a Value, kind: &str) -> Vec<(&'a String, &'a Value)> {
+    t["Resources"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| r["Type"] == kind)
+        .collect()
+}
+
+fn as_list(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a.clone(),
+        Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+/// The properties of acceptance 1, on one parsed template.
+fn assert_secure(t: &Value, variant: &str) {
+    // No ingress from an address range: only from the stack's own security groups.
+    for (name, sg) in resources_of(t, "AWS::EC2::SecurityGroup") {
+        for rule in as_list(&sg["Properties"]["SecurityGroupIngress"]) {
+            panic!("{variant}: {name} has an inline ingress rule {rule}");
+        }
+    }
+    let ingress = resources_of(t, "AWS::EC2::SecurityGroupIngress");
+    assert!(!ingress.is_empty());
+    for (name, rule) in ingress {
+        let p = &rule["Properties"];
+        assert!(
+            p.get("CidrIp").is_none()
+                && p.get("CidrIpv6").is_none()
+                && p.get("SourcePrefixListId").is_none(),
+            "{variant}: {name} admits an address range: {p}"
+        );
+        assert!(p["SourceSecurityGroupId"].is_object(), "{variant}: {name}");
+    }
+    // The token: NoEcho, kept in Secrets Manager, handed to the agent as a secret.
+    let token = &t["Parameters"]["EnrollmentToken"];
+    assert_eq!(token["NoEcho"], true, "{variant}");
+    assert!(
+        token.get("Default").is_none(),
+        "{variant}: a token has no default"
+    );
+    let secrets = resources_of(t, "AWS::SecretsManager::Secret");
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(
+        secrets[0].1["Properties"]["SecretString"]["Ref"],
+        "EnrollmentToken"
+    );
+    let text = t.to_string();
+    assert_eq!(
+        text.matches("{\"Ref\":\"EnrollmentToken\"}").count(),
+        1,
+        "{variant}: the token is used only by the secret"
+    );
+    // The agent's role: least privilege.
+    let role = &t["Resources"]["AgentRole"]["Properties"];
+    let statements: Vec<Value> = role["Policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| as_list(&p["PolicyDocument"]["Statement"]))
+        .collect();
+    assert!(
+        role.get("ManagedPolicyArns").is_none(),
+        "no broad managed policies"
+    );
+    for s in &statements {
+        assert_eq!(s["Effect"], "Allow");
+        for a in as_list(&s["Action"]) {
+            let a = a.as_str().unwrap_or_default();
+            assert!(!a.contains('*'), "{variant}: wildcard action {a}");
+        }
+        for r in as_list(&s["Resource"]) {
+            assert_ne!(r, "*", "{variant}: {s}");
+        }
+    }
+    let by_sid = |sid: &str| {
+        statements
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("{variant}: statement {sid}"))
+            .clone()
+    };
+    let logs = by_sid("OwnLogGroupOnly");
+    assert_eq!(logs["Resource"]["Fn::GetAtt"][0], "AgentLogGroup");
+    assert!(!logs.to_string().contains("CreateLogGroup"));
+    let secrets = by_sid("TetherSecretsOnly");
+    assert_eq!(
+        secrets["Condition"]["StringEquals"]["secretsmanager:ResourceTag/tether.io/managed-by"],
+        "tether"
+    );
+    let bucket = by_sid("DataLakeObjects");
+    assert!(
+        bucket["Resource"]
+            .to_string()
+            .contains("${DataLakeBucket.Arn}/*")
+    );
+    let eks = by_sid("OwnEksClusterOnly");
+    assert_eq!(eks["Action"], "eks:DescribeCluster");
+    assert!(
+        eks["Resource"]
+            .to_string()
+            .contains("cluster/${EksCluster}")
+    );
+    let mentioned: Vec<String> = statements
+        .iter()
+        .flat_map(|s| as_list(&s["Action"]))
+        .filter_map(|a| {
+            a.as_str()
+                .map(|a| a.split(':').next().unwrap_or("").to_owned())
+        })
+        .collect();
+    for service in &mentioned {
+        assert!(
+            ["logs", "secretsmanager", "s3", "eks", "elasticfilesystem"]
+                .contains(&service.as_str()),
+            "{variant}: unexpected service {service}"
+        );
+    }
+    // The bucket: encrypted, no public access, TLS only.
+    let b = &t["Resources"]["DataLakeBucket"]["Properties"];
+    assert!(b["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"].is_string());
+    for k in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(
+            b["PublicAccessBlockConfiguration"][k], true,
+            "{variant}: {k}"
+        );
+    }
+    let policy =
+        &t["Resources"]["DataLakeBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(policy["Effect"], "Deny");
+    assert_eq!(policy["Condition"]["Bool"]["aws:SecureTransport"], "false");
+    // The agent: private subnets, no public address, an EKS access entry for its role.
+    let svc = &t["Resources"]["AgentService"]["Properties"]["NetworkConfiguration"]["AwsvpcConfiguration"];
+    assert_eq!(svc["AssignPublicIp"], "DISABLED");
+    let entry = &t["Resources"]["AgentAccessEntry"]["Properties"];
+    assert_eq!(entry["PrincipalArn"]["Fn::GetAtt"][0], "AgentRole");
+    assert_eq!(
+        t["Resources"]["EksCluster"]["Properties"]["ResourcesVpcConfig"]["EndpointPublicAccess"],
+        false
+    );
+    let log_group = &t["Resources"]["AgentLogGroup"]["Properties"];
+    assert_eq!(log_group["RetentionInDays"]["Ref"], "LogRetentionDays");
+    assert!(t["Outputs"].as_object().is_some_and(|o| o.len() >= 5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudformation_template_lints_validates_and_is_least_privilege() {
+    init();
+    let moto = Moto::start().await;
+    let cp = ControlPlaneProc::start(ControlPlaneOptions::default()).await;
+    let api = cp.api();
+    let fx = TenantFixture::create(&api, "acme").await;
+    let admin = api.as_token(&fx.admin_token);
+    let dir = tempfile::tempdir().expect("tempdir");
+    for variant in ["new", "existing"] {
+        let resp = reqwest::Client::new()
+            .get(format!(
+                "{}/api/v1/compute-planes/{}/cloudformation?vpc={variant}",
+                admin.base(),
+                fx.cp_id
+            ))
+            .bearer_auth(&fx.admin_token)
+            .send()
+            .await
+            .expect("GET template");
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(
+            resp.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/yaml")
+        );
+        let yaml = resp.text().await.expect("body");
+        let path = dir.path().join(format!("{variant}.yaml"));
+        std::fs::write(&path, &yaml).expect("write");
+
+        // cfn-lint: exit code 0 means no errors, warnings or informational findings.
+        let lint = Command::new("cfn-lint")
+            .arg(&path)
+            .output()
+            .expect("cfn-lint (pip) on PATH");
+        assert!(
+            lint.status.success(),
+            "cfn-lint on the {variant} variant:\n{}{}",
+            String::from_utf8_lossy(&lint.stdout),
+            String::from_utf8_lossy(&lint.stderr)
+        );
+        // moto's CloudFormation accepts it.
+        let (status, xml) = moto
+            .query(
+                "cloudformation",
+                &[
+                    ("Action", "ValidateTemplate"),
+                    ("Version", "2010-05-15"),
+                    ("TemplateBody", &yaml),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "ValidateTemplate {variant}: {xml}");
+        assert!(xml.contains("<Description>Tether compute plane"), "{xml}");
+
+        let t = parse_yaml(&path);
+        assert_secure(&t, variant);
+        assert_eq!(
+            t["Parameters"]["ComputePlaneId"]["Default"],
+            fx.cp_id.as_str()
+        );
+        assert!(
+            t["Parameters"]["ControlPlaneCa"]["Default"]
+                .as_str()
+                .is_some_and(|c| c.contains("BEGIN CERTIFICATE")),
+            "the CA reads back intact"
+        );
+        let vpcs = resources_of(&t, "AWS::EC2::VPC").len();
+        match variant {
+            "new" => assert_eq!(vpcs, 1),
+            _ => {
+                assert_eq!(vpcs, 0);
+                assert_eq!(t["Parameters"]["VpcId"]["Type"], "AWS::EC2::VPC::Id");
+            }
+        }
+    }
+    // Bad input, another tenant's compute plane.
+    let (s, v) = admin
+        .get(&format!(
+            "/compute-planes/{}/cloudformation?vpc=maybe",
+            fx.cp_id
+        ))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let other = TenantFixture::create(&api, "globex").await;
+    let (s, _) = api
+        .as_token(&other.admin_token)
+        .get(&format!("/compute-planes/{}/cloudformation", fx.cp_id))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
