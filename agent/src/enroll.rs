@@ -20,7 +20,16 @@ pub async fn enroll(
     state: &StateDir,
     token: &str,
     expected_compute_plane_id: Option<&str>,
+    account_binding: Option<&crate::aws_identity::StsSettings>,
 ) -> Result<Credentials, AgentError> {
+    let aws_identity = match account_binding {
+        Some(sts) => Some(
+            crate::aws_identity::signed_identity(sts)
+                .await
+                .map_err(|e| AgentError::Config(format!("account binding: {e}")))?,
+        ),
+        None => None,
+    };
     let (key_pem, csr_pem) =
         pki::key_and_csr("tether-agent").map_err(|e| AgentError::Config(e.to_string()))?;
     let channel = transport::connect(control_plane, roots).await?;
@@ -33,13 +42,16 @@ pub async fn enroll(
             csr_pem,
             agent_version: AGENT_VERSION.to_owned(),
             expected_compute_plane_id: expected_compute_plane_id.unwrap_or_default().to_owned(),
-            aws_identity: None,
+            aws_identity,
         })
         .await
         .map_err(|s| match s.code() {
             tonic::Code::Unauthenticated
             | tonic::Code::PermissionDenied
-            | tonic::Code::InvalidArgument => AgentError::EnrollmentRefused(s.message().to_owned()),
+            | tonic::Code::InvalidArgument
+            | tonic::Code::FailedPrecondition => {
+                AgentError::EnrollmentRefused(s.message().to_owned())
+            }
             _ => AgentError::from(s),
         })?
         .into_inner();

@@ -6,6 +6,7 @@
 //! [`retry`] (backoff with full jitter), [`identity_store`] (key and certificate on disk).
 #![forbid(unsafe_code)]
 
+pub mod aws_identity;
 pub mod cloudwatch;
 pub mod collect;
 pub mod desired;
@@ -76,6 +77,9 @@ pub struct Config {
     pub pod_logs: Option<cloudwatch::LogShipper>,
     /// The coordinator URL each cluster reports ([`reconcile::EndpointTemplate`]).
     pub endpoint: reconcile::EndpointTemplate,
+    /// Sign an `sts:GetCallerIdentity` at enrollment, for the control plane to check the
+    /// AWS account (`None`: send no identity).
+    pub account_binding: Option<aws_identity::StsSettings>,
 }
 
 /// Enrolls if needed, then keeps a session up until `shutdown` resolves. Returns an error
@@ -122,6 +126,7 @@ pub async fn run(
                     &state,
                     token,
                     config.compute_plane_id.as_deref(),
+                    config.account_binding.as_ref(),
                 )
                 .await
                 {
@@ -386,6 +391,7 @@ async fn reenroll(
         state,
         token,
         config.compute_plane_id.as_deref(),
+        config.account_binding.as_ref(),
     )
     .await
     .map_err(|e| AgentError::Revoked(format!("{revoked}; enrolling again failed: {e}")))?;

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "512"]
 
+pub mod account_binding;
 pub mod api;
 pub mod ca;
 pub mod clock;
@@ -61,6 +62,8 @@ pub struct Config {
     pub public_grpc_endpoint: Option<String>,
     /// Extra DNS names or IP addresses for the gRPC server certificate.
     pub tls_sans: Vec<String>,
+    /// Where agents' signed AWS identities are verified (account binding).
+    pub sts_endpoint: String,
     /// Session tunables.
     pub session: SessionSettings,
     /// How long telemetry (query records, metrics, events) is kept.
@@ -137,6 +140,13 @@ impl ControlPlane {
             sessions: Registry::default(),
             clock,
             settings: config.session,
+            binding: state::BindingSettings {
+                sts_endpoint: config.sts_endpoint.clone(),
+                http: reqwest::Client::builder()
+                    .no_proxy()
+                    .build()
+                    .unwrap_or_default(),
+            },
             install: state::InstallSettings {
                 grpc_endpoint: config.public_grpc_endpoint.clone().unwrap_or_default(),
                 agent_image: format!("public.ecr.aws/tether/agent:{}", env!("CARGO_PKG_VERSION")),

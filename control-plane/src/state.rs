@@ -47,6 +47,17 @@ pub struct AppState {
     pub settings: SessionSettings,
     /// What install instructions and templates name.
     pub install: InstallSettings,
+    /// Account binding at enrollment.
+    pub binding: BindingSettings,
+}
+
+/// Where agents' signed AWS identities are verified.
+#[derive(Debug, Clone, Default)]
+pub struct BindingSettings {
+    /// The STS endpoint, e.g. `https://sts.amazonaws.com`.
+    pub sts_endpoint: String,
+    /// Client for STS (TLS via rustls with the system's roots).
+    pub http: reqwest::Client,
 }
 
 /// What the install path (CloudFormation template, instructions) tells customers.

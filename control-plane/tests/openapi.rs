@@ -48,6 +48,7 @@ async fn app() -> (Router, tempfile::TempDir) {
         data_dir: dir.path().to_owned(),
         database: None,
         public_grpc_endpoint: None,
+        sts_endpoint: "https://sts.amazonaws.com".into(),
         tls_sans: vec![],
         session: SessionSettings::default(),
         telemetry_retention: Duration::from_secs(3600),

@@ -58,6 +58,7 @@ pub async fn run(
         data_dir: dir.clone(),
         database: None,
         public_grpc_endpoint: None,
+        sts_endpoint: "https://sts.amazonaws.com".into(),
         tls_sans: vec![],
         session: SessionSettings::default(),
         telemetry_retention: Duration::from_secs(30 * 24 * 3600),
@@ -157,6 +158,7 @@ pub async fn run(
         metrics_listen: None,
         pod_logs: None,
         endpoint,
+        account_binding: None,
     };
     let (agent_stop_tx, agent_stop_rx) = tokio::sync::watch::channel(false);
     let agent_task = tokio::spawn(tether_agent::run(agent_config, wait_stop(agent_stop_rx)));

@@ -48,9 +48,11 @@ fn as_list(v: &Value) -> Vec<Value> {
 fn assert_secure(t: &Value, variant: &str) {
     // No ingress from an address range: only from the stack's own security groups.
     for (name, sg) in resources_of(t, "AWS::EC2::SecurityGroup") {
-        for rule in as_list(&sg["Properties"]["SecurityGroupIngress"]) {
-            panic!("{variant}: {name} has an inline ingress rule {rule}");
-        }
+        let inline = as_list(&sg["Properties"]["SecurityGroupIngress"]);
+        assert!(
+            inline.is_empty(),
+            "{variant}: {name} has inline ingress rules {inline:?}"
+        );
     }
     let ingress = resources_of(t, "AWS::EC2::SecurityGroupIngress");
     assert!(!ingress.is_empty());

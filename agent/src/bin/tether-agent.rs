@@ -82,6 +82,20 @@ struct RunArgs {
         value_parser = tether_agent::reconcile::EndpointTemplate::parse
     )]
     endpoint_template: tether_agent::reconcile::EndpointTemplate,
+    /// Prove the agent's AWS account at enrollment: sign sts:GetCallerIdentity with the
+    /// agent's AWS credentials (default chain) for the control plane to relay to STS.
+    #[arg(long, env = "TETHER_ACCOUNT_BINDING")]
+    account_binding: bool,
+    /// STS endpoint to sign for; must be the control plane's --sts-endpoint.
+    #[arg(
+        long,
+        env = "TETHER_STS_ENDPOINT",
+        default_value = "https://sts.amazonaws.com"
+    )]
+    sts_endpoint: String,
+    /// AWS region for signing (default: the environment's, else us-east-1).
+    #[arg(long, env = "TETHER_AWS_REGION")]
+    aws_region: Option<String>,
     /// How often each coordinator is scraped for metrics and finished queries.
     #[arg(long, env = "TETHER_SCRAPE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
     scrape_interval: std::time::Duration,
@@ -160,6 +174,13 @@ async fn main() {
         metrics_listen: args.metrics_listen,
         pod_logs: shipper.clone(),
         endpoint: args.endpoint_template,
+        account_binding: args
+            .account_binding
+            .then(|| tether_agent::aws_identity::StsSettings {
+                endpoint: Some(args.sts_endpoint.clone()),
+                region: args.aws_region.clone(),
+                credentials: None,
+            }),
     };
     let result = tether_agent::run(config, shutdown_signal()).await;
     if let Err(e) = &result {

@@ -22,6 +22,10 @@ pub struct CreateTenant {
     name: String,
     #[serde(default)]
     aws_account_id: Option<String>,
+    /// Check the agent's AWS account at enrollment (default: on; applies only when an
+    /// account id is registered).
+    #[serde(default)]
+    account_binding: Option<bool>,
 }
 
 /// `POST /tenants/{t}/tokens` body.
@@ -36,6 +40,7 @@ fn tenant_json(t: &Tenant) -> Value {
         "id": t.id,
         "name": t.name,
         "aws_account_id": t.aws_account_id,
+        "account_binding": t.account_binding && t.aws_account_id.is_some(),
         "created_at": rfc3339(t.created_at),
     })
 }
@@ -96,7 +101,12 @@ pub async fn create(
     }
     let t = s
         .store
-        .create_tenant(&body.name, body.aws_account_id.as_deref(), s.clock.now())
+        .create_tenant(
+            &body.name,
+            body.aws_account_id.as_deref(),
+            body.account_binding.unwrap_or(true),
+            s.clock.now(),
+        )
         .await?;
     tracing::info!(tenant = %t.id, name = %t.name, by = %p.token_id, "tenant created");
     Ok((StatusCode::CREATED, Json(tenant_json(&t))))

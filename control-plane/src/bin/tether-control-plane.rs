@@ -54,6 +54,14 @@ struct ServeArgs {
     /// How long telemetry (query log, metrics, events) is kept.
     #[arg(long, env = "TETHER_TELEMETRY_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
     telemetry_retention: std::time::Duration,
+    /// The AWS STS endpoint enrollment relays agents' signed identities to (account
+    /// binding); agents must sign for the same host.
+    #[arg(
+        long,
+        env = "TETHER_STS_ENDPOINT",
+        default_value = "https://sts.amazonaws.com"
+    )]
+    sts_endpoint: String,
     /// Log format.
     #[arg(long, env = "TETHER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -82,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         tls_sans: args.tls_sans,
         session,
         telemetry_retention: args.telemetry_retention,
+        sts_endpoint: args.sts_endpoint,
     };
     let cp = ControlPlane::open(config)
         .await

@@ -124,6 +124,47 @@ impl AgentControlService {
 }
 
 impl AgentControlService {
+    /// Account binding: when the tenant registered an AWS account (and did not turn the
+    /// check off), the agent's signed identity must come back from STS with that account.
+    async fn check_account(
+        &self,
+        cp: &crate::store::ComputePlane,
+        identity: Option<&tether_proto::v1::SignedHttpRequest>,
+    ) -> Result<(), Status> {
+        if let Some(id) = identity {
+            let size: usize = id.url.len()
+                + id.body.len()
+                + id.headers
+                    .iter()
+                    .map(|h| h.name.len() + h.value.len())
+                    .sum::<usize>();
+            if size > 16 * 1024 || id.headers.len() > 32 {
+                return Err(Status::invalid_argument("aws_identity is too large"));
+            }
+        }
+        let tenant = self
+            .state
+            .store
+            .get_tenant(&cp.tenant_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::internal("the compute plane's tenant is gone"))?;
+        let (Some(account), true) = (&tenant.aws_account_id, tenant.account_binding) else {
+            return Ok(());
+        };
+        let b = &self.state.binding;
+        match crate::account_binding::verify(&b.http, &b.sts_endpoint, account, identity).await {
+            Ok(_) => {
+                tracing::info!(compute_plane = %cp.id, account = %account, "agent's AWS account verified with STS");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(compute_plane = %cp.id, "enrollment refused: {e}");
+                Err(e.status())
+            }
+        }
+    }
+
     /// Signs `csr_pem` for `identity` and returns the certificate with its store record.
     fn issue(
         &self,
@@ -174,6 +215,7 @@ impl AgentControl for AgentControlService {
                 r.expected_compute_plane_id
             )));
         }
+        self.check_account(&cp, r.aws_identity.as_ref()).await?;
         let identity = AgentIdentity {
             tenant_id: cp.tenant_id.clone(),
             compute_plane_id: cp.id,

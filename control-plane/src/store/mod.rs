@@ -87,6 +87,8 @@ pub struct Tenant {
     pub name: String,
     /// The AWS account the tenant's agents must run in, if registered.
     pub aws_account_id: Option<String>,
+    /// Whether enrollment checks the agent's AWS account (when one is registered).
+    pub account_binding: bool,
     /// Unix seconds.
     pub created_at: i64,
 }
@@ -195,6 +197,7 @@ pub trait Store:
         &self,
         name: &str,
         aws_account_id: Option<&str>,
+        account_binding: bool,
         now: i64,
     ) -> Result<Tenant, StoreError>;
     /// All tenants, by name.

@@ -65,6 +65,7 @@ fn tenant(row: &SqliteRow) -> Result<Tenant, sqlx::Error> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         aws_account_id: row.try_get("aws_account_id")?,
+        account_binding: row.try_get::<i64, _>("account_binding")? != 0,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -104,15 +105,17 @@ impl Store for SqliteStore {
         &self,
         name: &str,
         aws_account_id: Option<&str>,
+        account_binding: bool,
         now: i64,
     ) -> Result<Tenant, StoreError> {
         let id = new_id();
         sqlx::query(
-            "INSERT INTO tenants (id, name, aws_account_id, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO tenants (id, name, aws_account_id, account_binding, created_at) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(name)
         .bind(aws_account_id)
+        .bind(account_binding)
         .bind(now)
         .execute(&self.pool)
         .await
@@ -121,6 +124,7 @@ impl Store for SqliteStore {
             id,
             name: name.to_owned(),
             aws_account_id: aws_account_id.map(str::to_owned),
+            account_binding,
             created_at: now,
         })
     }

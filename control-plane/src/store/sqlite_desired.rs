@@ -326,7 +326,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store = std::sync::Arc::new(SqliteStore::open(&url).await.expect("open"));
-        let t = store.create_tenant("acme", None, 0).await.expect("tenant");
+        let t = store
+            .create_tenant("acme", None, true, 0)
+            .await
+            .expect("tenant");
         let cp = store
             .create_compute_plane(&t.id, "prod", "us-east-1", 0)
             .await

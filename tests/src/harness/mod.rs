@@ -53,9 +53,13 @@ pub struct TenantFixture {
 impl TenantFixture {
     /// Creates tenant `name` with compute plane `prod` and an admin token.
     pub async fn create(api: &Api, name: &str) -> Self {
-        let t = api
-            .ok_post("/tenants", &serde_json::json!({"name": name}))
-            .await;
+        Self::create_from(api, serde_json::json!({"name": name})).await
+    }
+
+    /// A tenant created with `body` (e.g. with an `aws_account_id`), its admin token and
+    /// a compute plane.
+    pub async fn create_from(api: &Api, body: serde_json::Value) -> Self {
+        let t = api.ok_post("/tenants", &body).await;
         let tenant_id = t["id"].as_str().expect("tenant id").to_owned();
         let tok = api
             .ok_post(
