@@ -313,10 +313,13 @@ pub async fn connect(control_plane: &Uri, tls: &TlsMaterial) -> Result<Channel, 
                 cur = err.source();
             }
             let detail = chain_to_string(&e);
-            if detail.contains("timed out") {
-                ConnectError::Other {
+            if detail.contains("timed out") || detail.contains("deadline has elapsed") {
+                ConnectError::Unreachable {
                     target: target_str.clone(),
-                    detail: format!("timed out after {CONNECT_TIMEOUT:?}"),
+                    detail: format!(
+                        "no answer within {CONNECT_TIMEOUT:?} (is outbound TCP to this port allowed? \
+                         if egress must go through a proxy, set HTTPS_PROXY)"
+                    ),
                 }
             } else {
                 ConnectError::Other {

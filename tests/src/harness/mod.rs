@@ -3,10 +3,11 @@
 mod api;
 pub mod grpc;
 pub mod moto;
+pub mod netns;
 pub mod presto_env;
 mod procs;
 pub mod relay;
-mod tinyproxy;
+pub mod tinyproxy;
 pub mod webdriver;
 
 pub use api::Api;

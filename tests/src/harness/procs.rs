@@ -231,6 +231,8 @@ pub struct AgentOptions {
     pub env: Vec<(String, String)>,
     /// More flags.
     pub extra_args: Vec<String>,
+    /// Run inside this network namespace (`ip netns exec`; needs root).
+    pub netns: Option<String>,
 }
 
 impl AgentOptions {
@@ -277,7 +279,15 @@ impl AgentProc {
         let log = opts
             .state_dir
             .with_extension(format!("log.{}", rand_suffix()));
-        let mut cmd = Command::new(bin_path("tether-agent"));
+        let mut cmd = match &opts.netns {
+            Some(ns) => {
+                // `ip netns exec` execs the agent, so the child's pid is the agent's.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin_path("tether-agent"));
+                c
+            }
+            None => Command::new(bin_path("tether-agent")),
+        };
         cmd.arg("run")
             .args(["--control-plane", &opts.control_plane])
             .arg("--ca-file")

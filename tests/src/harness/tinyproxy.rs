@@ -26,6 +26,12 @@ fn is_root() -> bool {
 impl Tinyproxy {
     /// Starts tinyproxy on a free loopback port, allowing CONNECT only to `connect_ports`.
     pub async fn start(connect_ports: &[u16]) -> Self {
+        Self::start_on("127.0.0.1", "127.0.0.1", connect_ports).await
+    }
+
+    /// Starts tinyproxy on a free port of `listen`, serving clients from `allow` (an
+    /// address or CIDR), CONNECT only to `connect_ports`.
+    pub async fn start_on(listen: &str, allow: &str, connect_ports: &[u16]) -> Self {
         let which = Command::new("sh")
             .args(["-c", "command -v tinyproxy"])
             .output();
@@ -35,12 +41,12 @@ impl Tinyproxy {
         );
         let dir = tempfile::tempdir().expect("tempdir");
         let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let l = std::net::TcpListener::bind(format!("{listen}:0")).expect("bind");
             l.local_addr().expect("addr").port()
         };
         let log = dir.path().join("tinyproxy.log");
         let mut conf = format!(
-            "Port {port}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 60\nDisableViaHeader Yes\n\
+            "Port {port}\nListen {listen}\nAllow {allow}\nTimeout 60\nDisableViaHeader Yes\n\
              LogLevel Info\nLogFile \"{}\"\nPidFile \"{}\"\nMaxClients 50\n",
             log.display(),
             dir.path().join("tinyproxy.pid").display()
@@ -62,7 +68,7 @@ impl Tinyproxy {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn tinyproxy");
-        let addr = format!("127.0.0.1:{port}");
+        let addr = format!("{listen}:{port}");
         super::eventually(Duration::from_secs(10), "tinyproxy listening", || {
             let addr = addr.clone();
             async move { tokio::net::TcpStream::connect(&addr).await.ok().map(|_| ()) }
