@@ -268,8 +268,14 @@ async fn drift_is_corrected() {
     let yaml = kubectl(&["get", "configmap", "analytics-coordinator", "-o", "yaml"]);
     assert!(yaml.contains("coordinator=true"), "{yaml}");
 
+    // The agent may undo each change before the next command even runs, so what proves the
+    // correction is a new object (uid) and a newer version, not a moment without them.
+    let uid = |o: Option<serde_json::Value>| {
+        o.and_then(|o| o["metadata"]["uid"].as_str().map(str::to_owned))
+    };
+    let old_uid = uid(env.object("v1", "services", "analytics")).expect("service uid");
     kubectl(&["delete", "service", "analytics"]);
-    kubectl(&[
+    let patched_rv: u64 = kubectl(&[
         "patch",
         "configmap",
         "analytics-coordinator",
@@ -277,16 +283,21 @@ async fn drift_is_corrected() {
         "merge",
         "-p",
         r#"{"data":{"log.properties":"com.facebook.presto=DEBUG\n"}}"#,
-    ]);
-    assert!(env.object("v1", "services", "analytics").is_none());
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ])
+    .trim()
+    .parse()
+    .expect("resourceVersion of the patched configmap");
     eventually(
         Duration::from_secs(10),
         "service restored and configmap reverted",
         || async {
-            let svc = env.object("v1", "services", "analytics");
+            let svc = uid(env.object("v1", "services", "analytics"))?;
             let cm = env.object("v1", "configmaps", "analytics-coordinator")?;
+            let rv: u64 = cm["metadata"]["resourceVersion"].as_str()?.parse().ok()?;
             let log = cm["data"]["log.properties"].as_str()?.to_owned();
-            (svc.is_some() && !log.contains("DEBUG")).then_some(())
+            (svc != old_uid && rv > patched_rv && !log.contains("DEBUG")).then_some(())
         },
     )
     .await;
