@@ -10,6 +10,7 @@ pub mod aws_identity;
 pub mod cloudwatch;
 pub mod collect;
 pub mod desired;
+pub mod eks;
 pub mod enroll;
 pub mod error;
 pub mod identity_store;
@@ -80,6 +81,8 @@ pub struct Config {
     /// Sign an `sts:GetCallerIdentity` at enrollment, for the control plane to check the
     /// AWS account (`None`: send no identity).
     pub account_binding: Option<aws_identity::StsSettings>,
+    /// The EKS cluster to use when running outside it (instead of a kubeconfig).
+    pub eks: Option<eks::EksSettings>,
 }
 
 /// Enrolls if needed, then keeps a session up until `shutdown` resolves. Returns an error
@@ -171,10 +174,17 @@ pub async fn run(
             config.state_dir.display()
         ))
     })?;
-    let kube = match reconcile::client(config.kubeconfig.as_deref())
-        .await
-        .map_err(AgentError::Config)?
-    {
+    let client = match &config.eks {
+        Some(e) => Some(
+            eks::client(e, &config.state_dir, halt_rx.clone())
+                .await
+                .map_err(AgentError::Config)?,
+        ),
+        None => reconcile::client(config.kubeconfig.as_deref())
+            .await
+            .map_err(AgentError::Config)?,
+    };
+    let kube = match client {
         Some(client) => Some(reconcile::kube_ops::Kube::new(
             client,
             config.namespace.clone(),

@@ -274,3 +274,134 @@ async fn cloudformation_template_lints_validates_and_is_least_privilege() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// Every `TETHER_*` variable the install artefacts set is one the agent reads.
+fn agent_env_names() -> Vec<String> {
+    let help = Command::new(tether_tests::harness::bin_path("tether-agent"))
+        .args(["run", "--help"])
+        .output()
+        .expect("tether-agent run --help");
+    String::from_utf8_lossy(&help.stdout)
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("TETHER_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn tether_vars(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("TETHER_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_artefacts_set_only_what_the_agent_reads() {
+    init();
+    let known = agent_env_names();
+    assert!(known.contains(&"TETHER_CA_PEM".to_owned()), "{known:?}");
+    // The CloudFormation template.
+    let cp = ControlPlaneProc::start(ControlPlaneOptions::default()).await;
+    let api = cp.api();
+    let fx = TenantFixture::create(&api, "acme").await;
+    let (s, _) = api.get(&format!("/compute-planes/{}", fx.cp_id)).await;
+    assert_eq!(s, StatusCode::OK);
+    let yaml = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/compute-planes/{}/cloudformation",
+            api.base(),
+            fx.cp_id
+        ))
+        .bearer_auth(&fx.admin_token)
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body");
+    // The Kubernetes manifests.
+    let manifests_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/kubernetes/tether-agent.yaml");
+    let manifests = std::fs::read_to_string(&manifests_path).expect("manifests");
+    for (what, text) in [("template", &yaml), ("manifests", &manifests)] {
+        for var in tether_vars(text) {
+            assert!(
+                known.contains(&var),
+                "{what} sets {var}, which the agent does not read"
+            );
+        }
+    }
+
+    // The manifests: namespaced permissions only, covering what the agent renders and reads.
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))",
+        ])
+        .arg(&manifests_path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert!(
+        !kinds.contains(&"ClusterRole") && !kinds.contains(&"ClusterRoleBinding"),
+        "{kinds:?}"
+    );
+    let role = docs.iter().find(|d| d["kind"] == "Role").expect("a Role");
+    let grants = |resource: &str, verb: &str| {
+        role["rules"].as_array().into_iter().flatten().any(|r| {
+            r["resources"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == resource))
+                && r["verbs"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == verb))
+        })
+    };
+    for (resource, verb) in [
+        ("configmaps", "patch"),
+        ("services", "patch"),
+        ("serviceaccounts", "patch"),
+        ("deployments", "patch"),
+        ("horizontalpodautoscalers", "patch"),
+        ("poddisruptionbudgets", "delete"),
+        ("pods", "watch"),
+        ("pods/log", "get"),
+        ("pods/proxy", "update"),
+        ("services/proxy", "get"),
+    ] {
+        assert!(
+            grants(resource, verb),
+            "the Role must grant {verb} on {resource}"
+        );
+    }
+    assert!(
+        !grants("secrets", "get"),
+        "the agent reads no Kubernetes Secrets"
+    );
+    let deploy = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("Deployment");
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    let token = c["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == "TETHER_ENROLLMENT_TOKEN")
+        .expect("token env");
+    assert!(
+        token["valueFrom"]["secretKeyRef"].is_object(),
+        "the token comes from a Secret"
+    );
+    assert!(c.get("ports").is_some());
+}

@@ -36,8 +36,27 @@ struct RunArgs {
     #[arg(long, env = "TETHER_CONTROL_PLANE")]
     control_plane: String,
     /// The control plane's CA certificate (its ca.pem).
-    #[arg(long, env = "TETHER_CA_FILE")]
-    ca_file: PathBuf,
+    #[arg(long, env = "TETHER_CA_FILE", required_unless_present = "ca_pem")]
+    ca_file: Option<PathBuf>,
+    /// The control plane's CA certificate as PEM text (instead of --ca-file; written to
+    /// the state dir).
+    #[arg(long, env = "TETHER_CA_PEM", hide_env_values = true)]
+    ca_pem: Option<String>,
+    /// EKS cluster name, when the agent runs outside the cluster (ECS Fargate): it then
+    /// authenticates with EKS tokens made from its IAM role.
+    #[arg(
+        long,
+        env = "TETHER_EKS_CLUSTER",
+        requires = "eks_endpoint",
+        conflicts_with = "kubeconfig"
+    )]
+    eks_cluster: Option<String>,
+    /// The EKS API server URL.
+    #[arg(long, env = "TETHER_EKS_ENDPOINT")]
+    eks_endpoint: Option<String>,
+    /// The EKS cluster's CA (base64 of PEM, as EKS reports it).
+    #[arg(long, env = "TETHER_EKS_CA_DATA", default_value = "")]
+    eks_ca_data: String,
     /// Where the agent keeps its key and certificate.
     #[arg(long, env = "TETHER_STATE_DIR")]
     state_dir: PathBuf,
@@ -154,9 +173,43 @@ async fn main() {
         Box::new(tether_agent::cloudwatch::layer(s)) as tether_shared::logging::ExtraLayer
     });
     tether_shared::logging::init_with(&args.log_format, extra);
+    let ca_file = match (args.ca_file, &args.ca_pem) {
+        (Some(f), _) => f,
+        (None, Some(pem)) => {
+            let path = args.state_dir.join("control-plane-ca.pem");
+            let written = std::fs::create_dir_all(&args.state_dir)
+                .and_then(|()| tether_shared::files::write_public(&path, pem.as_bytes()));
+            if let Err(e) = written {
+                eprintln!("error: writing --ca-pem to {}: {e}", path.display());
+                std::process::exit(2);
+            }
+            path
+        }
+        (None, None) => {
+            eprintln!("error: --ca-file or --ca-pem is required");
+            std::process::exit(2);
+        }
+    };
+    let sts = tether_agent::aws_identity::StsSettings {
+        endpoint: Some(args.sts_endpoint.clone()),
+        region: args.aws_region.clone(),
+        credentials: None,
+    };
+    let eks = args
+        .eks_cluster
+        .clone()
+        .map(|cluster| tether_agent::eks::EksSettings {
+            cluster,
+            endpoint: args.eks_endpoint.clone().unwrap_or_default(),
+            ca_data: args.eks_ca_data.clone(),
+            sts: tether_agent::aws_identity::StsSettings {
+                endpoint: None,
+                ..sts.clone()
+            },
+        });
     let config = Config {
         control_plane: args.control_plane,
-        ca_file: args.ca_file,
+        ca_file,
         state_dir: args.state_dir,
         enrollment_token: args.enrollment_token.filter(|t| !t.is_empty()),
         compute_plane_id: args.compute_plane.filter(|t| !t.is_empty()),
@@ -174,13 +227,8 @@ async fn main() {
         metrics_listen: args.metrics_listen,
         pod_logs: shipper.clone(),
         endpoint: args.endpoint_template,
-        account_binding: args
-            .account_binding
-            .then(|| tether_agent::aws_identity::StsSettings {
-                endpoint: Some(args.sts_endpoint.clone()),
-                region: args.aws_region.clone(),
-                credentials: None,
-            }),
+        account_binding: args.account_binding.then_some(sts),
+        eks,
     };
     let result = tether_agent::run(config, shutdown_signal()).await;
     if let Err(e) = &result {
