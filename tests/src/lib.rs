@@ -5,6 +5,7 @@
 //! rather than bare sleeps. The tests themselves live in `tests/tests/`.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod harness;
 pub mod sandbox;
 pub mod standins;

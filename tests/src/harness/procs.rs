@@ -174,7 +174,12 @@ impl ControlPlaneProc {
             .to_owned()
     }
 
-    /// The API as the platform admin.
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its API as the platform admin.
     pub fn api(&self) -> Api {
         Api::new(&self.http, &self.admin_token())
     }

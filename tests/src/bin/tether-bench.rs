@@ -1,0 +1,263 @@
+//! `tether-bench`: how many agents one control plane holds, how fast desired state reaches
+//! them, how fast telemetry is made durable, how the fleet recovers from a control-plane
+//! SIGKILL, and what the real agent costs when idle. Writes `--out` (JSON) and prints a
+//! Markdown table. `--short` runs a seconds-long version (CI).
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::{Value, json};
+use tether_tests::bench::{self, Running};
+use tether_tests::harness::presto_env::{PrestoEnv, cluster_spec, glue_catalog};
+use tether_tests::harness::{ControlPlaneOptions, ControlPlaneProc};
+
+#[derive(Parser, Debug)]
+#[command(about = "Scale benchmark of the Tether control plane")]
+struct Args {
+    /// Seconds-long run for CI (small N); results go to --out as usual.
+    #[arg(long)]
+    short: bool,
+    /// Session counts to hold, ascending.
+    #[arg(long, value_delimiter = ',', default_values_t = [1000usize, 10000])]
+    sessions: Vec<usize>,
+    /// Agents used for propagation.
+    #[arg(long, default_value_t = 1000)]
+    propagation_agents: usize,
+    /// Desired-state changes measured.
+    #[arg(long, default_value_t = 1000)]
+    changes: usize,
+    /// Agents streaming telemetry.
+    #[arg(long, default_value_t = 100)]
+    ingest_agents: usize,
+    /// Seconds of telemetry streaming (and of the raw baseline).
+    #[arg(long, default_value_t = 10.0)]
+    ingest_seconds: f64,
+    /// Records per telemetry batch.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Seconds the real agent's idle CPU is measured over.
+    #[arg(long, default_value_t = 30)]
+    agent_idle_seconds: u64,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "benchmarks/results.json")]
+    out: std::path::PathBuf,
+}
+
+fn raise_nofile() -> u64 {
+    match rlimit::increase_nofile_limit(1_048_576) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("warning: cannot raise the open-file limit: {e}");
+            0
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut a = Args::parse();
+    if a.short {
+        a.sessions = vec![200];
+        a.propagation_agents = 100;
+        a.changes = 100;
+        a.ingest_agents = 10;
+        a.ingest_seconds = 1.0;
+        a.agent_idle_seconds = 3;
+    }
+    a.sessions.sort_unstable();
+    let nofile = raise_nofile();
+    let started = Instant::now();
+    let mut notes = serde_json::Map::new();
+    let mut r = serde_json::Map::new();
+
+    eprintln!("== control plane");
+    let mut cp = ControlPlaneProc::start(ControlPlaneOptions::default()).await;
+    let api = cp.api();
+    let max_n = a.sessions.last().copied().unwrap_or(0);
+    eprintln!("== provisioning {max_n} compute planes and agent identities");
+    let t = Instant::now();
+    let ids = bench::provision(&cp, max_n, "provisioning").await;
+    eprintln!("  {} enrolled in {:.1?}", ids.len(), t.elapsed());
+    r.insert(
+        "enroll_per_s".into(),
+        json!((ids.len() as f64 / t.elapsed().as_secs_f64()).round()),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_before = bench::rss_kib(cp.pid());
+
+    // Sessions held, and control-plane memory per idle session.
+    let mut fleet = Running::new(&cp.grpc_url());
+    let mut held = Vec::new();
+    let mut from = 0;
+    for &n in &a.sessions {
+        let n = n.min(ids.len());
+        eprintln!("== holding {n} sessions");
+        let took = fleet.add(&ids[from..n], Duration::from_secs(300)).await;
+        from = n;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let live = fleet.fleet.live.load(std::sync::atomic::Ordering::SeqCst);
+        let rss = bench::rss_kib(cp.pid());
+        let per = (rss.saturating_sub(rss_before)) as f64 / live.max(1) as f64;
+        eprintln!(
+            "  {live} live after {took:.1?}; control plane RSS {rss} KiB ({per:.1} KiB per session)"
+        );
+        held.push(
+            json!({"target": n, "live": live, "connect_s": took.map(|d| d.as_secs_f64()),
+                         "cp_rss_kib": rss, "cp_rss_per_session_kib": (per * 10.0).round() / 10.0}),
+        );
+    }
+    let last = held.last().cloned().unwrap_or(Value::Null);
+    r.insert("sessions_held".into(), last["live"].clone());
+    r.insert(
+        "cp_rss_per_session_kib".into(),
+        last["cp_rss_per_session_kib"].clone(),
+    );
+    r.insert("sessions".into(), json!(held));
+
+    // Propagation.
+    eprintln!(
+        "== propagation: {} changes over {} agents",
+        a.changes, a.propagation_agents
+    );
+    let lat = bench::propagation(&api, &fleet, a.propagation_agents, a.changes).await;
+    let p = |q| (bench::percentile(&lat, q) * 100.0).round() / 100.0;
+    eprintln!(
+        "  p50 {} ms, p99 {} ms ({} measured)",
+        p(50.0),
+        p(99.0),
+        lat.len()
+    );
+    r.insert("propagation_p50_ms".into(), json!(p(50.0)));
+    r.insert("propagation_p99_ms".into(), json!(p(99.0)));
+    r.insert("propagation_measured".into(), json!(lat.len()));
+
+    // Fan-out to every held agent.
+    eprintln!("== fan-out to {} agents", fleet.ids.len());
+    let fan = bench::fanout(&api, &fleet).await;
+    eprintln!("  all acked in {fan:?} ms");
+    r.insert(
+        format!("fanout_{}_ms", fleet.ids.len()),
+        json!(fan.map(f64::round)),
+    );
+    r.insert(
+        "fanout_10k_ms".into(),
+        json!(if fleet.ids.len() == 10_000 {
+            fan.map(f64::round)
+        } else {
+            None
+        }),
+    );
+    r.insert("fanout_100k_ms".into(), Value::Null);
+    notes.insert("fanout".into(), json!("one settings write per compute plane (settings are per compute plane), all issued at once through the API; time until every agent received its document"));
+
+    // Telemetry ingest and the transport's limit.
+    let k = a.ingest_agents.min(ids.len());
+    eprintln!("== telemetry ingest: {k} agents for {} s", a.ingest_seconds);
+    let ingest = bench::ingest(&cp.grpc_url(), &ids[..k], a.batch, 4, a.ingest_seconds).await;
+    eprintln!("  {ingest:.0} records/s durable");
+    let raw = bench::raw_stream(a.batch, 4, a.ingest_seconds).await;
+    eprintln!("  raw stream: {raw:.0} records/s");
+    r.insert("ingest_records_per_s".into(), json!(ingest.round()));
+    r.insert("raw_stream_records_per_s".into(), json!(raw.round()));
+    r.insert(
+        "ingest_vs_raw".into(),
+        json!((ingest / raw.max(1.0) * 1000.0).round() / 1000.0),
+    );
+    notes.insert("raw_stream".into(), json!("one tonic bidirectional stream, plain HTTP/2 on loopback, same batches, a server that acks without storing"));
+
+    // Reconnect storm.
+    let n = fleet.ids.len();
+    eprintln!("== reconnect storm: SIGKILL and restart with {n} agents connected");
+    let again = cp.same_place();
+    cp.kill();
+    let t0 = Instant::now();
+    cp = ControlPlaneProc::start(again).await;
+    let pid = cp.pid();
+    let (mut peak_rss, mut cpu_prev, mut wall_prev, mut peak_cpu) =
+        (0u64, bench::cpu_seconds(pid), Instant::now(), 0f64);
+    let back = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        peak_rss = peak_rss.max(bench::rss_kib(pid));
+        let (cpu, wall) = (bench::cpu_seconds(pid), Instant::now());
+        peak_cpu = peak_cpu.max((cpu - cpu_prev) / (wall - wall_prev).as_secs_f64() * 100.0);
+        (cpu_prev, wall_prev) = (cpu, wall);
+        if fleet.fleet.live.load(std::sync::atomic::Ordering::SeqCst) >= n {
+            break Some(t0.elapsed());
+        }
+        if t0.elapsed() > Duration::from_secs(180) {
+            break None;
+        }
+    };
+    eprintln!("  back in {back:.1?}; peak RSS {peak_rss} KiB, peak CPU {peak_cpu:.0}%");
+    let key = if n == 10_000 {
+        "reconnect_10k_s".to_owned()
+    } else {
+        format!("reconnect_{n}_s")
+    };
+    r.insert(
+        key,
+        json!(back.map(|d| (d.as_secs_f64() * 10.0).round() / 10.0)),
+    );
+    r.entry("reconnect_10k_s").or_insert(Value::Null);
+    r.insert("reconnect_100k_s".into(), Value::Null);
+    r.insert("reconnect_peak_rss_kib".into(), json!(peak_rss));
+    r.insert("reconnect_peak_cpu_percent".into(), json!(peak_cpu.round()));
+    fleet.stop();
+    drop(cp);
+
+    // The real agent, idle with one reconciled cluster.
+    eprintln!("== the real agent, idle with one Running cluster");
+    let env = PrestoEnv::start().await;
+    env.put_catalog("lake", glue_catalog()).await;
+    env.put_cluster("etl", cluster_spec(2, &["lake"])).await;
+    env.running("etl", 2, 60).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let agent_pid = env.agent.as_ref().map(|a| a.pid()).unwrap_or(0);
+    let (c0, w0) = (bench::cpu_seconds(agent_pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(a.agent_idle_seconds)).await;
+    let cpu_pct = (bench::cpu_seconds(agent_pid) - c0) / w0.elapsed().as_secs_f64() * 100.0;
+    let agent_rss = bench::rss_kib(agent_pid);
+    eprintln!("  agent RSS {agent_rss} KiB, CPU {cpu_pct:.3}%");
+    r.insert(
+        "agent_idle_rss_mib".into(),
+        json!((agent_rss as f64 / 1024.0 * 10.0).round() / 10.0),
+    );
+    r.insert(
+        "agent_idle_cpu_percent".into(),
+        json!((cpu_pct * 1000.0).round() / 1000.0),
+    );
+    notes.insert("agent_idle".into(), json!("the tether-agent binary next to tether-bench (release when run from target/release) with one Running cluster of 2 workers, in the test configuration (1 s scrape, 2 s resync), against the Kubernetes stand-in"));
+    drop(env);
+
+    r.insert("machine".into(), bench::machine());
+    r.insert(
+        "command".into(),
+        json!(std::env::args().collect::<Vec<_>>().join(" ")),
+    );
+    r.insert(
+        "date".into(),
+        json!(tether_shared::timestamps::rfc3339_from_ms(
+            tether_shared::timestamps::now_unix_ms()
+        )),
+    );
+    r.insert("mode".into(), json!(if a.short { "short" } else { "full" }));
+    r.insert("open_file_limit".into(), json!(nofile));
+    r.insert("duration_s".into(), json!(started.elapsed().as_secs()));
+    r.insert("notes".into(), Value::Object(notes));
+    let out = Value::Object(r);
+    if let Some(dir) = a.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&a.out, serde_json::to_string_pretty(&out)? + "\n")?;
+    println!("| figure | value |\n|---|---|");
+    if let Some(m) = out.as_object() {
+        for (k, v) in m {
+            if !matches!(k.as_str(), "sessions" | "notes" | "machine" | "command") {
+                println!("| {k} | {v} |");
+            }
+        }
+    }
+    eprintln!("== wrote {} in {:.0?}", a.out.display(), started.elapsed());
+    Ok(())
+}
