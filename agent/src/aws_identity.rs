@@ -88,9 +88,18 @@ fn region_of(sdk: &SdkConfig) -> String {
         .map_or_else(|| "us-east-1".to_owned(), |r| r.as_ref().to_owned())
 }
 
-/// Keeps the signed request and stops the SDK from sending it.
+/// The header that ties a signed identity to one enrollment: SHA-256 (hex) of the
+/// enrollment token, covered by the signature, so a signed `GetCallerIdentity` made for
+/// anything else cannot be replayed to enroll.
+pub const ENROLLMENT_HEADER: &str = "x-tether-enrollment";
+
+/// Adds the enrollment header before signing, keeps the signed request, and stops the
+/// SDK from sending it.
 #[derive(Debug, Default)]
-struct Capture(Arc<Mutex<Option<pb::SignedHttpRequest>>>);
+struct Capture {
+    slot: Arc<Mutex<Option<pb::SignedHttpRequest>>>,
+    binding: Option<String>,
+}
 
 /// The error the capture aborts the call with; expected, not a failure.
 #[derive(Debug)]
@@ -107,6 +116,21 @@ impl std::error::Error for Captured {}
 impl Intercept for Capture {
     fn name(&self) -> &'static str {
         "TetherCaptureSignedRequest"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut aws_sdk_sts::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(b) = &self.binding {
+            context
+                .request_mut()
+                .headers_mut()
+                .insert(ENROLLMENT_HEADER, b.clone());
+        }
+        Ok(())
     }
 
     fn read_before_transmit(
@@ -129,14 +153,17 @@ impl Intercept for Capture {
                 .collect(),
             body: req.body().bytes().unwrap_or_default().to_vec(),
         };
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(signed);
+        *self.slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(signed);
         Err(Box::new(Captured))
     }
 }
 
 /// A signed `sts:GetCallerIdentity` request with the agent's own credentials (never sent
-/// by the agent itself).
-pub async fn signed_identity(s: &StsSettings) -> Result<pb::SignedHttpRequest, AwsIdentityError> {
+/// by the agent itself), bound to the enrollment token `token` ([`ENROLLMENT_HEADER`]).
+pub async fn signed_identity(
+    s: &StsSettings,
+    token: &str,
+) -> Result<pb::SignedHttpRequest, AwsIdentityError> {
     let sdk = sdk_config(s).await;
     let mut b = aws_sdk_sts::config::Builder::from(&sdk);
     if let Some(e) = &s.endpoint {
@@ -147,7 +174,10 @@ pub async fn signed_identity(s: &StsSettings) -> Result<pb::SignedHttpRequest, A
     let result = client
         .get_caller_identity()
         .customize()
-        .interceptor(Capture(slot.clone()))
+        .interceptor(Capture {
+            slot: slot.clone(),
+            binding: Some(tether_shared::tokens::hash(token)),
+        })
         .send()
         .await;
     let captured = slot.lock().unwrap_or_else(PoisonError::into_inner).take();

@@ -24,7 +24,7 @@ pub async fn enroll(
 ) -> Result<Credentials, AgentError> {
     let aws_identity = match account_binding {
         Some(sts) => Some(
-            crate::aws_identity::signed_identity(sts)
+            crate::aws_identity::signed_identity(sts, token)
                 .await
                 .map_err(|e| AgentError::Config(format!("account binding: {e}")))?,
         ),

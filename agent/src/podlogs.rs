@@ -9,13 +9,14 @@
 //! ```
 //!
 //! A follow ends when the API server closes it (pod deleted, container restarted, the
-//! server's timeout); it is opened again from the last line shipped. `sinceTime` has whole
+//! server's timeout); it is opened again from the last line taken. `sinceTime` has whole
 //! seconds only, so lines at or before the cursor are skipped: the cursor is the last
 //! line's timestamp (nanoseconds) and how many lines carried exactly that timestamp. The
-//! cursors are kept in the state directory, so a restarted agent neither ships a line twice
-//! nor loses what the pods wrote while it was down (the kubelet keeps it). A line pushed
-//! but not yet accepted by CloudWatch when the agent is killed is lost; a graceful stop
-//! flushes.
+//! cursors are kept in the state directory, so a restarted agent does not ship a line twice
+//! and does ship what the pods wrote while it was down (the kubelet keeps it). The cursor
+//! moves when a line is handed to the shipper, not when CloudWatch accepts it: lines still
+//! buffered when the agent is killed, or dropped by the buffer bound (counted), are lost;
+//! a graceful stop flushes.
 //!
 //! These logs go only to the customer's own account, never to the control plane, so they
 //! are shipped as written (no redaction).
@@ -25,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::LogParams;
@@ -234,11 +235,8 @@ fn runnable_containers(pod: &Pod) -> Vec<(String, String)> {
     pod.status
         .iter()
         .flat_map(|s| s.container_statuses.iter().flatten())
-        .filter(|c| {
-            c.state
-                .as_ref()
-                .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
-        })
+        // Running containers only: a stopped one has nothing new to follow.
+        .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
         .map(|c| (name.clone(), c.name.clone()))
         .collect()
 }
@@ -258,8 +256,10 @@ struct Follower {
 
 /// Why one follow ended.
 enum Ended {
-    /// The stream closed; the pod may be gone or the server timed out.
+    /// The stream closed after lines; the pod may be gone or the server timed out.
     Closed,
+    /// The stream closed without a line (a stopped container): back off.
+    Empty,
     /// The agent is stopping.
     Stopped,
 }
@@ -271,6 +271,7 @@ impl Follower {
             match self.follow_once(&mut stop).await {
                 Ok(Ended::Stopped) => break,
                 Ok(Ended::Closed) => retry.reset(),
+                Ok(Ended::Empty) => {}
                 Err(e) => {
                     tracing::debug!(pod = %self.pod, container = %self.container, "following pod log: {e}")
                 }
@@ -315,17 +316,29 @@ impl Follower {
             ..LogParams::default()
         };
         let reader = self.pods.log_stream(&self.pod, &params).await?;
-        let mut lines = std::pin::pin!(reader.lines());
+        let mut reader = std::pin::pin!(reader);
         let mut seen_at = (0_i128, 0_u32);
+        let mut buf = Vec::new();
+        let mut read_any = false;
         loop {
-            let line = tokio::select! {
+            buf.clear();
+            // Bytes up to a newline: a line that is not UTF-8 is shipped lossily rather
+            // than stopping the container's log for good.
+            let n = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return Ok(Ended::Stopped),
-                line = lines.try_next() => line,
+                n = reader.read_until(b'\n', &mut buf) => n.map_err(kube::Error::ReadEvents)?,
             };
-            let Some(line) = line.map_err(kube::Error::ReadEvents)? else {
-                return Ok(Ended::Closed);
-            };
-            let (at_ns, text) = split_timestamp(&line);
+            if n == 0 {
+                return Ok(if read_any {
+                    Ended::Closed
+                } else {
+                    Ended::Empty
+                });
+            }
+            read_any = true;
+            let line = String::from_utf8_lossy(&buf);
+            let line = line.trim_end_matches(['\n', '\r']);
+            let (at_ns, text) = split_timestamp(line);
             if cursor.admit(at_ns, &mut seen_at) {
                 self.shipper
                     .push((at_ns / 1_000_000) as i64, text.to_owned());

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use tether_proto::v1 as pb;
 
+/// The signed header that ties an identity to one enrollment token (its SHA-256, hex).
+pub const ENROLLMENT_HEADER: &str = "x-tether-enrollment";
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why an identity was not accepted.
@@ -68,6 +70,7 @@ fn authority(url: &str) -> Option<String> {
 fn check(
     req: &pb::SignedHttpRequest,
     endpoint: &str,
+    token_hash: &str,
 ) -> Result<Vec<(String, String)>, BindingError> {
     let bad = |m: &str| Err(BindingError::Malformed(m.to_owned()));
     if req.method != "POST" {
@@ -118,6 +121,15 @@ fn check(
         .find_map(|p| p.strip_prefix("SignedHeaders="))
         .map(|list| list.split(';').map(str::to_ascii_lowercase).collect())
         .unwrap_or_default();
+    // Bound to this enrollment: the token's hash, under the signature.
+    let bound = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(ENROLLMENT_HEADER))
+        .is_some_and(|h| h.value == token_hash);
+    if !bound || !signed.iter().any(|h| h == ENROLLMENT_HEADER) {
+        return bad("it is not signed for this enrollment (x-tether-enrollment)");
+    }
     let mut headers = vec![("authorization".to_owned(), auth.clone())];
     for h in &req.headers {
         let name = h.name.to_ascii_lowercase();
@@ -149,10 +161,11 @@ pub async fn verify(
     http: &reqwest::Client,
     endpoint: &str,
     expected_account: &str,
+    token_hash: &str,
     req: Option<&pb::SignedHttpRequest>,
 ) -> Result<String, BindingError> {
     let req = req.ok_or_else(|| BindingError::Missing(expected_account.to_owned()))?;
-    let headers = check(req, endpoint)?;
+    let headers = check(req, endpoint, token_hash)?;
     let mut call = http.post(endpoint).timeout(TIMEOUT).body(req.body.clone());
     for (name, value) in headers {
         call = call.header(name, value);
@@ -169,6 +182,13 @@ pub async fn verify(
     if !status.is_success() {
         let code = xml_field(&text, "Code").unwrap_or_else(|| status.to_string());
         let message = xml_field(&text, "Message").unwrap_or_default();
+        // STS down or throttling: try again later, this is not a refusal.
+        if status.is_server_error() || code.contains("Throttl") {
+            return Err(BindingError::Unreachable {
+                endpoint: endpoint.to_owned(),
+                detail: format!("{code}: {message}"),
+            });
+        }
         return Err(BindingError::Refused(
             format!("{code}: {message}")
                 .trim_end_matches(": ")
@@ -208,10 +228,16 @@ mod tests {
         pb::SignedHttpRequest {
             method: "POST".into(),
             url: url.into(),
-            headers: vec![pb::HttpHeader {
-                name: "Authorization".into(),
-                value: "AWS4-HMAC-SHA256 Credential=AKID/20261126/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=00".into(),
-            }],
+            headers: vec![
+                pb::HttpHeader {
+                    name: "Authorization".into(),
+                    value: "AWS4-HMAC-SHA256 Credential=AKID/20261126/us-east-1/sts/aws4_request, SignedHeaders=host;x-tether-enrollment, Signature=00".into(),
+                },
+                pb::HttpHeader {
+                    name: "X-Tether-Enrollment".into(),
+                    value: "abc".into(),
+                },
+            ],
             body: body.as_bytes().to_vec(),
         }
     }
@@ -219,7 +245,7 @@ mod tests {
     #[test]
     fn only_get_caller_identity_for_our_endpoint_is_relayed() {
         let ep = "https://sts.amazonaws.com";
-        assert!(check(&req(BODY, "https://sts.amazonaws.com/"), ep).is_ok());
+        assert!(check(&req(BODY, "https://sts.amazonaws.com/"), ep, "abc").is_ok());
         for (body, url) in [
             (
                 "Action=AssumeRole&Version=2011-06-15&RoleArn=x",
@@ -233,14 +259,16 @@ mod tests {
             (BODY, "http://169.254.169.254/"),
             (BODY, "https://sts.amazonaws.com/?Action=AssumeRole"),
         ] {
-            assert!(check(&req(body, url), ep).is_err(), "{body} {url}");
+            assert!(check(&req(body, url), ep, "abc").is_err(), "{body} {url}");
         }
         let mut get = req(BODY, "https://sts.amazonaws.com/");
         get.method = "GET".into();
-        assert!(check(&get, ep).is_err());
+        assert!(check(&get, ep, "abc").is_err());
         let mut unsigned = req(BODY, "https://sts.amazonaws.com/");
         unsigned.headers.clear();
-        assert!(check(&unsigned, ep).is_err());
+        assert!(check(&unsigned, ep, "abc").is_err());
+        // Signed for another enrollment.
+        assert!(check(&req(BODY, "https://sts.amazonaws.com/"), ep, "other").is_err());
     }
 
     #[test]

@@ -144,6 +144,7 @@ impl ControlPlane {
                 sts_endpoint: config.sts_endpoint.clone(),
                 http: reqwest::Client::builder()
                     .no_proxy()
+                    .redirect(reqwest::redirect::Policy::none())
                     .build()
                     .unwrap_or_default(),
             },
@@ -183,10 +184,15 @@ impl ControlPlane {
             let _ = rx.wait_for(|s| *s).await;
         };
         let mut state = self.state.clone();
-        if state.install.grpc_endpoint.is_empty()
-            && let Ok(addr) = grpc.local_addr()
-        {
-            state.install.grpc_endpoint = format!("https://{addr}");
+        if state.install.grpc_endpoint.is_empty() {
+            // Without --public-grpc-endpoint, name the bound address if it is one agents
+            // can dial; otherwise a placeholder the installer must replace.
+            state.install.grpc_endpoint = match grpc.local_addr() {
+                Ok(addr) if !addr.ip().is_unspecified() && addr.is_ipv4() => {
+                    format!("https://{addr}")
+                }
+                _ => "https://control-plane.example.com:8443".to_owned(),
+            };
         }
         let app = app(state);
         let http_server = axum::serve(

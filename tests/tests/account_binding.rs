@@ -198,9 +198,22 @@ async fn enrollment_binds_the_agent_to_the_tenants_aws_account() {
     let acme2 =
         TenantFixture::create_from(&api, json!({"name": "acme2", "aws_account_id": ACCOUNT})).await;
     let token2 = acme2.enrollment_token(&api, 600).await;
-    let signed = aws_identity::signed_identity(&sts(&moto, &key))
+    let signed = aws_identity::signed_identity(&sts(&moto, &key), &token2)
         .await
         .expect("signed");
+    // A genuine identity, but signed for another enrollment: not replayable here.
+    let elsewhere_signed = aws_identity::signed_identity(&sts(&moto, &key), "tte_another_token")
+        .await
+        .expect("signed");
+    let e = enroll_with(&cp, &token2, Some(elsewhere_signed))
+        .await
+        .expect_err("bound to another token");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied);
+    assert!(
+        e.message().contains("not signed for this enrollment"),
+        "{}",
+        e.message()
+    );
     let mut tampered = signed.clone();
     tampered.body = b"Version=2011-06-15&Action=GetCallerIdentity".to_vec();
     let e = enroll_with(&cp, &token2, Some(tampered))
@@ -263,7 +276,7 @@ async fn sts_unreachable_refuses_enrollment_and_stores_nothing() {
         endpoint: Some(closed.clone()),
         ..sts(&moto, &key)
     };
-    let signed = aws_identity::signed_identity(&settings)
+    let signed = aws_identity::signed_identity(&settings, &token)
         .await
         .expect("signed");
     let e = enroll_with(&cp, &token, Some(signed))
@@ -289,7 +302,7 @@ async fn sts_unreachable_refuses_enrollment_and_stores_nothing() {
     };
     drop(cp);
     let cp = ControlPlaneProc::start(again).await;
-    let signed = aws_identity::signed_identity(&sts(&moto, &key))
+    let signed = aws_identity::signed_identity(&sts(&moto, &key), &token)
         .await
         .expect("signed");
     enroll_with(&cp, &token, Some(signed))

@@ -265,9 +265,21 @@ impl Client {
     }
 
     async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> (StatusCode, Vec<String>) {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
+        self.post_from(path, form, None).await
+    }
+
+    /// A form post, optionally with an `Origin` header.
+    async fn post_from(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> (StatusCode, Vec<String>) {
+        let mut req = self.http.post(format!("{}{path}", self.base));
+        if let Some(o) = origin {
+            req = req.header("Origin", o);
+        }
+        let resp = req
             .header(COOKIE, self.cookie_header())
             .form(form)
             .send()
@@ -472,6 +484,33 @@ async fn csrf_cookie_flags_and_csp() {
     // With the token it works (so the refusals above were about the token).
     let (_, page, headers) = c.get(&format!("/ui/tenants/{}", fx.tenant_id)).await;
     assert!(headers.get(CONTENT_SECURITY_POLICY).is_some());
+    // A valid token from another site (a foreign Origin) is refused too.
+    let (s, _) = c
+        .post_from(
+            &path,
+            &[
+                ("csrf", &csrf_of(&page)),
+                ("name", "sneaky"),
+                ("region", "us-east-1"),
+            ],
+            Some("https://evil.example"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "foreign Origin");
+    // Another tenant's pages do not exist for this session.
+    let other = TenantFixture::create(&api, "globex").await;
+    for p in [
+        format!("/ui/cp/{}", other.cp_id),
+        format!("/ui/cp/{}/clusters", other.cp_id),
+        format!("/ui/tenants/{}", other.tenant_id),
+    ] {
+        let (s, body, _) = c.get(&p).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{p}");
+        assert!(
+            !body.contains(&other.cp_id) || p.contains(&other.cp_id),
+            "{p}"
+        );
+    }
     let (s, _) = c
         .post(
             &path,

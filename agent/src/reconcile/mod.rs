@@ -287,7 +287,19 @@ impl Reconciler {
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": self.settings.namespace, "labels": {"app.kubernetes.io/managed-by": "tether"}},
         });
-        self.kube.apply(&ns).await?;
+        // Created only when missing: a namespaced Role (or a namespace-scoped EKS access
+        // entry) grants nothing on namespaces, so the agent may not even read it — then it
+        // must exist already, and applying the cluster says so if it does not.
+        let name = self.settings.namespace.clone();
+        match self.kube.get("v1", "Namespace", &name).await {
+            Ok(Some(_)) => {}
+            Ok(None) => self.kube.apply(&ns).await?,
+            Err(KubeError::Call {
+                source: kube::Error::Api(ref status),
+                ..
+            }) if status.code == 403 => {}
+            Err(e) => return Err(e),
+        }
         let ctx = self.context();
         let mut keep: BTreeSet<ObjectId> = BTreeSet::new();
         let mut conditions = Vec::new();

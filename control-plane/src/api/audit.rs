@@ -70,6 +70,16 @@ pub async fn append(
     target: String,
     status: u16,
 ) {
+    // Bounded: the path comes from the caller, who may not even be signed in.
+    let mut target = target;
+    if target.len() > 512 {
+        let mut cut = 512;
+        while !target.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        target.truncate(cut);
+        target.push('…');
+    }
     let entry = AuditEntry {
         id: 0,
         at_ms: state.clock.now_ms(),

@@ -766,6 +766,14 @@ pub async fn confirm_delete_cluster(
     Path((cp, name)): Path<(String, String)>,
 ) -> Page {
     let v = cp_json(&st, &session, &cp).await?;
+    // Only for a cluster that exists (the name goes into the form's action).
+    let _exists = clusters::get(
+        State(st.clone()),
+        session.principal.clone(),
+        Path((cp.clone(), name.clone())),
+    )
+    .await
+    .map_err(|e| fail(&session, &e))?;
     Ok(page(
         Some(&session),
         "Delete cluster",
@@ -1060,7 +1068,11 @@ pub async fn queries(
         Err(e) => (json!({"records": []}), Some(e.to_string())),
     };
     let get = |k: &str| q.get(k).cloned().unwrap_or_default();
-    let next = log["next_cursor"].as_i64().map(|c| {
+    let cursor = log["next_cursor"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| log["next_cursor"].as_i64().map(|c| c.to_string()));
+    let next = cursor.map(|c| {
         let mut p: Vec<(String, String)> = params
             .iter()
             .filter(|(k, _)| k.as_str() != "cursor" && k.as_str() != "limit")
@@ -1341,7 +1353,12 @@ pub async fn audit(
                 }
             }
             @if let Some(c) = log["next_cursor"].as_i64() {
-                p { a href={ "/ui/audit?cursor=" (c) } { "Older entries →" } }
+                @let mut keep: Vec<(String, String)> = q.iter()
+                    .filter(|(k, v)| ["actor", "action", "result", "tenant"].contains(&k.as_str()) && !v.is_empty())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                @let _ = keep.push(("cursor".to_owned(), c.to_string()));
+                p { a #older href={ "/ui/audit?" (serde_urlencoded::to_string(&keep).unwrap_or_default()) } { "Older entries →" } }
             }
         },
     )

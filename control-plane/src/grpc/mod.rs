@@ -129,6 +129,7 @@ impl AgentControlService {
     async fn check_account(
         &self,
         cp: &crate::store::ComputePlane,
+        token_hash: &str,
         identity: Option<&tether_proto::v1::SignedHttpRequest>,
     ) -> Result<(), Status> {
         if let Some(id) = identity {
@@ -153,7 +154,15 @@ impl AgentControlService {
             return Ok(());
         };
         let b = &self.state.binding;
-        match crate::account_binding::verify(&b.http, &b.sts_endpoint, account, identity).await {
+        match crate::account_binding::verify(
+            &b.http,
+            &b.sts_endpoint,
+            account,
+            token_hash,
+            identity,
+        )
+        .await
+        {
             Ok(_) => {
                 tracing::info!(compute_plane = %cp.id, account = %account, "agent's AWS account verified with STS");
                 Ok(())
@@ -215,7 +224,8 @@ impl AgentControl for AgentControlService {
                 r.expected_compute_plane_id
             )));
         }
-        self.check_account(&cp, r.aws_identity.as_ref()).await?;
+        self.check_account(&cp, &hash, r.aws_identity.as_ref())
+            .await?;
         let identity = AgentIdentity {
             tenant_id: cp.tenant_id.clone(),
             compute_plane_id: cp.id,

@@ -39,6 +39,11 @@ pub struct TemplateInput {
     pub network: Network,
 }
 
+/// The namespace the Presto clusters run in on a stack-created EKS cluster: one that
+/// exists from the start, because the agent's access entry is scoped to it and a
+/// namespace-scoped grant cannot create a namespace.
+pub const PRESTO_NAMESPACE: &str = "default";
+
 /// The tag that marks secrets the agent may read.
 pub const SECRET_TAG: &str = "tether.io/managed-by";
 
@@ -215,8 +220,6 @@ fn resources(input: &TemplateInput) -> Value {
                  "Description": "HTTPS to AWS APIs and the EKS API"},
                 {"IpProtocol": "tcp", "FromPort": 8443, "ToPort": 8443, "CidrIp": "0.0.0.0/0",
                  "Description": "gRPC to the Tether control plane"},
-                {"IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049, "CidrIp": "0.0.0.0/0",
-                 "Description": "NFS to the agent's state file system"},
             ],
             "Tags": tags("agent")}},
         "ClusterSecurityGroup": {"Type": "AWS::EC2::SecurityGroup", "Properties": {
@@ -225,6 +228,9 @@ fn resources(input: &TemplateInput) -> Value {
         "ClusterIngressFromAgent": {"Type": "AWS::EC2::SecurityGroupIngress", "Properties": {
             "GroupId": r("ClusterSecurityGroup"), "IpProtocol": "tcp", "FromPort": 443, "ToPort": 443,
             "SourceSecurityGroupId": r("AgentSecurityGroup"), "Description": "Kubernetes API from the Tether agent"}},
+        "AgentEgressToState": {"Type": "AWS::EC2::SecurityGroupEgress", "Properties": {
+            "GroupId": r("AgentSecurityGroup"), "IpProtocol": "tcp", "FromPort": 2049, "ToPort": 2049,
+            "DestinationSecurityGroupId": r("StateSecurityGroup"), "Description": "NFS to the agent's state file system"}},
         "StateSecurityGroup": {"Type": "AWS::EC2::SecurityGroup", "Properties": {
             "GroupDescription": "Tether agent state file system: NFS from the agent only",
             "VpcId": vpc(n), "Tags": tags("state")}},
@@ -341,7 +347,7 @@ fn resources(input: &TemplateInput) -> Value {
             "Type": "STANDARD",
             "AccessPolicies": [{
                 "PolicyArn": sub("arn:${AWS::Partition}:eks::aws:cluster-access-policy/AmazonEKSEditPolicy"),
-                "AccessScope": {"Type": "namespace", "Namespaces": ["tether"]}}]}},
+                "AccessScope": {"Type": "namespace", "Namespaces": [PRESTO_NAMESPACE]}}]}},
 
         // --- the agent on Fargate, in the private subnets, no public address
         "AgentCluster": {"Type": "AWS::ECS::Cluster", "Properties": {
@@ -371,7 +377,7 @@ fn resources(input: &TemplateInput) -> Value {
                     {"Name": "TETHER_CA_PEM", "Value": r("ControlPlaneCa")},
                     {"Name": "TETHER_COMPUTE_PLANE", "Value": r("ComputePlaneId")},
                     {"Name": "TETHER_STATE_DIR", "Value": "/var/lib/tether"},
-                    {"Name": "TETHER_NAMESPACE", "Value": "tether"},
+                    {"Name": "TETHER_NAMESPACE", "Value": PRESTO_NAMESPACE},
                     {"Name": "TETHER_EKS_CLUSTER", "Value": r("EksCluster")},
                     {"Name": "TETHER_EKS_ENDPOINT", "Value": att("EksCluster", "Endpoint")},
                     {"Name": "TETHER_EKS_CA_DATA", "Value": att("EksCluster", "CertificateAuthorityData")},

@@ -17,6 +17,10 @@ pub(super) const NODE_SERIES: [&str; 2] = ["ready_workers", "coordinator_ready"]
 /// reporting, so the time is unknown.
 const MAX_BILLED_GAP_MS: i64 = 5 * 60 * 1000;
 const HOUR_MS: i64 = 3_600_000;
+/// How far ahead of the control plane's clock a sample may be.
+const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+/// More ready pods than any cluster has.
+const MAX_NODES: f64 = 100_000.0;
 
 fn audit_entry(r: &SqliteRow) -> Result<AuditEntry, sqlx::Error> {
     let result: String = r.try_get("result")?;
@@ -52,6 +56,12 @@ pub(super) async fn accrue_usage(
     ts_ms: i64,
     value: f64,
 ) -> Result<(), sqlx::Error> {
+    // The agent runs in the customer's account: a sample from the future would freeze the
+    // series (later samples are "older"), an absurd value would overflow. Neither counts.
+    let now = tether_shared::timestamps::now_unix_ms();
+    if ts_ms > now + MAX_CLOCK_SKEW_MS || !(0.0..=MAX_NODES).contains(&value) {
+        return Ok(());
+    }
     let last = sqlx::query(
         "SELECT last_ms, last_value FROM usage_cursor WHERE compute_plane_id = ? AND cluster = ? AND name = ?",
     )
