@@ -1353,11 +1353,11 @@ pub async fn audit(
                 }
             }
             @if let Some(c) = log["next_cursor"].as_i64() {
-                @let mut keep: Vec<(String, String)> = q.iter()
+                @let keep: Vec<(String, String)> = q.iter()
                     .filter(|(k, v)| ["actor", "action", "result", "tenant"].contains(&k.as_str()) && !v.is_empty())
                     .map(|(k, v)| (k.clone(), v.clone()))
+                    .chain(std::iter::once(("cursor".to_owned(), c.to_string())))
                     .collect();
-                @let _ = keep.push(("cursor".to_owned(), c.to_string()));
                 p { a #older href={ "/ui/audit?" (serde_urlencoded::to_string(&keep).unwrap_or_default()) } { "Older entries →" } }
             }
         },
