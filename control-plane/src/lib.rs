@@ -108,6 +108,9 @@ impl ControlPlane {
     /// Prepares the data dir: opens the store (running migrations), creates the CA and
     /// the platform admin token on first start, issues the gRPC server certificate.
     pub async fn open(config: Config) -> Result<Self, ServeError> {
+        // One crypto provider for every TLS client and server here (a no-op when the
+        // binary installed it already); the STS client needs one to exist.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let dir = &config.data_dir;
         let dir_err = |source| ServeError::DataDir {
             path: dir.display().to_string(),
