@@ -70,6 +70,20 @@ fn tenant(row: &SqliteRow) -> Result<Tenant, sqlx::Error> {
     })
 }
 
+/// An API token row (`id`, `tenant_id`, `role`); `None` for a role this version does not
+/// know.
+pub(super) fn api_token(row: &SqliteRow) -> Result<Option<ApiToken>, sqlx::Error> {
+    let role: String = row.try_get("role")?;
+    Ok(match Role::parse(&role) {
+        Some(role) => Some(ApiToken {
+            id: row.try_get("id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            role,
+        }),
+        None => None,
+    })
+}
+
 fn compute_plane(row: &SqliteRow) -> Result<ComputePlane, sqlx::Error> {
     Ok(ComputePlane {
         id: row.try_get("id")?,
@@ -174,13 +188,7 @@ impl Store for SqliteStore {
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        let role: String = row.try_get("role")?;
-        Ok(Role::parse(&role).map(|role| ApiToken {
-            id: row.try_get("id").unwrap_or_default(),
-            tenant_id: row.try_get("tenant_id").unwrap_or_default(),
-            role,
-        }))
+        Ok(row.as_ref().map(api_token).transpose()?.flatten())
     }
 
     async fn create_compute_plane(

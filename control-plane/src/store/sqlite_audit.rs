@@ -7,7 +7,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::sqlite::SqliteStore;
 use super::{
-    ApiToken, AuditEntry, AuditFilter, AuditResult, AuditStore, DashboardSession, Role, StoreError,
+    ApiToken, AuditEntry, AuditFilter, AuditResult, AuditStore, DashboardSession, StoreError,
     UsageRow,
 };
 
@@ -181,13 +181,11 @@ impl AuditStore for SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        let Some(row) = row else { return Ok(None) };
-        let role: String = row.try_get("role")?;
-        Ok(Role::parse(&role).map(|role| ApiToken {
-            id: row.try_get("id").unwrap_or_default(),
-            tenant_id: row.try_get("tenant_id").unwrap_or_default(),
-            role,
-        }))
+        Ok(row
+            .as_ref()
+            .map(super::sqlite::api_token)
+            .transpose()?
+            .flatten())
     }
 
     async fn create_dashboard_session(
@@ -231,16 +229,11 @@ impl AuditStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let role: String = row.try_get("role")?;
-        let Some(role) = Role::parse(&role) else {
+        let Some(token) = super::sqlite::api_token(&row)? else {
             return Ok(None);
         };
         Ok(Some(DashboardSession {
-            token: ApiToken {
-                id: row.try_get("id")?,
-                tenant_id: row.try_get("tenant_id")?,
-                role,
-            },
+            token,
             csrf: row.try_get("csrf")?,
             expires_ms: row.try_get("expires_ms")?,
         }))

@@ -324,6 +324,23 @@ pub fn record(i: u64) -> pb::QueryRecord {
     }
 }
 
+/// The next `batch` query records after `seq` (advanced), ids offset by `base`.
+fn next_batch(seq: &mut u64, batch: usize, base: u64) -> pb::TelemetryBatch {
+    let records = (0..batch)
+        .map(|_| {
+            *seq += 1;
+            pb::TelemetryRecord {
+                seq: *seq,
+                kind: Some(pb::telemetry_record::Kind::Query(record(base + *seq))),
+            }
+        })
+        .collect();
+    pb::TelemetryBatch {
+        records,
+        dropped_records_total: 0,
+    }
+}
+
 /// Telemetry ingest: `agents` streams, each sending batches of `batch` records with at
 /// most `window` batches unacked, for `secs`. Returns acked records per second.
 pub async fn ingest(url: &str, ids: &[Identity], batch: usize, window: usize, secs: f64) -> f64 {
@@ -349,23 +366,7 @@ pub async fn ingest(url: &str, ids: &[Identity], batch: usize, window: usize, se
             let base = (a as u64) << 40;
             loop {
                 while seq < acked + (window * batch) as u64 && Instant::now() < deadline {
-                    let records = (0..batch)
-                        .map(|_| {
-                            seq += 1;
-                            pb::TelemetryRecord {
-                                seq,
-                                kind: Some(pb::telemetry_record::Kind::Query(record(base + seq))),
-                            }
-                        })
-                        .collect();
-                    if tx
-                        .send(pb::TelemetryBatch {
-                            records,
-                            dropped_records_total: 0,
-                        })
-                        .await
-                        .is_err()
-                    {
+                    if tx.send(next_batch(&mut seq, batch, base)).await.is_err() {
                         return acked;
                     }
                 }
@@ -488,20 +489,8 @@ mod raw {
         let (mut seq, mut acked) = (0u64, 0u64);
         loop {
             while seq < acked + (window * batch) as u64 && Instant::now() < deadline {
-                let records = (0..batch)
-                    .map(|_| {
-                        seq += 1;
-                        pb::TelemetryRecord {
-                            seq,
-                            kind: Some(pb::telemetry_record::Kind::Query(super::record(seq))),
-                        }
-                    })
-                    .collect();
                 if tx
-                    .send(pb::TelemetryBatch {
-                        records,
-                        dropped_records_total: 0,
-                    })
+                    .send(super::next_batch(&mut seq, batch, 0))
                     .await
                     .is_err()
                 {
