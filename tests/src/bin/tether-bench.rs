@@ -38,12 +38,24 @@ struct Args {
     /// Seconds the real agent's idle CPU is measured over.
     #[arg(long, default_value_t = 30)]
     agent_idle_seconds: u64,
+    /// Phases to run (sessions always run): propagation, fanout, ingest, reconnect, agent.
+    #[arg(long, value_delimiter = ',', default_values_t = ["propagation".to_owned(), "fanout".into(), "ingest".into(), "reconnect".into(), "agent".into()])]
+    phases: Vec<String>,
     /// Where the JSON results go.
     #[arg(long, default_value = "benchmarks/results.json")]
     out: std::path::PathBuf,
 }
 
 fn raise_nofile() -> u64 {
+    // As root the hard limit can rise too (children inherit it); else up to the hard limit.
+    let want = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(1_048_576)
+        .min(1_048_576);
+    if rlimit::Resource::NOFILE.set(want, want).is_ok() {
+        return want;
+    }
     match rlimit::increase_nofile_limit(1_048_576) {
         Ok(n) => n,
         Err(e) => {
@@ -115,120 +127,136 @@ async fn main() -> anyhow::Result<()> {
     );
     r.insert("sessions".into(), json!(held));
 
+    let run = |p: &str| a.phases.iter().any(|x| x == p);
     // Propagation.
-    eprintln!(
-        "== propagation: {} changes over {} agents",
-        a.changes, a.propagation_agents
-    );
-    let lat = bench::propagation(&api, &fleet, a.propagation_agents, a.changes).await;
-    let p = |q| (bench::percentile(&lat, q) * 100.0).round() / 100.0;
-    eprintln!(
-        "  p50 {} ms, p99 {} ms ({} measured)",
-        p(50.0),
-        p(99.0),
-        lat.len()
-    );
-    r.insert("propagation_p50_ms".into(), json!(p(50.0)));
-    r.insert("propagation_p99_ms".into(), json!(p(99.0)));
-    r.insert("propagation_measured".into(), json!(lat.len()));
+    if run("propagation") {
+        eprintln!(
+            "== propagation: {} changes over {} agents",
+            a.changes, a.propagation_agents
+        );
+        let lat = bench::propagation(&api, &fleet, a.propagation_agents, a.changes).await;
+        let p = |q| (bench::percentile(&lat, q) * 100.0).round() / 100.0;
+        eprintln!(
+            "  p50 {} ms, p99 {} ms ({} measured)",
+            p(50.0),
+            p(99.0),
+            lat.len()
+        );
+        r.insert("propagation_p50_ms".into(), json!(p(50.0)));
+        r.insert("propagation_p99_ms".into(), json!(p(99.0)));
+        r.insert("propagation_measured".into(), json!(lat.len()));
+    }
 
     // Fan-out to every held agent.
-    eprintln!("== fan-out to {} agents", fleet.ids.len());
-    let fan = bench::fanout(&api, &fleet).await;
-    eprintln!("  all acked in {fan:?} ms");
-    r.insert(
-        format!("fanout_{}_ms", fleet.ids.len()),
-        json!(fan.map(f64::round)),
-    );
-    r.insert(
-        "fanout_10k_ms".into(),
-        json!(if fleet.ids.len() == 10_000 {
-            fan.map(f64::round)
-        } else {
-            None
-        }),
-    );
-    r.insert("fanout_100k_ms".into(), Value::Null);
-    notes.insert("fanout".into(), json!("one settings write per compute plane (settings are per compute plane), all issued at once through the API; time until every agent received its document"));
+    if run("fanout") {
+        eprintln!("== fan-out to {} agents", fleet.ids.len());
+        let fan = bench::fanout(&api, &fleet).await;
+        eprintln!("  all acked in {fan:?} ms");
+        r.insert(
+            format!("fanout_{}_ms", fleet.ids.len()),
+            json!(fan.map(f64::round)),
+        );
+        r.insert(
+            "fanout_10k_ms".into(),
+            json!(if fleet.ids.len() == 10_000 {
+                fan.map(f64::round)
+            } else {
+                None
+            }),
+        );
+        r.insert("fanout_100k_ms".into(), Value::Null);
+        notes.insert("fanout".into(), json!("one settings write per compute plane (settings are per compute plane), all issued at once through the API; time until every agent received its document"));
+    }
 
     // Telemetry ingest and the transport's limit.
-    let k = a.ingest_agents.min(ids.len());
-    eprintln!("== telemetry ingest: {k} agents for {} s", a.ingest_seconds);
-    let ingest = bench::ingest(&cp.grpc_url(), &ids[..k], a.batch, 4, a.ingest_seconds).await;
-    eprintln!("  {ingest:.0} records/s durable");
-    let raw = bench::raw_stream(a.batch, 4, a.ingest_seconds).await;
-    eprintln!("  raw stream: {raw:.0} records/s");
-    r.insert("ingest_records_per_s".into(), json!(ingest.round()));
-    r.insert("raw_stream_records_per_s".into(), json!(raw.round()));
-    r.insert(
-        "ingest_vs_raw".into(),
-        json!((ingest / raw.max(1.0) * 1000.0).round() / 1000.0),
-    );
-    notes.insert("raw_stream".into(), json!("one tonic bidirectional stream, plain HTTP/2 on loopback, same batches, a server that acks without storing"));
+    if run("ingest") {
+        let k = a.ingest_agents.min(ids.len());
+        eprintln!("== telemetry ingest: {k} agents for {} s", a.ingest_seconds);
+        let ingest = bench::ingest(&cp.grpc_url(), &ids[..k], a.batch, 4, a.ingest_seconds).await;
+        eprintln!("  {ingest:.0} records/s durable");
+        let raw = bench::raw_stream(a.batch, 4, a.ingest_seconds).await;
+        eprintln!("  raw stream: {raw:.0} records/s");
+        r.insert("ingest_records_per_s".into(), json!(ingest.round()));
+        r.insert("raw_stream_records_per_s".into(), json!(raw.round()));
+        r.insert(
+            "ingest_vs_raw".into(),
+            json!((ingest / raw.max(1.0) * 1000.0).round() / 1000.0),
+        );
+        notes.insert("raw_stream".into(), json!("one tonic bidirectional stream, plain HTTP/2 on loopback, same batches, a server that acks without storing"));
+    }
 
     // Reconnect storm.
-    let n = fleet.ids.len();
-    eprintln!("== reconnect storm: SIGKILL and restart with {n} agents connected");
-    let again = cp.same_place();
-    cp.kill();
-    let t0 = Instant::now();
-    cp = ControlPlaneProc::start(again).await;
-    let pid = cp.pid();
-    let (mut peak_rss, mut cpu_prev, mut wall_prev, mut peak_cpu) =
-        (0u64, bench::cpu_seconds(pid), Instant::now(), 0f64);
-    let back = loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        peak_rss = peak_rss.max(bench::rss_kib(pid));
-        let (cpu, wall) = (bench::cpu_seconds(pid), Instant::now());
-        peak_cpu = peak_cpu.max((cpu - cpu_prev) / (wall - wall_prev).as_secs_f64() * 100.0);
-        (cpu_prev, wall_prev) = (cpu, wall);
-        if fleet.fleet.live.load(std::sync::atomic::Ordering::SeqCst) >= n {
-            break Some(t0.elapsed());
-        }
-        if t0.elapsed() > Duration::from_secs(180) {
-            break None;
-        }
-    };
-    eprintln!("  back in {back:.1?}; peak RSS {peak_rss} KiB, peak CPU {peak_cpu:.0}%");
-    let key = if n == 10_000 {
-        "reconnect_10k_s".to_owned()
-    } else {
-        format!("reconnect_{n}_s")
-    };
-    r.insert(
-        key,
-        json!(back.map(|d| (d.as_secs_f64() * 10.0).round() / 10.0)),
-    );
-    r.entry("reconnect_10k_s").or_insert(Value::Null);
-    r.insert("reconnect_100k_s".into(), Value::Null);
-    r.insert("reconnect_peak_rss_kib".into(), json!(peak_rss));
-    r.insert("reconnect_peak_cpu_percent".into(), json!(peak_cpu.round()));
+    if run("reconnect") {
+        let n = fleet.ids.len();
+        eprintln!("== reconnect storm: SIGKILL and restart with {n} agents connected");
+        let again = cp.same_place();
+        cp.kill();
+        let t0 = Instant::now();
+        cp = ControlPlaneProc::start(again).await;
+        let pid = cp.pid();
+        let (mut peak_rss, mut cpu_prev, mut wall_prev, mut peak_cpu) =
+            (0u64, bench::cpu_seconds(pid), Instant::now(), 0f64);
+        let back = loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            peak_rss = peak_rss.max(bench::rss_kib(pid));
+            let (cpu, wall) = (bench::cpu_seconds(pid), Instant::now());
+            peak_cpu = peak_cpu.max((cpu - cpu_prev) / (wall - wall_prev).as_secs_f64() * 100.0);
+            (cpu_prev, wall_prev) = (cpu, wall);
+            if fleet.fleet.live.load(std::sync::atomic::Ordering::SeqCst) >= n {
+                break Some(t0.elapsed());
+            }
+            let live = fleet.fleet.live.load(std::sync::atomic::Ordering::SeqCst);
+            if t0.elapsed().as_millis() % 10_000 < 250 {
+                eprintln!("  {:.0?}: {live} of {n} back", t0.elapsed());
+            }
+            if t0.elapsed() > Duration::from_secs(180) {
+                r.insert("reconnect_live_at_timeout".into(), json!(live));
+                break None;
+            }
+        };
+        eprintln!("  back in {back:.1?}; peak RSS {peak_rss} KiB, peak CPU {peak_cpu:.0}%");
+        let key = if n == 10_000 {
+            "reconnect_10k_s".to_owned()
+        } else {
+            format!("reconnect_{n}_s")
+        };
+        r.insert(
+            key,
+            json!(back.map(|d| (d.as_secs_f64() * 10.0).round() / 10.0)),
+        );
+        r.entry("reconnect_10k_s").or_insert(Value::Null);
+        r.insert("reconnect_100k_s".into(), Value::Null);
+        r.insert("reconnect_peak_rss_kib".into(), json!(peak_rss));
+        r.insert("reconnect_peak_cpu_percent".into(), json!(peak_cpu.round()));
+    }
     fleet.stop();
     drop(cp);
 
     // The real agent, idle with one reconciled cluster.
-    eprintln!("== the real agent, idle with one Running cluster");
-    let env = PrestoEnv::start().await;
-    env.put_catalog("lake", glue_catalog()).await;
-    env.put_cluster("etl", cluster_spec(2, &["lake"])).await;
-    env.running("etl", 2, 60).await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let agent_pid = env.agent.as_ref().map(|a| a.pid()).unwrap_or(0);
-    let (c0, w0) = (bench::cpu_seconds(agent_pid), Instant::now());
-    tokio::time::sleep(Duration::from_secs(a.agent_idle_seconds)).await;
-    let cpu_pct = (bench::cpu_seconds(agent_pid) - c0) / w0.elapsed().as_secs_f64() * 100.0;
-    let agent_rss = bench::rss_kib(agent_pid);
-    eprintln!("  agent RSS {agent_rss} KiB, CPU {cpu_pct:.3}%");
-    r.insert(
-        "agent_idle_rss_mib".into(),
-        json!((agent_rss as f64 / 1024.0 * 10.0).round() / 10.0),
-    );
-    r.insert(
-        "agent_idle_cpu_percent".into(),
-        json!((cpu_pct * 1000.0).round() / 1000.0),
-    );
-    notes.insert("agent_idle".into(), json!("the tether-agent binary next to tether-bench (release when run from target/release) with one Running cluster of 2 workers, in the test configuration (1 s scrape, 2 s resync), against the Kubernetes stand-in"));
-    drop(env);
+    if run("agent") {
+        eprintln!("== the real agent, idle with one Running cluster");
+        let env = PrestoEnv::start().await;
+        env.put_catalog("lake", glue_catalog()).await;
+        env.put_cluster("etl", cluster_spec(2, &["lake"])).await;
+        env.running("etl", 2, 60).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let agent_pid = env.agent.as_ref().map(|a| a.pid()).unwrap_or(0);
+        let (c0, w0) = (bench::cpu_seconds(agent_pid), Instant::now());
+        tokio::time::sleep(Duration::from_secs(a.agent_idle_seconds)).await;
+        let cpu_pct = (bench::cpu_seconds(agent_pid) - c0) / w0.elapsed().as_secs_f64() * 100.0;
+        let agent_rss = bench::rss_kib(agent_pid);
+        eprintln!("  agent RSS {agent_rss} KiB, CPU {cpu_pct:.3}%");
+        r.insert(
+            "agent_idle_rss_mib".into(),
+            json!((agent_rss as f64 / 1024.0 * 10.0).round() / 10.0),
+        );
+        r.insert(
+            "agent_idle_cpu_percent".into(),
+            json!((cpu_pct * 1000.0).round() / 1000.0),
+        );
+        notes.insert("agent_idle".into(), json!("the tether-agent binary next to tether-bench (release when run from target/release) with one Running cluster of 2 workers, in the test configuration (1 s scrape, 2 s resync), against the Kubernetes stand-in"));
+        drop(env);
+    }
 
     r.insert("machine".into(), bench::machine());
     r.insert(
