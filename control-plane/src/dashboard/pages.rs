@@ -24,6 +24,12 @@ use crate::store::Role;
 
 type Page = Result<Response, Response>;
 
+/// Refusals (403) and what does not exist (404) get the error page; other errors (bad
+/// input) are shown above the form they came from.
+fn shown_as_page(e: &ApiError) -> bool {
+    matches!(e.status(), StatusCode::FORBIDDEN | StatusCode::NOT_FOUND)
+}
+
 fn fail(session: &Session, e: &ApiError) -> Response {
     layout::error_page(Some(session), e.status(), &e.to_string())
 }
@@ -128,10 +134,15 @@ pub async fn create_tenant(State(st): State<AppState>, post: FormPost) -> Page {
             .map(|(_, Json(v))| v),
         Err(e) => Err(e),
     };
-    let status = result
-        .as_ref()
-        .map_or_else(ApiError::status, |_| StatusCode::CREATED);
-    post.audit(&st, "POST /tenants", "/tenants", status).await;
+    let result = post
+        .audited(
+            &st,
+            "POST /tenants",
+            "/tenants",
+            StatusCode::CREATED,
+            result,
+        )
+        .await;
     match result {
         Ok(t) => {
             let m = format!("Tenant {} created.", s(&t["name"]));
@@ -256,21 +267,18 @@ pub async fn create_compute_plane(
         Err(e) => Err(e),
     };
     let target = format!("/tenants/{tenant}/compute-planes");
-    let status = result
-        .as_ref()
-        .map_or_else(ApiError::status, |_| StatusCode::CREATED);
-    post.audit(
-        &st,
-        "POST /tenants/{tenant}/compute-planes",
-        &target,
-        status,
-    )
-    .await;
+    let result = post
+        .audited(
+            &st,
+            "POST /tenants/{tenant}/compute-planes",
+            &target,
+            StatusCode::CREATED,
+            result,
+        )
+        .await;
     match result {
         Ok(cp) => Ok(Redirect::to(&format!("/ui/cp/{}", s(&cp["id"]))).into_response()),
-        Err(e) if matches!(e.status(), StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) => {
-            Err(fail(&post.session, &e))
-        }
+        Err(e) if shown_as_page(&e) => Err(fail(&post.session, &e)),
         Err(e) => tenant_page(&st, &post.session, &tenant, Some(&e.to_string()), true).await,
     }
 }
@@ -294,10 +302,14 @@ pub async fn create_token(
         Err(e) => Err(e),
     };
     let target = format!("/tenants/{tenant}/tokens");
-    let status = result
-        .as_ref()
-        .map_or_else(ApiError::status, |_| StatusCode::CREATED);
-    post.audit(&st, "POST /tenants/{tenant}/tokens", &target, status)
+    let result = post
+        .audited(
+            &st,
+            "POST /tenants/{tenant}/tokens",
+            &target,
+            StatusCode::CREATED,
+            result,
+        )
         .await;
     match result {
         Ok(t) => {
@@ -312,9 +324,7 @@ pub async fn create_token(
                 tenant_page(&st, &post.session, &tenant, Some(&m), false).await
             }
         }
-        Err(e) if matches!(e.status(), StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) => {
-            Err(fail(&post.session, &e))
-        }
+        Err(e) if shown_as_page(&e) => Err(fail(&post.session, &e)),
         Err(e) => tenant_page(&st, &post.session, &tenant, Some(&e.to_string()), true).await,
     }
 }
@@ -446,16 +456,15 @@ pub async fn create_enrollment_token(
     .await
     .map(|(_, Json(v))| v);
     let target = format!("/compute-planes/{cp}/enrollment-tokens");
-    let status = result
-        .as_ref()
-        .map_or_else(ApiError::status, |_| StatusCode::CREATED);
-    post.audit(
-        &st,
-        "POST /compute-planes/{cp}/enrollment-tokens",
-        &target,
-        status,
-    )
-    .await;
+    let result = post
+        .audited(
+            &st,
+            "POST /compute-planes/{cp}/enrollment-tokens",
+            &target,
+            StatusCode::CREATED,
+            result,
+        )
+        .await;
     match result {
         Ok(t) => {
             let m = format!(
@@ -488,16 +497,15 @@ pub async fn revoke(State(st): State<AppState>, Path(cp): Path<String>, post: Fo
     )
     .await;
     let target = format!("/compute-planes/{cp}/revoke-agent");
-    let status = result
-        .as_ref()
-        .map_or_else(ApiError::status, |_| StatusCode::OK);
-    post.audit(
-        &st,
-        "POST /compute-planes/{cp}/revoke-agent",
-        &target,
-        status,
-    )
-    .await;
+    let result = post
+        .audited(
+            &st,
+            "POST /compute-planes/{cp}/revoke-agent",
+            &target,
+            StatusCode::OK,
+            result,
+        )
+        .await;
     match result {
         Ok(_) => overview_page(&st, &post.session, &cp, Some("Agent revoked."), false).await,
         Err(e) => Err(fail(&post.session, &e)),
@@ -618,17 +626,14 @@ async fn put_cluster(
         .map(|Json(v)| v),
         Err(e) => Err(e),
     };
-    let status = result
-        .as_ref()
-        .map_or_else(ApiError::status, |_| StatusCode::OK);
-    post.audit(
+    post.audited(
         st,
         "PUT /compute-planes/{cp}/clusters/{name}",
         &format!("/compute-planes/{cp}/clusters/{name}"),
-        status,
+        StatusCode::OK,
+        result,
     )
-    .await;
-    result
+    .await
 }
 
 /// `POST /ui/cp/{cp}/clusters` (operator): create.
@@ -641,9 +646,7 @@ pub async fn create_cluster(
     let spec = cluster_spec_from_form(&post, None);
     match put_cluster(&st, &post, &cp, &name, &spec).await {
         Ok(_) => Ok(Redirect::to(&format!("/ui/cp/{cp}/clusters/{name}")).into_response()),
-        Err(e) if matches!(e.status(), StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) => {
-            Err(fail(&post.session, &e))
-        }
+        Err(e) if shown_as_page(&e) => Err(fail(&post.session, &e)),
         Err(e) => clusters_page(&st, &post.session, &cp, Some(&e.to_string()), true).await,
     }
 }
@@ -752,9 +755,7 @@ pub async fn scale_cluster(
             );
             cluster_page(&st, &post.session, &cp, &name, Some(&m), false).await
         }
-        Err(e) if matches!(e.status(), StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) => {
-            Err(fail(&post.session, &e))
-        }
+        Err(e) if shown_as_page(&e) => Err(fail(&post.session, &e)),
         Err(e) => cluster_page(&st, &post.session, &cp, &name, Some(&e.to_string()), true).await,
     }
 }
@@ -965,16 +966,15 @@ pub async fn create_catalog(
         .map(|_| ()),
         Err(e) => Err(e),
     };
-    let status = result
-        .as_ref()
-        .map_or_else(ApiError::status, |()| StatusCode::OK);
-    post.audit(
-        &st,
-        "PUT /compute-planes/{cp}/catalogs/{name}",
-        &format!("/compute-planes/{cp}/catalogs/{name}"),
-        status,
-    )
-    .await;
+    let result = post
+        .audited(
+            &st,
+            "PUT /compute-planes/{cp}/catalogs/{name}",
+            &format!("/compute-planes/{cp}/catalogs/{name}"),
+            StatusCode::OK,
+            result,
+        )
+        .await;
     match result {
         Ok(()) => {
             catalogs_page(
@@ -986,9 +986,7 @@ pub async fn create_catalog(
             )
             .await
         }
-        Err(e) if matches!(e.status(), StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) => {
-            Err(fail(&post.session, &e))
-        }
+        Err(e) if shown_as_page(&e) => Err(fail(&post.session, &e)),
         Err(e) => catalogs_page(&st, &post.session, &cp, Some(&e.to_string()), true).await,
     }
 }
@@ -1006,16 +1004,15 @@ pub async fn delete_catalog(
     )
     .await
     .map(|_| ());
-    let status = result
-        .as_ref()
-        .map_or_else(ApiError::status, |()| StatusCode::OK);
-    post.audit(
-        &st,
-        "DELETE /compute-planes/{cp}/catalogs/{name}",
-        &format!("/compute-planes/{cp}/catalogs/{name}"),
-        status,
-    )
-    .await;
+    let result = post
+        .audited(
+            &st,
+            "DELETE /compute-planes/{cp}/catalogs/{name}",
+            &format!("/compute-planes/{cp}/catalogs/{name}"),
+            StatusCode::OK,
+            result,
+        )
+        .await;
     match result {
         Ok(()) => {
             catalogs_page(
@@ -1027,9 +1024,7 @@ pub async fn delete_catalog(
             )
             .await
         }
-        Err(e) if matches!(e.status(), StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) => {
-            Err(fail(&post.session, &e))
-        }
+        Err(e) if shown_as_page(&e) => Err(fail(&post.session, &e)),
         Err(e) => catalogs_page(&st, &post.session, &cp, Some(&e.to_string()), true).await,
     }
 }
@@ -1062,7 +1057,7 @@ pub async fn queries(
     .await
     {
         Ok(Json(log)) => (log, None),
-        Err(e) if matches!(e.status(), StatusCode::FORBIDDEN | StatusCode::NOT_FOUND) => {
+        Err(e) if shown_as_page(&e) => {
             return Err(fail(&session, &e));
         }
         Err(e) => (json!({"records": []}), Some(e.to_string())),

@@ -148,6 +148,21 @@ impl FormPost {
             .collect()
     }
 
+    /// Audits the API call this post made (`action` on `target`; `ok` is the status on
+    /// success) and hands its result back.
+    pub async fn audited<T>(
+        &self,
+        state: &AppState,
+        action: &str,
+        target: &str,
+        ok: StatusCode,
+        result: Result<T, crate::api::error::ApiError>,
+    ) -> Result<T, crate::api::error::ApiError> {
+        let status = result.as_ref().map_or_else(|e| e.status(), |_| ok);
+        self.audit(state, action, target, status).await;
+        result
+    }
+
     /// Appends the audit entry of what this post did, named like the API call it made.
     pub async fn audit(&self, state: &AppState, action: &str, target: &str, status: StatusCode) {
         let tenant = audit::tenant_of(state, target, Some(&self.session.principal)).await;
