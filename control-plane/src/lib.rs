@@ -13,6 +13,7 @@ pub mod clock;
 pub mod dashboard;
 pub mod desired;
 pub mod grpc;
+pub mod heartbeats;
 pub mod install;
 pub mod metrics;
 pub mod sessions;
@@ -143,6 +144,7 @@ impl ControlPlane {
             sessions: Registry::default(),
             clock,
             settings: config.session,
+            heartbeats: Arc::default(),
             binding: state::BindingSettings {
                 sts_endpoint: config.sts_endpoint.clone(),
                 http: reqwest::Client::builder()
@@ -213,6 +215,8 @@ impl ControlPlane {
                 wait(stop_rx.clone()),
             );
         let retention_task = tokio::spawn(retention(self.state.clone(), self.retention));
+        let heartbeat_task =
+            tokio::spawn(self.state.heartbeats.clone().run(self.state.store.clone()));
         let mut http_task = tokio::spawn(async move { http_server.await });
         let mut grpc_task = tokio::spawn(grpc_server);
         let sessions = self.state.sessions.clone();
@@ -226,6 +230,8 @@ impl ControlPlane {
             "shutting down: saying goodbye to agents"
         );
         retention_task.abort();
+        heartbeat_task.abort();
+        self.state.heartbeats.flush(self.state.store.as_ref()).await;
         sessions.end_all(
             reason::SHUTTING_DOWN,
             "the control plane is restarting",

@@ -49,6 +49,8 @@ pub struct AppState {
     pub install: InstallSettings,
     /// Account binding at enrollment.
     pub binding: BindingSettings,
+    /// Heartbeats waiting to be written.
+    pub heartbeats: Arc<crate::heartbeats::Heartbeats>,
 }
 
 /// Where agents' signed AWS identities are verified.

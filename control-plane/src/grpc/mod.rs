@@ -400,9 +400,7 @@ async fn read_session(
             msg = tokio::time::timeout(idle, inbound.message()) => match msg {
                 Ok(Ok(Some(m))) => match counted(m.kind) {
                     Some(agent_message::Kind::Heartbeat(_)) => {
-                        if let Err(e) = state.store.agent_heartbeat(&cp_id, &session_id, state.clock.now()).await {
-                            tracing::warn!(error = %e, "recording heartbeat failed");
-                        }
+                        state.heartbeats.record(&cp_id, &session_id, state.clock.now());
                     }
                     Some(agent_message::Kind::Goodbye(g)) => {
                         tracing::info!(%session_id, reason = %g.reason, "agent said goodbye");

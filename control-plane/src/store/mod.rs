@@ -274,13 +274,9 @@ pub trait Store:
         compute_plane_id: &str,
         session: &SessionStart,
     ) -> Result<(), StoreError>;
-    /// Records a heartbeat of the session.
-    async fn agent_heartbeat(
-        &self,
-        compute_plane_id: &str,
-        session_id: &str,
-        at: i64,
-    ) -> Result<(), StoreError>;
+    /// Records heartbeats `(compute plane, session, at)` in one transaction; a heartbeat of
+    /// a session that is no longer current changes nothing.
+    async fn agent_heartbeats(&self, beats: &[(String, String, i64)]) -> Result<(), StoreError>;
     /// Marks the agent disconnected, if `session_id` is still the current session.
     async fn agent_disconnected(
         &self,

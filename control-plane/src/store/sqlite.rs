@@ -384,20 +384,19 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn agent_heartbeat(
-        &self,
-        compute_plane_id: &str,
-        session_id: &str,
-        at: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE compute_planes SET agent_last_heartbeat = ? WHERE id = ? AND agent_session_id = ?",
-        )
-        .bind(at)
-        .bind(compute_plane_id)
-        .bind(session_id)
-        .execute(&self.pool)
-        .await?;
+    async fn agent_heartbeats(&self, beats: &[(String, String, i64)]) -> Result<(), StoreError> {
+        let mut tx = self.write_tx().await?;
+        for (cp, session, at) in beats {
+            sqlx::query(
+                "UPDATE compute_planes SET agent_last_heartbeat = ? WHERE id = ? AND agent_session_id = ?",
+            )
+            .bind(at)
+            .bind(cp)
+            .bind(session)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
