@@ -9,9 +9,94 @@
 //! answer without an account, another account. STS unreachable: enrollment fails as
 //! unavailable (the agent retries) and nothing is stored.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use tether_proto::v1 as pb;
+
+/// The HTTP client that talks to STS: HTTPS through rustls with aws-lc-rs and the
+/// system's roots (plain HTTP only for a test endpoint), no proxy, no redirects.
+#[derive(Clone)]
+pub struct StsClient {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for StsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StsClient")
+    }
+}
+
+impl Default for StsClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StsClient {
+    /// A client with the system's roots (none found: every HTTPS call fails, reported as
+    /// STS unreachable).
+    pub fn new() -> Self {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match builder.with_provider_and_native_roots(provider.clone()) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("no system CA roots for STS ({e}); HTTPS to STS will fail");
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .map(|b| {
+                        b.with_root_certificates(rustls::RootCertStore::empty())
+                            .with_no_client_auth()
+                    });
+                match config {
+                    Ok(c) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(c),
+                    Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                        rustls::ClientConfig::builder()
+                            .with_root_certificates(rustls::RootCertStore::empty())
+                            .with_no_client_auth(),
+                    ),
+                }
+            }
+        };
+        let connector = builder.https_or_http().enable_http1().build();
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    /// POSTs `body` with `headers` to `url`; (status, body text).
+    async fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> Result<(http::StatusCode, String), String> {
+        let mut req = http::Request::post(url);
+        for (k, v) in headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| format!("building the request: {e}"))?;
+        let resp = tokio::time::timeout(TIMEOUT, self.client.request(req))
+            .await
+            .map_err(|_| format!("no answer within {TIMEOUT:?}"))?
+            .map_err(|e| error_chain(&e))?;
+        let status = resp.status();
+        let bytes = tokio::time::timeout(TIMEOUT, resp.into_body().collect())
+            .await
+            .map_err(|_| format!("no answer within {TIMEOUT:?}"))?
+            .map_err(|e| error_chain(&e))?
+            .to_bytes();
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    }
+}
 
 /// The signed header that ties an identity to one enrollment token (its SHA-256, hex).
 pub const ENROLLMENT_HEADER: &str = "x-tether-enrollment";
@@ -158,7 +243,7 @@ fn xml_field(xml: &str, tag: &str) -> Option<String> {
 
 /// Relays the agent's signed request to STS at `endpoint` and checks the account.
 pub async fn verify(
-    http: &reqwest::Client,
+    http: &StsClient,
     endpoint: &str,
     expected_account: &str,
     token_hash: &str,
@@ -166,19 +251,13 @@ pub async fn verify(
 ) -> Result<String, BindingError> {
     let req = req.ok_or_else(|| BindingError::Missing(expected_account.to_owned()))?;
     let headers = check(req, endpoint, token_hash)?;
-    let mut call = http.post(endpoint).timeout(TIMEOUT).body(req.body.clone());
-    for (name, value) in headers {
-        call = call.header(name, value);
-    }
-    let resp = call.send().await.map_err(|e| BindingError::Unreachable {
-        endpoint: endpoint.to_owned(),
-        detail: error_chain(&e),
-    })?;
-    let status = resp.status();
-    let text = resp.text().await.map_err(|e| BindingError::Unreachable {
-        endpoint: endpoint.to_owned(),
-        detail: error_chain(&e),
-    })?;
+    let (status, text) = http
+        .post(endpoint, &headers, req.body.clone())
+        .await
+        .map_err(|detail| BindingError::Unreachable {
+            endpoint: endpoint.to_owned(),
+            detail,
+        })?;
     if !status.is_success() {
         let code = xml_field(&text, "Code").unwrap_or_else(|| status.to_string());
         let message = xml_field(&text, "Message").unwrap_or_default();

@@ -147,11 +147,7 @@ impl ControlPlane {
             heartbeats: Arc::default(),
             binding: state::BindingSettings {
                 sts_endpoint: config.sts_endpoint.clone(),
-                http: reqwest::Client::builder()
-                    .no_proxy()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .unwrap_or_default(),
+                http: account_binding::StsClient::new(),
             },
             install: state::InstallSettings {
                 grpc_endpoint: config.public_grpc_endpoint.clone().unwrap_or_default(),

@@ -58,8 +58,8 @@ pub struct AppState {
 pub struct BindingSettings {
     /// The STS endpoint, e.g. `https://sts.amazonaws.com`.
     pub sts_endpoint: String,
-    /// Client for STS (TLS via rustls with the system's roots).
-    pub http: reqwest::Client,
+    /// Client for STS (TLS via rustls and aws-lc-rs, the system's roots).
+    pub http: crate::account_binding::StsClient,
 }
 
 /// What the install path (CloudFormation template, instructions) tells customers.
