@@ -64,17 +64,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_latest_heartbeat_of_the_current_session_is_written() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = SqliteStore::open(&url).await.expect("open");
-        let t = store
-            .create_tenant("acme", None, true, 0)
-            .await
-            .expect("tenant");
-        let cp = store
-            .create_compute_plane(&t.id, "prod", "us-east-1", 0)
-            .await
-            .expect("cp");
+        let (_dir, store, cp) = crate::store::sqlite::test_store().await;
         let start = |id: &str| SessionStart {
             session_id: id.into(),
             at: 100,

@@ -70,6 +70,24 @@ fn tenant(row: &SqliteRow) -> Result<Tenant, sqlx::Error> {
     })
 }
 
+/// For tests: a store in a temp dir with tenant `acme` and its compute plane `prod`.
+#[cfg(test)]
+pub(crate) async fn test_store() -> (tempfile::TempDir, SqliteStore, ComputePlane) {
+    use super::Store;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = SqliteStore::open(&url).await.expect("open");
+    let t = store
+        .create_tenant("acme", None, true, 0)
+        .await
+        .expect("tenant");
+    let cp = store
+        .create_compute_plane(&t.id, "prod", "us-east-1", 0)
+        .await
+        .expect("cp");
+    (dir, store, cp)
+}
+
 /// An API token row (`id`, `tenant_id`, `role`); `None` for a role this version does not
 /// know.
 pub(super) fn api_token(row: &SqliteRow) -> Result<Option<ApiToken>, sqlx::Error> {

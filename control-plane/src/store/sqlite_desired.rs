@@ -317,23 +317,13 @@ impl DesiredStateStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
 
     /// Writers that read first (a cluster PUT checks its catalogs) and status reports from
     /// the agent run at the same time in production; none may fail with SQLITE_BUSY.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writers_do_not_fail() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = std::sync::Arc::new(SqliteStore::open(&url).await.expect("open"));
-        let t = store
-            .create_tenant("acme", None, true, 0)
-            .await
-            .expect("tenant");
-        let cp = store
-            .create_compute_plane(&t.id, "prod", "us-east-1", 0)
-            .await
-            .expect("cp");
+        let (_dir, store, cp) = super::super::sqlite::test_store().await;
+        let store = std::sync::Arc::new(store);
         store
             .put_catalog(&cp.id, "lake", "{}", 0)
             .await

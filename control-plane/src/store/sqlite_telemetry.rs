@@ -272,7 +272,7 @@ impl TelemetryStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{QueryFilter, Store};
+    use crate::store::QueryFilter;
 
     fn q(id: &str) -> TelemetryItem {
         TelemetryItem::Query(Box::new(QueryRow {
@@ -289,17 +289,7 @@ mod tests {
     /// ignored.
     #[tokio::test]
     async fn batched_inserts_keep_every_record_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = SqliteStore::open(&url).await.expect("open");
-        let t = store
-            .create_tenant("acme", None, true, 0)
-            .await
-            .expect("tenant");
-        let cp = store
-            .create_compute_plane(&t.id, "prod", "us-east-1", 0)
-            .await
-            .expect("cp");
+        let (_dir, store, cp) = super::super::sqlite::test_store().await;
         let n = QUERY_ROWS_PER_INSERT as u64 * 3 + 5;
         let mut items: Vec<(u64, TelemetryItem)> =
             (1..=n).map(|i| (i, q(&format!("q{i}")))).collect();
