@@ -73,6 +73,29 @@ fn sts(moto: &Moto, key: &(String, String)) -> StsSettings {
     }
 }
 
+/// The real agent with the IAM user's key, proving its account at enrollment.
+fn binding_agent(
+    cp: &ControlPlaneProc,
+    moto: &Moto,
+    key: &(String, String),
+    dir: &tempfile::TempDir,
+    token: String,
+) -> AgentOptions {
+    let mut opts = AgentOptions::for_control_plane(cp, dir.path().join("a"), Some(token))
+        .with_args(&[
+            "--account-binding",
+            "--sts-endpoint",
+            &moto.url,
+            "--aws-region",
+            "us-east-1",
+        ]);
+    opts.env = vec![
+        ("AWS_ACCESS_KEY_ID".into(), key.0.clone()),
+        ("AWS_SECRET_ACCESS_KEY".into(), key.1.clone()),
+    ];
+    opts
+}
+
 async fn cp_for(moto_url: &str, data_dir: Option<std::path::PathBuf>) -> ControlPlaneProc {
     ControlPlaneProc::start(ControlPlaneOptions {
         data_dir,
@@ -113,18 +136,7 @@ async fn enrollment_binds_the_agent_to_the_tenants_aws_account() {
         TenantFixture::create_from(&api, json!({"name": "acme", "aws_account_id": ACCOUNT})).await;
     let token = acme.enrollment_token(&api, 600).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut opts = AgentOptions::for_control_plane(&cp, dir.path().join("a"), Some(token))
-        .with_args(&[
-            "--account-binding",
-            "--sts-endpoint",
-            &moto.url,
-            "--aws-region",
-            "us-east-1",
-        ]);
-    opts.env = vec![
-        ("AWS_ACCESS_KEY_ID".into(), key.0.clone()),
-        ("AWS_SECRET_ACCESS_KEY".into(), key.1.clone()),
-    ];
+    let opts = binding_agent(&cp, &moto, &key, &dir, token);
     let agent = AgentProc::start(opts);
     for _ in 0..100 {
         let v = api
@@ -156,18 +168,7 @@ async fn enrollment_binds_the_agent_to_the_tenants_aws_account() {
     .await;
     let token = globex.enrollment_token(&api, 600).await;
     let dir2 = tempfile::tempdir().expect("tempdir");
-    let mut opts = AgentOptions::for_control_plane(&cp, dir2.path().join("a"), Some(token.clone()))
-        .with_args(&[
-            "--account-binding",
-            "--sts-endpoint",
-            &moto.url,
-            "--aws-region",
-            "us-east-1",
-        ]);
-    opts.env = vec![
-        ("AWS_ACCESS_KEY_ID".into(), key.0.clone()),
-        ("AWS_SECRET_ACCESS_KEY".into(), key.1.clone()),
-    ];
+    let opts = binding_agent(&cp, &moto, &key, &dir2, token.clone());
     let mut refused = AgentProc::start(opts);
     let status = refused.wait_exit(Duration::from_secs(20)).await;
     assert!(!status.success(), "{status:?}");

@@ -64,6 +64,17 @@ async fn standins_in(ns: &NetNs, kubeconfig: &std::path::Path, service: &str) ->
     StandIns { child, kube_port }
 }
 
+/// The control plane in the root namespace, its gRPC port on the namespace's gateway
+/// address (and that address in its certificate).
+async fn control_plane_for(ns: &NetNs) -> ControlPlaneProc {
+    ControlPlaneProc::start(ControlPlaneOptions {
+        grpc_listen: format!("{}:0", ns.host_addr),
+        extra_args: vec!["--tls-san".into(), ns.host_addr.clone()],
+        ..ControlPlaneOptions::default()
+    })
+    .await
+}
+
 async fn connected(api: &Api, fx: &TenantFixture, agent: &AgentProc, secs: u64) {
     let api = api.as_token(&fx.admin_token);
     for _ in 0..secs * 5 {
@@ -81,12 +92,7 @@ async fn outbound_only_namespace_works_and_admits_no_connection() {
     init();
     let ns = NetNs::create();
     ns.drop_inbound();
-    let cp = ControlPlaneProc::start(ControlPlaneOptions {
-        grpc_listen: format!("{}:0", ns.host_addr),
-        extra_args: vec!["--tls-san".into(), ns.host_addr.clone()],
-        ..ControlPlaneOptions::default()
-    })
-    .await;
+    let cp = control_plane_for(&ns).await;
     let api = cp.api();
     let fx = TenantFixture::create(&api, "acme").await;
     let admin = api.as_token(&fx.admin_token);
@@ -170,12 +176,7 @@ async fn egress_only_through_the_proxy() {
     init();
     let ns = NetNs::create();
     ns.drop_inbound();
-    let cp = ControlPlaneProc::start(ControlPlaneOptions {
-        grpc_listen: format!("{}:0", ns.host_addr),
-        extra_args: vec!["--tls-san".into(), ns.host_addr.clone()],
-        ..ControlPlaneOptions::default()
-    })
-    .await;
+    let cp = control_plane_for(&ns).await;
     let grpc_port: u16 = cp
         .grpc
         .rsplit(':')

@@ -88,6 +88,13 @@ pub(crate) async fn test_store() -> (tempfile::TempDir, SqliteStore, ComputePlan
     (dir, store, cp)
 }
 
+/// A page of at most `limit` rows out of `limit + 1` fetched, and whether more follow.
+pub(super) fn page_of<T>(mut rows: Vec<T>, limit: i64) -> (Vec<T>, bool) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
+    (rows, more)
+}
+
 /// An API token row (`id`, `tenant_id`, `role`); `None` for a role this version does not
 /// know.
 pub(super) fn api_token(row: &SqliteRow) -> Result<Option<ApiToken>, sqlx::Error> {

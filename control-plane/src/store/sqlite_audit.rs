@@ -162,8 +162,7 @@ impl AuditStore for SqliteStore {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let more = rows.len() as i64 > limit;
-        let page = &rows[..rows.len().min(limit as usize)];
+        let (page, more) = super::sqlite::page_of(rows, limit);
         let entries = page
             .iter()
             .map(audit_entry)

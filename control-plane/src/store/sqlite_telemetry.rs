@@ -207,8 +207,7 @@ impl TelemetryStore for SqliteStore {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let more = rows.len() as i64 > limit;
-        let page = &rows[..rows.len().min(limit as usize)];
+        let (page, more) = super::sqlite::page_of(rows, limit);
         let next = if more {
             page.last().map(|r| r.try_get::<i64, _>("id")).transpose()?
         } else {
