@@ -354,11 +354,7 @@ async fn session_loop(
                 retry_after,
             }) => {
                 tracing::warn!(%reason, detail = %message, retry_after_ms = retry_after.as_millis() as u64, "control plane ended the session");
-                if retry_after.is_zero() {
-                    retry.next_delay()
-                } else {
-                    retry_after
-                }
+                retry.after_goodbye(retry_after)
             }
             Ok(SessionEnd::Closed) => {
                 tracing::warn!("session closed by the control plane");

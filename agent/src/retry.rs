@@ -60,6 +60,17 @@ impl Retry {
         Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
     }
 
+    /// The wait after the control plane said Goodbye: its `retry_after` when it gave one
+    /// (the control plane paces reconnects, so the backoff does not grow), else the next
+    /// backoff.
+    pub fn after_goodbye(&mut self, retry_after: Duration) -> Duration {
+        if retry_after.is_zero() {
+            self.next_delay()
+        } else {
+            retry_after
+        }
+    }
+
     /// Back to the initial interval (after a session that held).
     pub fn reset(&mut self) {
         self.inner.reset();
@@ -84,5 +95,24 @@ mod tests {
         assert!(total > Duration::from_millis(500), "backing off: {total:?}");
         r.reset();
         assert!(r.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_given_retry_after_is_taken_as_is_and_does_not_grow_the_backoff() {
+        let mut r = Retry::new(RetryPolicy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(60),
+        });
+        for _ in 0..10 {
+            assert_eq!(
+                r.after_goodbye(Duration::from_millis(4321)),
+                Duration::from_millis(4321)
+            );
+        }
+        assert!(
+            r.next_delay() <= Duration::from_millis(100),
+            "still the first interval"
+        );
+        assert!(r.after_goodbye(Duration::ZERO) <= Duration::from_millis(200));
     }
 }

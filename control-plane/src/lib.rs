@@ -7,15 +7,16 @@
 #![recursion_limit = "512"]
 
 pub mod account_binding;
+pub mod admission;
 pub mod api;
 pub mod ca;
 pub mod clock;
 pub mod dashboard;
 pub mod desired;
 pub mod grpc;
-pub mod heartbeats;
 pub mod install;
 pub mod metrics;
+pub mod presence;
 pub mod sessions;
 pub mod state;
 pub mod status;
@@ -143,8 +144,12 @@ impl ControlPlane {
             ca,
             sessions: Registry::default(),
             clock,
+            admission: Arc::new(admission::Admission::new(
+                config.session.session_starts_per_second,
+                config.session.admission_max_wait,
+            )),
             settings: config.session,
-            heartbeats: Arc::default(),
+            presence: Arc::default(),
             binding: state::BindingSettings {
                 sts_endpoint: config.sts_endpoint.clone(),
                 http: account_binding::StsClient::new(),
@@ -211,8 +216,7 @@ impl ControlPlane {
                 wait(stop_rx.clone()),
             );
         let retention_task = tokio::spawn(retention(self.state.clone(), self.retention));
-        let heartbeat_task =
-            tokio::spawn(self.state.heartbeats.clone().run(self.state.store.clone()));
+        let presence_task = tokio::spawn(self.state.presence.clone().run(self.state.store.clone()));
         let mut http_task = tokio::spawn(async move { http_server.await });
         let mut grpc_task = tokio::spawn(grpc_server);
         let sessions = self.state.sessions.clone();
@@ -226,8 +230,6 @@ impl ControlPlane {
             "shutting down: saying goodbye to agents"
         );
         retention_task.abort();
-        heartbeat_task.abort();
-        self.state.heartbeats.flush(self.state.store.as_ref()).await;
         sessions.end_all(
             reason::SHUTTING_DOWN,
             "the control plane is restarting",
@@ -242,6 +244,9 @@ impl ControlPlane {
         if drained.is_err() {
             tracing::warn!("connections did not drain in time; closing them");
         }
+        // What the sessions reported up to their end (flushes take turns, in order).
+        self.state.presence.flush(self.state.store.as_ref()).await;
+        presence_task.abort();
         Ok(())
     }
 }

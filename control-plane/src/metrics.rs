@@ -15,6 +15,10 @@ pub struct CpMetrics {
     pub desired_state_pushes_total: AtomicU64,
     /// Agent messages received on sessions.
     pub agent_messages_total: AtomicU64,
+    /// Session starts told to come back later (`Goodbye{overloaded}`).
+    pub sessions_deferred_total: AtomicU64,
+    /// TLS handshakes that waited for a handshake slot.
+    pub handshakes_queued_total: AtomicU64,
 }
 
 /// The process's counters.
@@ -38,6 +42,18 @@ pub fn render(sessions: usize) -> String {
             "Messages received from agents on sessions.",
             "counter",
             m.agent_messages_total.load(Ordering::Relaxed),
+        ),
+        line(
+            "tether_sessions_deferred_total",
+            "Session starts told to come back later (Goodbye overloaded, with retry_after).",
+            "counter",
+            m.sessions_deferred_total.load(Ordering::Relaxed),
+        ),
+        line(
+            "tether_tls_handshakes_queued_total",
+            "TLS handshakes that waited for one of the concurrent handshake slots.",
+            "counter",
+            m.handshakes_queued_total.load(Ordering::Relaxed),
         ),
         line(
             "tether_desired_state_pushes_total",

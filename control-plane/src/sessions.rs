@@ -23,6 +23,8 @@ pub mod reason {
     pub const IDLE: &str = "idle";
     /// The certificate that opened the session expired without renewal.
     pub const CERTIFICATE_EXPIRED: &str = "certificate-expired";
+    /// Too many session starts at once: come back after `retry_after`.
+    pub const OVERLOADED: &str = "overloaded";
 }
 
 /// The control side of one live session, held by the registry.
@@ -51,7 +53,8 @@ pub struct Registry {
     inner: Arc<Mutex<HashMap<String, Entry>>>,
 }
 
-fn goodbye(reason: &str, message: &str, retry_after_ms: u64) -> ControlMessage {
+/// A `Goodbye` message.
+pub fn goodbye(reason: &str, message: &str, retry_after_ms: u64) -> ControlMessage {
     ControlMessage {
         kind: Some(control_message::Kind::Goodbye(Goodbye {
             reason: reason.to_owned(),

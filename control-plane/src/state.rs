@@ -19,6 +19,11 @@ pub struct SessionSettings {
     pub idle_timeout: Duration,
     /// How long a new session may take to say Hello.
     pub hello_timeout: Duration,
+    /// Session starts admitted per second (0: no limit); see [`crate::admission`].
+    pub session_starts_per_second: u32,
+    /// How long a session start may wait on its connection for its slot before it is
+    /// told to come back later instead.
+    pub admission_max_wait: Duration,
 }
 
 impl Default for SessionSettings {
@@ -28,6 +33,8 @@ impl Default for SessionSettings {
             heartbeat_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(60),
             hello_timeout: Duration::from_secs(10),
+            session_starts_per_second: 2000,
+            admission_max_wait: Duration::from_secs(2),
         }
     }
 }
@@ -49,8 +56,10 @@ pub struct AppState {
     pub install: InstallSettings,
     /// Account binding at enrollment.
     pub binding: BindingSettings,
-    /// Heartbeats waiting to be written.
-    pub heartbeats: Arc<crate::heartbeats::Heartbeats>,
+    /// Paces session starts.
+    pub admission: Arc<crate::admission::Admission>,
+    /// Session starts and ends, heartbeats and applied acks waiting to be written.
+    pub presence: Arc<crate::presence::Presence>,
 }
 
 /// Where agents' signed AWS identities are verified.

@@ -28,8 +28,8 @@ pub fn condition_json(c: &pb::ClusterCondition) -> Value {
     })
 }
 
-/// Records an `Applied` ack.
-pub async fn record_applied(state: &AppState, cp: &str, a: pb::Applied) {
+/// Records an `Applied` ack (written behind, see [`crate::presence`]).
+pub fn record_applied(state: &AppState, cp: &str, a: &pb::Applied) {
     let conditions: Vec<Value> = a
         .conditions
         .iter()
@@ -37,9 +37,7 @@ pub async fn record_applied(state: &AppState, cp: &str, a: pb::Applied) {
         .map(condition_json)
         .collect();
     let text = Value::Array(conditions).to_string();
-    if let Err(e) = state.store.record_applied(cp, a.generation, &text).await {
-        tracing::warn!(compute_plane = cp, error = %e, "recording applied generation failed");
-    }
+    state.presence.applied(cp, a.generation, text);
     tracing::info!(
         compute_plane = cp,
         generation = a.generation,

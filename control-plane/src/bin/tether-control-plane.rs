@@ -51,6 +51,14 @@ struct ServeArgs {
     /// How often agents send heartbeats.
     #[arg(long, env = "TETHER_HEARTBEAT_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
     heartbeat_interval: std::time::Duration,
+    /// Session starts admitted per second (0: no limit). Beyond it, a start waits up to
+    /// --admission-max-wait for its slot, or is told to come back at a later slot
+    /// (Goodbye "overloaded" with retry_after), so a restart does not cause a stampede.
+    #[arg(long, env = "TETHER_SESSION_STARTS_PER_SECOND", default_value_t = 2000)]
+    session_starts_per_second: u32,
+    /// How long a session start may wait on its connection for its slot.
+    #[arg(long, env = "TETHER_ADMISSION_MAX_WAIT", default_value = "2s", value_parser = humantime::parse_duration)]
+    admission_max_wait: std::time::Duration,
     /// How long telemetry (query log, metrics, events) is kept.
     #[arg(long, env = "TETHER_TELEMETRY_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
     telemetry_retention: std::time::Duration,
@@ -81,6 +89,8 @@ async fn main() -> anyhow::Result<()> {
         agent_cert_ttl: args.agent_cert_ttl,
         heartbeat_interval: args.heartbeat_interval,
         idle_timeout: (args.heartbeat_interval * 4).max(std::time::Duration::from_secs(10)),
+        session_starts_per_second: args.session_starts_per_second,
+        admission_max_wait: args.admission_max_wait,
         ..SessionSettings::default()
     };
     let config = Config {

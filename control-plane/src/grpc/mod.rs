@@ -25,6 +25,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::admission::Decision;
 use crate::sessions::reason;
 use crate::state::AppState;
 use crate::store::{NewCertificate, RedeemError, SessionStart, StoreError};
@@ -259,6 +260,23 @@ impl AgentControl for AgentControlService {
         req: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
         let peer = self.authenticate(&req).await?;
+        let cp_id = peer.identity.compute_plane_id.clone();
+        match self.state.admission.admit(&cp_id) {
+            Decision::Wait(d) if d.is_zero() => {}
+            Decision::Wait(d) => tokio::time::sleep(d).await,
+            Decision::RetryAfter(after) => {
+                crate::metrics::METRICS
+                    .sessions_deferred_total
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(compute_plane = %cp_id, retry_after_ms = after.as_millis() as u64, "session start deferred");
+                let bye = crate::sessions::goodbye(
+                    reason::OVERLOADED,
+                    "too many agents are connecting at once; come back at the given time",
+                    after.as_millis().max(1) as u64,
+                );
+                return Ok(Response::new(Box::pin(tokio_stream::once(Ok(bye)))));
+            }
+        }
         let remote = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let mut inbound = req.into_inner();
         let settings = &self.state.settings;
@@ -277,7 +295,6 @@ impl AgentControl for AgentControlService {
         };
         check_len("hello.version", &hello.version, MAX_VERSION_LEN, false)?;
 
-        let cp_id = peer.identity.compute_plane_id.clone();
         let session_id = uuid::Uuid::new_v4().to_string();
         let (telemetry_acked, _) = self
             .state
@@ -300,20 +317,15 @@ impl AgentControl for AgentControlService {
         };
         tx.try_send(welcome)
             .map_err(|_| Status::internal("session channel"))?;
-        let now = self.state.clock.now();
-        self.state
-            .store
-            .agent_connected(
-                &cp_id,
-                &SessionStart {
-                    session_id: session_id.clone(),
-                    at: now,
-                    version: hello.version.clone(),
-                    remote_addr: remote.clone(),
-                },
-            )
-            .await
-            .map_err(internal)?;
+        self.state.presence.connected(
+            &cp_id,
+            SessionStart {
+                session_id: session_id.clone(),
+                at: self.state.clock.now(),
+                version: hello.version.clone(),
+                remote_addr: remote.clone(),
+            },
+        );
         let reg = self
             .state
             .sessions
@@ -400,7 +412,7 @@ async fn read_session(
             msg = tokio::time::timeout(idle, inbound.message()) => match msg {
                 Ok(Ok(Some(m))) => match counted(m.kind) {
                     Some(agent_message::Kind::Heartbeat(_)) => {
-                        state.heartbeats.record(&cp_id, &session_id, state.clock.now());
+                        state.presence.heartbeat(&cp_id, &session_id, state.clock.now());
                     }
                     Some(agent_message::Kind::Goodbye(g)) => {
                         tracing::info!(%session_id, reason = %g.reason, "agent said goodbye");
@@ -410,7 +422,7 @@ async fn read_session(
                         tracing::warn!(%session_id, "ignoring a second Hello");
                     }
                     Some(agent_message::Kind::Applied(a)) => {
-                        crate::status::record_applied(&state, &cp_id, a).await;
+                        crate::status::record_applied(&state, &cp_id, &a);
                     }
                     Some(agent_message::Kind::Status(st)) => {
                         crate::status::record_status(&state, &cp_id, st).await;
@@ -440,8 +452,6 @@ async fn read_session(
         }
     };
     state.sessions.deregister(&cp_id, &session_id);
-    if let Err(e) = state.store.agent_disconnected(&cp_id, &session_id).await {
-        tracing::warn!(error = %e, "recording disconnect failed");
-    }
+    state.presence.disconnected(&cp_id, &session_id);
     tracing::info!(compute_plane_id = %cp_id, %session_id, why, "session ended");
 }

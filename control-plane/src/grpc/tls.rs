@@ -16,8 +16,12 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// How long a client may take to finish the TLS handshake.
+/// How long a client may take to finish the TLS handshake (its wait for a slot included).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once. A handshake is CPU work (signatures, key exchange);
+/// beyond a few per core, more at once only make every one of them slower, until under a
+/// reconnect storm all of them miss their deadline together. The rest queue in order.
+pub const MAX_CONCURRENT_HANDSHAKES: usize = 64;
 
 /// Builds the server configuration from the CA (trusted for client certificates) and the
 /// server's own certificate and key (PEM / PKCS#8 DER).
@@ -52,6 +56,7 @@ pub fn incoming(
 ) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
     let (tx, rx) = mpsc::channel(128);
     let acceptor = TlsAcceptor::from(config);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -70,8 +75,21 @@ pub fn incoming(
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let slots = slots.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let handshake = async {
+                    let _slot = match slots.try_acquire() {
+                        Ok(p) => p,
+                        Err(_) => {
+                            crate::metrics::METRICS
+                                .handshakes_queued_total
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            slots.acquire().await.map_err(std::io::Error::other)?
+                        }
+                    };
+                    acceptor.accept(tcp).await
+                };
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                     Ok(Ok(tls)) => {
                         let _ = tx.send(Ok(tls)).await;
                     }

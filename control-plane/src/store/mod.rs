@@ -187,6 +187,21 @@ pub struct SessionStart {
     pub remote_addr: String,
 }
 
+/// What one compute plane's agent reported since the last write (see `crate::presence`).
+#[derive(Debug, Clone)]
+pub struct PresenceUpdate {
+    /// Compute plane.
+    pub compute_plane_id: String,
+    /// A session started.
+    pub connected: Option<SessionStart>,
+    /// The latest heartbeat: session id and Unix seconds.
+    pub heartbeat: Option<(String, i64)>,
+    /// The highest generation applied, with its conditions (JSON array).
+    pub applied: Option<(i64, String)>,
+    /// This session ended.
+    pub disconnected: Option<String>,
+}
+
 /// The control plane's persistent state. Implementations must make every method atomic.
 #[async_trait]
 pub trait Store:
@@ -268,21 +283,10 @@ pub trait Store:
     /// Revokes every certificate of the compute plane's agent.
     async fn revoke_agent(&self, compute_plane_id: &str) -> Result<(), StoreError>;
 
-    /// Marks the agent connected under `session`.
-    async fn agent_connected(
-        &self,
-        compute_plane_id: &str,
-        session: &SessionStart,
-    ) -> Result<(), StoreError>;
-    /// Records heartbeats `(compute plane, session, at)` in one transaction; a heartbeat of
-    /// a session that is no longer current changes nothing.
-    async fn agent_heartbeats(&self, beats: &[(String, String, i64)]) -> Result<(), StoreError>;
-    /// Marks the agent disconnected, if `session_id` is still the current session.
-    async fn agent_disconnected(
-        &self,
-        compute_plane_id: &str,
-        session_id: &str,
-    ) -> Result<(), StoreError>;
+    /// Records what agents reported, compute plane by compute plane, in one transaction:
+    /// for each, its session start, heartbeat, applied generation and session end, in that
+    /// order. A heartbeat or end of a session that is no longer current changes nothing.
+    async fn record_presence(&self, updates: &[PresenceUpdate]) -> Result<(), StoreError>;
     /// On start of a single-replica control plane: no session survived the restart.
     async fn mark_all_disconnected(&self) -> Result<(), StoreError>;
 }

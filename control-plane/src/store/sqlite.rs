@@ -2,6 +2,7 @@
 //! binary.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,7 +13,7 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    AgentState, ApiToken, ComputePlane, NewCertificate, RedeemError, Role, SessionStart, Store,
+    AgentState, ApiToken, ComputePlane, NewCertificate, PresenceUpdate, RedeemError, Role, Store,
     StoreError, Tenant,
 };
 
@@ -20,6 +21,30 @@ use super::{
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
+    /// SQLite has one writer at a time. Writers of this process take turns here, first
+    /// come first served, instead of polling SQLite's lock in its busy handler — which
+    /// under a burst of writes (a reconnect storm) is unfair and gives up after the busy
+    /// timeout with "database is locked".
+    write_gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A pooled connection held with this process's write turn.
+pub(super) struct Writer {
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+}
+
+impl std::ops::Deref for Writer {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
 }
 
 impl SqliteStore {
@@ -37,7 +62,10 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            write_gate: Arc::default(),
+        })
     }
 }
 
@@ -46,10 +74,27 @@ impl SqliteStore {
     /// A deferred transaction that reads first and writes later fails at once with
     /// `SQLITE_BUSY_SNAPSHOT` when another connection committed meanwhile (the busy
     /// timeout does not apply to that case); an immediate one waits its turn instead.
+    /// The first value holds this process's write turn: keep it until the commit.
     pub(super) async fn write_tx(
         &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+    ) -> Result<
+        (
+            tokio::sync::OwnedMutexGuard<()>,
+            sqlx::Transaction<'static, sqlx::Sqlite>,
+        ),
+        sqlx::Error,
+    > {
+        let turn = self.write_gate.clone().lock_owned().await;
+        Ok((turn, self.pool.begin_with("BEGIN IMMEDIATE").await?))
+    }
+
+    /// A connection for one autocommit write statement, with the write turn.
+    pub(super) async fn writer(&self) -> Result<Writer, sqlx::Error> {
+        let turn = self.write_gate.clone().lock_owned().await;
+        Ok(Writer {
+            _turn: turn,
+            conn: self.pool.acquire().await?,
+        })
     }
 }
 
@@ -156,7 +201,7 @@ impl Store for SqliteStore {
         .bind(aws_account_id)
         .bind(account_binding)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await
         .map_err(|e| conflict_or(e, format!("tenant {name:?} already exists")))?;
         Ok(Tenant {
@@ -199,7 +244,7 @@ impl Store for SqliteStore {
         .bind(role.as_str())
         .bind(token_hash)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(ApiToken {
             id,
@@ -232,7 +277,7 @@ impl Store for SqliteStore {
         .bind(name)
         .bind(region)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await
         .map_err(|e| conflict_or(e, format!("compute plane {name:?} already exists")))?;
         self.get_compute_plane(&id)
@@ -273,7 +318,7 @@ impl Store for SqliteStore {
         .bind(token_hash)
         .bind(now)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(id)
     }
@@ -311,7 +356,7 @@ impl Store for SqliteStore {
         cert: &NewCertificate,
         now: i64,
     ) -> Result<Result<(), RedeemError>, StoreError> {
-        let mut tx = self.write_tx().await?;
+        let (_turn, mut tx) = self.write_tx().await?;
         let row = sqlx::query(
             "UPDATE enrollment_tokens SET used_at = ? \
              WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? \
@@ -345,7 +390,7 @@ impl Store for SqliteStore {
         compute_plane_id: &str,
         cert: &NewCertificate,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write_tx().await?;
+        let (_turn, mut tx) = self.write_tx().await?;
         insert_certificate(&mut tx, compute_plane_id, cert).await?;
         tx.commit().await?;
         Ok(())
@@ -373,7 +418,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_agent(&self, compute_plane_id: &str) -> Result<(), StoreError> {
-        let mut tx = self.write_tx().await?;
+        let (_turn, mut tx) = self.write_tx().await?;
         sqlx::query("UPDATE agent_certificates SET revoked = 1 WHERE compute_plane_id = ?")
             .bind(compute_plane_id)
             .execute(&mut *tx)
@@ -388,61 +433,55 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn agent_connected(
-        &self,
-        compute_plane_id: &str,
-        s: &SessionStart,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE compute_planes SET agent_connected = 1, agent_session_id = ?, \
-             agent_connected_since = ?, agent_version = ?, agent_last_heartbeat = ?, \
-             agent_remote_addr = ? WHERE id = ?",
-        )
-        .bind(&s.session_id)
-        .bind(s.at)
-        .bind(&s.version)
-        .bind(s.at)
-        .bind(&s.remote_addr)
-        .bind(compute_plane_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn agent_heartbeats(&self, beats: &[(String, String, i64)]) -> Result<(), StoreError> {
-        let mut tx = self.write_tx().await?;
-        for (cp, session, at) in beats {
-            sqlx::query(
-                "UPDATE compute_planes SET agent_last_heartbeat = ? WHERE id = ? AND agent_session_id = ?",
-            )
-            .bind(at)
-            .bind(cp)
-            .bind(session)
-            .execute(&mut *tx)
-            .await?;
+    async fn record_presence(&self, updates: &[PresenceUpdate]) -> Result<(), StoreError> {
+        let (_turn, mut tx) = self.write_tx().await?;
+        for u in updates {
+            let cp = &u.compute_plane_id;
+            if let Some(s) = &u.connected {
+                sqlx::query(
+                    "UPDATE compute_planes SET agent_connected = 1, agent_session_id = ?, \
+                     agent_connected_since = ?, agent_version = ?, agent_last_heartbeat = ?, \
+                     agent_remote_addr = ? WHERE id = ?",
+                )
+                .bind(&s.session_id)
+                .bind(s.at)
+                .bind(&s.version)
+                .bind(s.at)
+                .bind(&s.remote_addr)
+                .bind(cp)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some((session, at)) = &u.heartbeat {
+                sqlx::query(
+                    "UPDATE compute_planes SET agent_last_heartbeat = ? WHERE id = ? AND agent_session_id = ?",
+                )
+                .bind(at)
+                .bind(cp)
+                .bind(session)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some((generation, conditions)) = &u.applied {
+                super::sqlite_desired::record_applied(&mut tx, cp, *generation, conditions).await?;
+            }
+            if let Some(session) = &u.disconnected {
+                sqlx::query(
+                    "UPDATE compute_planes SET agent_connected = 0 WHERE id = ? AND agent_session_id = ?",
+                )
+                .bind(cp)
+                .bind(session)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(())
     }
 
-    async fn agent_disconnected(
-        &self,
-        compute_plane_id: &str,
-        session_id: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE compute_planes SET agent_connected = 0 WHERE id = ? AND agent_session_id = ?",
-        )
-        .bind(compute_plane_id)
-        .bind(session_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     async fn mark_all_disconnected(&self) -> Result<(), StoreError> {
         sqlx::query("UPDATE compute_planes SET agent_connected = 0")
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }

@@ -127,7 +127,7 @@ impl AuditStore for SqliteStore {
         .bind(i64::from(e.status))
         .bind(&e.client_addr)
         .bind(&e.via)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?
         .last_insert_rowid();
         Ok(id)
@@ -195,7 +195,7 @@ impl AuditStore for SqliteStore {
         now_ms: i64,
         expires_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write_tx().await?;
+        let (_turn, mut tx) = self.write_tx().await?;
         sqlx::query("DELETE FROM dashboard_sessions WHERE expires_ms <= ?")
             .bind(now_ms)
             .execute(&mut *tx)
@@ -241,7 +241,7 @@ impl AuditStore for SqliteStore {
     async fn delete_dashboard_session(&self, id_hash: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM dashboard_sessions WHERE id_hash = ?")
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(&mut *self.writer().await?)
             .await?;
         Ok(())
     }

@@ -52,7 +52,7 @@ impl DesiredStateStore for SqliteStore {
         catalogs: &[String],
         now: i64,
     ) -> Result<Result<i64, DesiredStateConflict>, StoreError> {
-        let mut tx = self.write_tx().await?;
+        let (_turn, mut tx) = self.write_tx().await?;
         for (i, c) in catalogs.iter().enumerate() {
             let found =
                 sqlx::query("SELECT 1 FROM catalogs WHERE compute_plane_id = ? AND name = ?")
@@ -88,7 +88,7 @@ impl DesiredStateStore for SqliteStore {
         name: &str,
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
-        let mut tx = self.write_tx().await?;
+        let (_turn, mut tx) = self.write_tx().await?;
         let live = sqlx::query(
             "SELECT 1 FROM clusters WHERE compute_plane_id = ? AND name = ? AND deleted_generation IS NULL",
         )
@@ -140,7 +140,7 @@ impl DesiredStateStore for SqliteStore {
         spec: &str,
         now: i64,
     ) -> Result<i64, StoreError> {
-        let mut tx = self.write_tx().await?;
+        let (_turn, mut tx) = self.write_tx().await?;
         let generation = bump(&mut tx, cp).await?;
         sqlx::query(
             "INSERT INTO catalogs (compute_plane_id, name, spec, generation, updated_at) VALUES (?, ?, ?, ?, ?) \
@@ -163,7 +163,7 @@ impl DesiredStateStore for SqliteStore {
         cp: &str,
         name: &str,
     ) -> Result<Result<Option<i64>, DesiredStateConflict>, StoreError> {
-        let mut tx = self.write_tx().await?;
+        let (_turn, mut tx) = self.write_tx().await?;
         let exists = sqlx::query("SELECT 1 FROM catalogs WHERE compute_plane_id = ? AND name = ?")
             .bind(cp)
             .bind(name)
@@ -258,31 +258,14 @@ impl DesiredStateStore for SqliteStore {
         generation: i64,
         conditions: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "UPDATE compute_planes SET applied_generation = MAX(applied_generation, MIN(?, generation)), \
-             applied_conditions = ? WHERE id = ?",
-        )
-        .bind(generation)
-        .bind(conditions)
-        .bind(cp)
-        .execute(&mut *tx)
-        .await?;
-        // Only what the agent can have seen: an ack past the stored generation is capped.
-        sqlx::query(
-            "DELETE FROM clusters WHERE compute_plane_id = ? AND deleted_generation <= \
-             (SELECT applied_generation FROM compute_planes WHERE id = ?)",
-        )
-        .bind(cp)
-        .bind(cp)
-        .execute(&mut *tx)
-        .await?;
+        let (_turn, mut tx) = self.write_tx().await?;
+        record_applied(&mut tx, cp, generation, conditions).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn put_settings(&self, cp: &str, settings: &str) -> Result<i64, StoreError> {
-        let mut tx = self.write_tx().await?;
+        let (_turn, mut tx) = self.write_tx().await?;
         let generation = bump(&mut tx, cp).await?;
         sqlx::query("UPDATE compute_planes SET settings = ? WHERE id = ?")
             .bind(settings)
@@ -308,10 +291,38 @@ impl DesiredStateStore for SqliteStore {
         .bind(observed_generation)
         .bind(cp)
         .bind(name)
-        .execute(&self.pool)
+        .execute(&mut *self.writer().await?)
         .await?;
         Ok(())
     }
+}
+
+/// The agent applied `generation` (capped at the stored one: only what it can have seen);
+/// deletions up to it are done.
+pub(super) async fn record_applied(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    cp: &str,
+    generation: i64,
+    conditions: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE compute_planes SET applied_generation = MAX(applied_generation, MIN(?, generation)), \
+         applied_conditions = ? WHERE id = ?",
+    )
+    .bind(generation)
+    .bind(conditions)
+    .bind(cp)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM clusters WHERE compute_plane_id = ? AND deleted_generation <= \
+         (SELECT applied_generation FROM compute_planes WHERE id = ?)",
+    )
+    .bind(cp)
+    .bind(cp)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

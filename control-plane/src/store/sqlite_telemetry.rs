@@ -92,7 +92,7 @@ impl TelemetryStore for SqliteStore {
         items: &[(u64, TelemetryItem)],
         dropped_total: u64,
     ) -> Result<(u64, u64), StoreError> {
-        let mut tx = self.write_tx().await?;
+        let (_turn, mut tx) = self.write_tx().await?;
         let acked: i64 = sqlx::query("SELECT telemetry_acked_seq FROM compute_planes WHERE id = ?")
             .bind(cp)
             .fetch_optional(&mut *tx)
@@ -260,7 +260,7 @@ impl TelemetryStore for SqliteStore {
         ] {
             n += sqlx::query(sql)
                 .bind(before_ms)
-                .execute(&self.pool)
+                .execute(&mut *self.writer().await?)
                 .await?
                 .rows_affected();
         }

@@ -34,6 +34,30 @@ pub struct Fleet {
     pub pushes: AtomicU64,
     /// Wakes waiters on any push.
     pub pushed: Notify,
+    /// Why sessions failed or ended, by stage (connect error kind, RPC status code,
+    /// Goodbye reason).
+    pub failures: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl Fleet {
+    fn failed(&self, why: String) {
+        if let Ok(mut f) = self.failures.lock() {
+            *f.entry(why).or_default() += 1;
+        }
+    }
+
+    /// The failure counts so far, as `kind=count` pairs.
+    pub fn failure_summary(&self) -> String {
+        self.failures
+            .lock()
+            .map(|f| {
+                f.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// Per agent: pushes received, and when the last one arrived.
@@ -75,11 +99,14 @@ pub async fn run(
         if *stop.borrow() {
             return;
         }
-        let welcomed = session(&url, &id, &fleet, &stats, epoch, &mut stop).await;
+        let (welcomed, retry_after) = session(&url, &id, &fleet, &stats, epoch, &mut stop).await;
         if welcomed {
             backoff.reset();
         }
-        let delay = backoff.next_delay();
+        let delay = match retry_after {
+            Some(after) => backoff.after_goodbye(after),
+            None => backoff.next_delay(),
+        };
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = stopped(&mut stop) => return,
@@ -87,7 +114,7 @@ pub async fn run(
     }
 }
 
-/// One session; whether it was welcomed.
+/// One session; whether it was welcomed, and the `retry_after` of its Goodbye if it got one.
 async fn session(
     url: &http::Uri,
     id: &Identity,
@@ -95,9 +122,14 @@ async fn session(
     stats: &AgentStats,
     epoch: Instant,
     stop: &mut watch::Receiver<bool>,
-) -> bool {
-    let Ok(mut client) = channel(url, id).await else {
-        return false;
+) -> (bool, Option<Duration>) {
+    let mut client = match channel(url, id).await {
+        Ok(c) => c,
+        Err(e) => {
+            let kind = e.split([':', ' ']).take(4).collect::<Vec<_>>().join(" ");
+            fleet.failed(format!("connect[{kind}]"));
+            return (false, None);
+        }
     };
     let (tx, rx) = mpsc::channel::<AgentMessage>(4);
     let hello = AgentMessage {
@@ -107,22 +139,32 @@ async fn session(
         })),
     };
     if tx.send(hello).await.is_err() {
-        return false;
+        return (false, None);
     }
-    let Ok(resp) = client
+    let resp = match client
         .session(tokio_stream::wrappers::ReceiverStream::new(rx))
         .await
-    else {
-        return false;
+    {
+        Ok(r) => r,
+        Err(status) => {
+            let m: String = status.message().chars().take(60).collect();
+            fleet.failed(format!("session[{:?}: {m}]", status.code()));
+            return (false, None);
+        }
     };
     let mut inbound = resp.into_inner();
     let mut welcomed = false;
+    let mut retry_after = None;
     let mut beat = tokio::time::interval(Duration::from_secs(15));
     beat.tick().await;
     loop {
         tokio::select! {
             msg = inbound.message() => {
-                let Ok(Some(msg)) = msg else { break };
+                let msg = match msg {
+                    Ok(Some(m)) => m,
+                    Ok(None) => { if !welcomed { fleet.failed("closed before welcome".into()); } break }
+                    Err(status) => { fleet.failed(format!("stream[{:?}]", status.code())); break }
+                };
                 match msg.kind {
                     Some(control_message::Kind::Welcome(w)) => {
                         welcomed = true;
@@ -141,7 +183,11 @@ async fn session(
                             generation: d.generation, conditions: vec![] })) };
                         if tx.send(ack).await.is_err() { break; }
                     }
-                    Some(control_message::Kind::Goodbye(_)) => break,
+                    Some(control_message::Kind::Goodbye(g)) => {
+                        fleet.failed(format!("goodbye[{}]", g.reason));
+                        retry_after = Some(Duration::from_millis(g.retry_after_ms));
+                        break;
+                    }
                     _ => {}
                 }
             }
@@ -156,7 +202,7 @@ async fn session(
     if welcomed {
         fleet.live.fetch_sub(1, Ordering::SeqCst);
     }
-    welcomed
+    (welcomed, retry_after)
 }
 
 /// Resolves once `stop` is true (without holding the watch's lock across awaits).

@@ -189,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
     if run("reconnect") {
         let n = fleet.ids.len();
         eprintln!("== reconnect storm: SIGKILL and restart with {n} agents connected");
+        eprintln!("  failures so far: {}", fleet.fleet.failure_summary());
         let again = cp.same_place();
         cp.kill();
         let t0 = Instant::now();
@@ -207,7 +208,11 @@ async fn main() -> anyhow::Result<()> {
             }
             let live = fleet.fleet.live.load(std::sync::atomic::Ordering::SeqCst);
             if t0.elapsed().as_millis() % 10_000 < 250 {
-                eprintln!("  {:.0?}: {live} of {n} back", t0.elapsed());
+                eprintln!(
+                    "  {:.0?}: {live} of {n} back; failures: {}",
+                    t0.elapsed(),
+                    fleet.fleet.failure_summary()
+                );
             }
             if t0.elapsed() > Duration::from_secs(180) {
                 r.insert("reconnect_live_at_timeout".into(), json!(live));
@@ -215,6 +220,10 @@ async fn main() -> anyhow::Result<()> {
             }
         };
         eprintln!("  back in {back:.1?}; peak RSS {peak_rss} KiB, peak CPU {peak_cpu:.0}%");
+        eprintln!("  failures: {}", fleet.fleet.failure_summary());
+        for (what, n) in cp.warnings() {
+            eprintln!("  control plane warned {n}x: {what}");
+        }
         let key = if n == 10_000 {
             "reconnect_10k_s".to_owned()
         } else {

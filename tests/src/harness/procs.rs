@@ -68,6 +68,11 @@ pub struct ControlPlaneOptions {
     pub grpc_listen: String,
     /// More flags.
     pub extra_args: Vec<String>,
+    /// The temp dir `data_dir` lives in, shared with the process started before in the
+    /// same place (see [`ControlPlaneProc::same_place`]): it is removed when the last one
+    /// is dropped, not when the first one is — which would take the database away from
+    /// under the restarted control plane.
+    pub keep: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 impl Default for ControlPlaneOptions {
@@ -77,6 +82,7 @@ impl Default for ControlPlaneOptions {
             http_listen: "127.0.0.1:0".into(),
             grpc_listen: "127.0.0.1:0".into(),
             extra_args: vec![],
+            keep: None,
         }
     }
 }
@@ -85,7 +91,7 @@ impl Default for ControlPlaneOptions {
 #[derive(Debug)]
 pub struct ControlPlaneProc {
     child: Child,
-    _tmp: Option<tempfile::TempDir>,
+    tmp: Option<std::sync::Arc<tempfile::TempDir>>,
     /// Its data dir.
     pub data_dir: PathBuf,
     /// HTTP address it bound.
@@ -99,11 +105,11 @@ impl ControlPlaneProc {
     /// Starts it and waits until it listens.
     pub async fn start(opts: ControlPlaneOptions) -> Self {
         let (tmp, data_dir) = match opts.data_dir {
-            Some(d) => (None, d),
+            Some(d) => (opts.keep, d),
             None => {
                 let t = tempfile::tempdir().expect("tempdir");
                 let d = t.path().join("cp");
-                (Some(t), d)
+                (Some(std::sync::Arc::new(t)), d)
             }
         };
         std::fs::create_dir_all(&data_dir).expect("data dir");
@@ -128,7 +134,7 @@ impl ControlPlaneProc {
             .expect("spawn tether-control-plane");
         let mut me = Self {
             child,
-            _tmp: tmp,
+            tmp,
             data_dir,
             http: String::new(),
             grpc: String::new(),
@@ -162,6 +168,7 @@ impl ControlPlaneProc {
             data_dir: Some(self.data_dir.clone()),
             http_listen: self.http.clone(),
             grpc_listen: self.grpc.clone(),
+            keep: self.tmp.clone(),
             ..ControlPlaneOptions::default()
         }
     }
@@ -197,6 +204,23 @@ impl ControlPlaneProc {
     /// Its log so far.
     pub fn log(&self) -> String {
         read_log(&self.log)
+    }
+
+    /// Its WARN and ERROR events so far, counted by message and error text.
+    pub fn warnings(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for e in events(&self.log) {
+            if matches!(e["level"].as_str(), Some("WARN" | "ERROR")) {
+                let f = &e["fields"];
+                let key = format!(
+                    "{}: {}",
+                    f["message"].as_str().unwrap_or(""),
+                    f["error"].as_str().unwrap_or("")
+                );
+                *out.entry(key).or_default() += 1;
+            }
+        }
+        out
     }
 
     /// SIGKILL, and wait for it.
