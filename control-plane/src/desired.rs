@@ -9,7 +9,8 @@ use tether_proto::v1::{ControlMessage, control_message};
 use tether_shared::spec::{CatalogSpec, ClusterSpec, DesiredState};
 
 use crate::state::AppState;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoredDesiredState};
+use tokio::sync::mpsc;
 
 /// How long a push may wait for a slow session's queue.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,15 +52,23 @@ fn parse<T: serde::de::DeserializeOwned>(
 
 /// Reads the desired state; every stored spec must parse.
 pub async fn load(store: &dyn Store, cp: &str) -> Result<DesiredState, LoadError> {
-    let stored = store.desired_state(cp).await?;
+    build(cp, store.desired_state(cp).await?)
+}
+
+/// The document from its stored parts: every spec must parse; the compute plane's own
+/// settings override its tenant's, key by key.
+fn build(cp: &str, stored: StoredDesiredState) -> Result<DesiredState, LoadError> {
     let clusters: BTreeMap<String, ClusterSpec> = parse("cluster", stored.clusters)?;
     let catalogs: BTreeMap<String, CatalogSpec> = parse("catalog", stored.catalogs)?;
-    let settings: BTreeMap<String, String> =
-        serde_json::from_str(&stored.settings).map_err(|e| LoadError::Unreadable {
+    let settings_of = |json: &str| {
+        serde_json::from_str::<BTreeMap<String, String>>(json).map_err(|e| LoadError::Unreadable {
             kind: "settings",
             name: cp.to_owned(),
             message: e.to_string(),
-        })?;
+        })
+    };
+    let mut settings = settings_of(&stored.tenant_settings)?;
+    settings.extend(settings_of(&stored.settings)?);
     Ok(DesiredState {
         generation: stored.generation,
         clusters,
@@ -81,17 +90,65 @@ pub async fn push(state: &AppState, cp: &str) {
             return;
         }
     };
-    let generation = desired.generation;
-    let msg = ControlMessage {
-        kind: Some(control_message::Kind::DesiredState(desired.to_proto())),
-    };
-    match tokio::time::timeout(PUSH_TIMEOUT, tx.send(msg)).await {
-        Ok(Ok(())) => {
-            crate::metrics::METRICS
-                .desired_state_pushes_total
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::debug!(compute_plane = cp, generation, "desired state pushed");
+    deliver(state, cp, &tx, &desired).await;
+}
+
+/// Sends every compute plane of `tenant` that has a live session here its current
+/// desired state, after a change that concerns them all. The documents are read in one
+/// go; a session whose queue is full is waited for on its own task, so one slow agent
+/// does not hold up the others. Returns how many sessions were sent to at once.
+pub async fn push_tenant(state: &AppState, tenant: &str) -> Result<usize, StoreError> {
+    let all = state.store.tenant_desired_states(tenant).await?;
+    let mut sent = 0;
+    for (cp, stored) in all {
+        let Some(tx) = state.sessions.sender(&cp) else {
+            continue;
+        };
+        let desired = match build(&cp, stored) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(compute_plane = %cp, error = %e, "cannot load desired state; not pushing");
+                continue;
+            }
+        };
+        match tx.try_send(message(&desired)) {
+            Ok(()) => {
+                pushed(&cp, desired.generation);
+                sent += 1;
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let state = state.clone();
+                tokio::spawn(async move { deliver(&state, &cp, &tx, &desired).await });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+    Ok(sent)
+}
+
+fn message(desired: &DesiredState) -> ControlMessage {
+    ControlMessage {
+        kind: Some(control_message::Kind::DesiredState(desired.to_proto())),
+    }
+}
+
+fn pushed(cp: &str, generation: i64) {
+    crate::metrics::METRICS
+        .desired_state_pushes_total
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::debug!(compute_plane = cp, generation, "desired state pushed");
+}
+
+/// Sends `desired` on a session's queue, waiting up to [`PUSH_TIMEOUT`] for room.
+async fn deliver(
+    state: &AppState,
+    cp: &str,
+    tx: &mpsc::Sender<ControlMessage>,
+    desired: &DesiredState,
+) {
+    let generation = desired.generation;
+    match tokio::time::timeout(PUSH_TIMEOUT, tx.send(message(desired))).await {
+        Ok(Ok(())) => pushed(cp, generation),
         // The session ended meanwhile; the next one gets the state on start.
         Ok(Err(_)) => {}
         Err(_) => {

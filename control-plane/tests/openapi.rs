@@ -30,6 +30,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("PUT", "/compute-planes/{cp}/clusters/{name}"),
     ("DELETE", "/compute-planes/{cp}/clusters/{name}"),
     ("PUT", "/compute-planes/{cp}/settings"),
+    ("PUT", "/tenants/{tenant}/settings"),
     ("GET", "/compute-planes/{cp}/query-log"),
     ("GET", "/compute-planes/{cp}/metrics"),
     ("GET", "/compute-planes/{cp}/catalogs"),

@@ -292,6 +292,21 @@ pub struct Settings {
     query_text_redaction: Option<String>,
 }
 
+impl Settings {
+    /// The settings as the JSON object stored and sent, or which field is wrong.
+    pub fn validated(self) -> Result<serde_json::Map<String, Value>, ApiError> {
+        let mut settings = serde_json::Map::new();
+        if let Some(mode) = self.query_text_redaction {
+            mode.parse::<tether_shared::redact::RedactionMode>()
+                .map_err(|_| {
+                    ApiError::field("query_text_redaction", "must be redacted, full or none")
+                })?;
+            settings.insert("query_text_redaction".into(), Value::String(mode));
+        }
+        Ok(settings)
+    }
+}
+
 /// `PUT /compute-planes/{cp}/settings` (admin): settings the agent applies, e.g. how much
 /// query text leaves the VPC. Sent with the desired state.
 #[utoipa::path(
@@ -322,14 +337,7 @@ pub async fn put_settings(
 ) -> Result<Json<Value>, ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     p.require(Role::Admin, "change compute plane settings")?;
-    let mut settings = serde_json::Map::new();
-    if let Some(mode) = body.query_text_redaction {
-        mode.parse::<tether_shared::redact::RedactionMode>()
-            .map_err(|_| {
-                ApiError::field("query_text_redaction", "must be redacted, full or none")
-            })?;
-        settings.insert("query_text_redaction".into(), Value::String(mode));
-    }
+    let settings = body.validated()?;
     let text = Value::Object(settings.clone()).to_string();
     let generation = s.store.put_settings(&cp.id, &text).await?;
     tracing::info!(compute_plane = %cp.id, generation, settings = %text, by = %p.token_id, "settings changed");

@@ -42,6 +42,7 @@ fn tenant_json(t: &Tenant) -> Value {
         "aws_account_id": t.aws_account_id,
         "account_binding": t.account_binding && t.aws_account_id.is_some(),
         "created_at": rfc3339(t.created_at),
+        "settings": serde_json::from_str::<Value>(&t.settings).unwrap_or_else(|_| json!({})),
     })
 }
 
@@ -165,5 +166,46 @@ pub async fn create_token(
     Ok((
         StatusCode::CREATED,
         Json(json!({"id": stored.id, "token": token, "role": role.as_str(), "tenant_id": t.id})),
+    ))
+}
+
+/// `PUT /tenants/{t}/settings` (tenant admin or platform admin): settings for every
+/// compute plane of the tenant — one change that reaches all its agents. A compute
+/// plane's own settings (`PUT /compute-planes/{cp}/settings`) override them key by key.
+#[utoipa::path(
+    put,
+    path = "/tenants/{tenant}/settings",
+    tag = "tenants",
+    operation_id = "put_tenant_settings",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path, description = "Tenant id")),
+    request_body(
+        content = serde_json::Value,
+        content_type = "application/json",
+        description = "`{\"query_text_redaction\"?: \"redacted\" (default) | \"full\" | \"none\"}`"
+    ),
+    responses(
+        (status = 200, description = "`{\"settings\", \"compute_planes\": how many now have a new generation, \"pushed\": live sessions sent the new document at once}`", body = serde_json::Value),
+        (status = 400, description = "Invalid body; `error.field` names the field"),
+        (status = 401, description = "No or unknown API token"),
+        (status = 403, description = "Role below admin"),
+        (status = 404, description = "No such tenant visible to the caller"),
+    )
+)]
+pub async fn put_settings(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(tenant): Path<String>,
+    ApiJson(body): ApiJson<super::compute_planes::Settings>,
+) -> Result<Json<Value>, ApiError> {
+    p.see(&tenant, "tenant")?;
+    p.require(Role::Admin, "change tenant settings")?;
+    let settings = body.validated()?;
+    let text = Value::Object(settings.clone()).to_string();
+    let n = s.store.put_tenant_settings(&tenant, &text).await?;
+    let pushed = crate::desired::push_tenant(&s, &tenant).await?;
+    tracing::info!(%tenant, compute_planes = n, pushed, settings = %text, by = %p.token_id, "tenant settings changed");
+    Ok(Json(
+        json!({"settings": settings, "compute_planes": n, "pushed": pushed}),
     ))
 }

@@ -91,6 +91,9 @@ pub struct Tenant {
     pub account_binding: bool,
     /// Unix seconds.
     pub created_at: i64,
+    /// Settings of every compute plane of the tenant (JSON object); a compute plane's
+    /// own settings override them key by key.
+    pub settings: String,
 }
 
 /// An API token as stored (the hash only).
@@ -328,8 +331,10 @@ pub struct StoredDesiredState {
     pub clusters: Vec<(String, String)>,
     /// Catalogs: name and spec JSON.
     pub catalogs: Vec<(String, String)>,
-    /// Settings JSON object.
+    /// The compute plane's own settings (JSON object).
     pub settings: String,
+    /// Its tenant's settings (JSON object), under the compute plane's own.
+    pub tenant_settings: String,
 }
 
 /// Why a desired-state write was refused.
@@ -394,6 +399,15 @@ pub trait DesiredStateStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
     /// Replaces the compute plane's settings (JSON object). Returns the new generation.
     async fn put_settings(&self, cp: &str, settings: &str) -> Result<i64, StoreError>;
+    /// Replaces the tenant's settings (JSON object) and bumps the generation of every
+    /// compute plane of the tenant, in one transaction. Returns how many there are.
+    async fn put_tenant_settings(&self, tenant: &str, settings: &str) -> Result<u64, StoreError>;
+    /// The desired state of every compute plane of the tenant, read in one transaction
+    /// with one query per table (a tenant-wide change reaches thousands at once).
+    async fn tenant_desired_states(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(String, StoredDesiredState)>, StoreError>;
     /// The agent's status of one cluster.
     async fn record_cluster_status(
         &self,

@@ -112,6 +112,7 @@ fn tenant(row: &SqliteRow) -> Result<Tenant, sqlx::Error> {
         aws_account_id: row.try_get("aws_account_id")?,
         account_binding: row.try_get::<i64, _>("account_binding")? != 0,
         created_at: row.try_get("created_at")?,
+        settings: row.try_get("settings")?,
     })
 }
 
@@ -210,6 +211,7 @@ impl Store for SqliteStore {
             aws_account_id: aws_account_id.map(str::to_owned),
             account_binding,
             created_at: now,
+            settings: "{}".to_owned(),
         })
     }
 

@@ -219,13 +219,17 @@ impl DesiredStateStore for SqliteStore {
     async fn desired_state(&self, cp: &str) -> Result<StoredDesiredState, StoreError> {
         // One read transaction, so generation and specs belong together.
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT generation, settings FROM compute_planes WHERE id = ?")
-            .bind(cp)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound("compute plane"))?;
+        let row = sqlx::query(
+            "SELECT p.generation, p.settings, t.settings AS tenant_settings \
+             FROM compute_planes p JOIN tenants t ON t.id = p.tenant_id WHERE p.id = ?",
+        )
+        .bind(cp)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound("compute plane"))?;
         let generation: i64 = row.try_get("generation")?;
         let settings: String = row.try_get("settings")?;
+        let tenant_settings: String = row.try_get("tenant_settings")?;
         let clusters = sqlx::query(
             "SELECT name, spec FROM clusters WHERE compute_plane_id = ? AND deleted_generation IS NULL ORDER BY name",
         )
@@ -249,7 +253,90 @@ impl DesiredStateStore for SqliteStore {
             clusters,
             catalogs,
             settings,
+            tenant_settings,
         })
+    }
+
+    async fn put_tenant_settings(&self, tenant: &str, settings: &str) -> Result<u64, StoreError> {
+        let (_turn, mut tx) = self.write_tx().await?;
+        let found = sqlx::query("UPDATE tenants SET settings = ? WHERE id = ?")
+            .bind(settings)
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        if found.rows_affected() == 0 {
+            return Err(StoreError::NotFound("tenant"));
+        }
+        let bumped = sqlx::query(
+            "UPDATE compute_planes SET generation = generation + 1 WHERE tenant_id = ?",
+        )
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(bumped.rows_affected())
+    }
+
+    async fn tenant_desired_states(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(String, StoredDesiredState)>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let tenant_settings: String = sqlx::query("SELECT settings FROM tenants WHERE id = ?")
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound("tenant"))?
+            .try_get("settings")?;
+        let mut out: std::collections::BTreeMap<String, StoredDesiredState> =
+            sqlx::query("SELECT id, generation, settings FROM compute_planes WHERE tenant_id = ?")
+                .bind(tenant)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get("id")?,
+                        StoredDesiredState {
+                            generation: r.try_get("generation")?,
+                            clusters: vec![],
+                            catalogs: vec![],
+                            settings: r.try_get("settings")?,
+                            tenant_settings: tenant_settings.clone(),
+                        },
+                    ))
+                })
+                .collect::<Result<_, sqlx::Error>>()?;
+        let clusters = sqlx::query(
+            "SELECT c.compute_plane_id, c.name, c.spec FROM clusters c \
+             JOIN compute_planes p ON p.id = c.compute_plane_id \
+             WHERE p.tenant_id = ? AND c.deleted_generation IS NULL ORDER BY c.name",
+        )
+        .bind(tenant)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &clusters {
+            let cp: String = r.try_get("compute_plane_id")?;
+            if let Some(d) = out.get_mut(&cp) {
+                d.clusters.push((r.try_get("name")?, r.try_get("spec")?));
+            }
+        }
+        let catalogs = sqlx::query(
+            "SELECT c.compute_plane_id, c.name, c.spec FROM catalogs c \
+             JOIN compute_planes p ON p.id = c.compute_plane_id \
+             WHERE p.tenant_id = ? ORDER BY c.name",
+        )
+        .bind(tenant)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &catalogs {
+            let cp: String = r.try_get("compute_plane_id")?;
+            if let Some(d) = out.get_mut(&cp) {
+                d.catalogs.push((r.try_get("name")?, r.try_get("spec")?));
+            }
+        }
+        tx.commit().await?;
+        Ok(out.into_iter().collect())
     }
 
     async fn record_applied(

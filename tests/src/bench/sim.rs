@@ -17,6 +17,8 @@ use tonic::transport::Channel;
 /// One enrolled identity.
 #[derive(Clone)]
 pub struct Identity {
+    /// Tenant id.
+    pub tenant_id: String,
     /// Compute plane id.
     pub cp_id: String,
     /// Client certificate and key for the channel.

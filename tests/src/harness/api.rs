@@ -113,4 +113,11 @@ impl Api {
         assert!(s.is_success(), "POST {path}: {s} {v}");
         v
     }
+
+    /// PUT that must succeed.
+    pub async fn ok_put(&self, path: &str, body: &Value) -> Value {
+        let (s, v) = self.put(path, body).await;
+        assert!(s.is_success(), "PUT {path}: {s} {v}");
+        v
+    }
 }
