@@ -126,10 +126,10 @@ pub async fn push_tenant(state: &AppState, tenant: &str) -> Result<usize, StoreE
     Ok(sent)
 }
 
-fn message(desired: &DesiredState) -> ControlMessage {
-    ControlMessage {
+fn message(desired: &DesiredState) -> Box<ControlMessage> {
+    Box::new(ControlMessage {
         kind: Some(control_message::Kind::DesiredState(desired.to_proto())),
-    }
+    })
 }
 
 fn pushed(cp: &str, generation: i64) {
@@ -140,12 +140,7 @@ fn pushed(cp: &str, generation: i64) {
 }
 
 /// Sends `desired` on a session's queue, waiting up to [`PUSH_TIMEOUT`] for room.
-async fn deliver(
-    state: &AppState,
-    cp: &str,
-    tx: &mpsc::Sender<ControlMessage>,
-    desired: &DesiredState,
-) {
+async fn deliver(state: &AppState, cp: &str, tx: &crate::sessions::Outbox, desired: &DesiredState) {
     let generation = desired.generation;
     match tokio::time::timeout(PUSH_TIMEOUT, tx.send(message(desired))).await {
         Ok(Ok(())) => pushed(cp, generation),

@@ -27,11 +27,16 @@ pub mod reason {
     pub const OVERLOADED: &str = "overloaded";
 }
 
+/// The queue of messages to one session's agent. Boxed: the queue's first block of 32
+/// slots is allocated with the channel and lives as long as the session, and 32 inline
+/// `ControlMessage`s (152 bytes each) would be about 5 KiB per idle agent.
+pub type Outbox = mpsc::Sender<Box<ControlMessage>>;
+
 /// The control side of one live session, held by the registry.
 #[derive(Debug)]
 struct Entry {
     session_id: String,
-    tx: mpsc::Sender<ControlMessage>,
+    tx: Outbox,
     /// Tells the session's reader task to stop.
     stop: watch::Sender<bool>,
     /// The expiry (Unix seconds) of the newest certificate of this session.
@@ -76,7 +81,7 @@ impl Registry {
         &self,
         compute_plane_id: &str,
         session_id: &str,
-        tx: mpsc::Sender<ControlMessage>,
+        tx: Outbox,
         cert_expiry: i64,
     ) -> Registration {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -165,7 +170,7 @@ impl Registry {
     }
 
     /// The control-message sender of the compute plane's live session.
-    pub fn sender(&self, compute_plane_id: &str) -> Option<mpsc::Sender<ControlMessage>> {
+    pub fn sender(&self, compute_plane_id: &str) -> Option<Outbox> {
         self.lock().get(compute_plane_id).map(|e| e.tx.clone())
     }
 
@@ -190,7 +195,9 @@ impl Registry {
 fn finish(entry: Entry, reason: &str, message: &str, retry_after_ms: u64) {
     // try_send: a session whose agent stopped reading must not block the caller (e.g. the
     // revoke API); its stream is closed below either way.
-    let _ = entry.tx.try_send(goodbye(reason, message, retry_after_ms));
+    let _ = entry
+        .tx
+        .try_send(Box::new(goodbye(reason, message, retry_after_ms)));
     entry.stop.send_replace(true);
     drop(entry.tx);
 }

@@ -202,9 +202,15 @@ pub async fn put_settings(
     p.require(Role::Admin, "change tenant settings")?;
     let settings = body.validated()?;
     let text = Value::Object(settings.clone()).to_string();
+    let t0 = std::time::Instant::now();
     let n = s.store.put_tenant_settings(&tenant, &text).await?;
+    let written = t0.elapsed();
     let pushed = crate::desired::push_tenant(&s, &tenant).await?;
-    tracing::info!(%tenant, compute_planes = n, pushed, settings = %text, by = %p.token_id, "tenant settings changed");
+    tracing::info!(
+        %tenant, compute_planes = n, pushed, settings = %text, by = %p.token_id,
+        write_ms = written.as_millis() as u64, push_ms = (t0.elapsed() - written).as_millis() as u64,
+        "tenant settings changed"
+    );
     Ok(Json(
         json!({"settings": settings, "compute_planes": n, "pushed": pushed}),
     ))

@@ -302,7 +302,7 @@ impl AgentControl for AgentControlService {
             .telemetry_state(&cp_id)
             .await
             .map_err(internal)?;
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::channel::<Box<ControlMessage>>(64);
         let welcome = ControlMessage {
             kind: Some(control_message::Kind::Welcome(pb::Welcome {
                 heartbeat_interval_seconds: settings.heartbeat_interval.as_secs().max(1) as u32,
@@ -315,7 +315,7 @@ impl AgentControl for AgentControlService {
                 server_time_unix_ms: tether_shared::timestamps::now_unix_ms(),
             })),
         };
-        tx.try_send(welcome)
+        tx.try_send(Box::new(welcome))
             .map_err(|_| Status::internal("session channel"))?;
         self.state.presence.connected(
             &cp_id,
@@ -341,7 +341,9 @@ impl AgentControl for AgentControlService {
             inbound,
             reg,
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(rx).map(|m| Ok(*m)),
+        )))
     }
 
     type TelemetryStream = TelemetryAckStream;

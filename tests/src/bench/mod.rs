@@ -274,6 +274,8 @@ pub async fn fanout(api: &Api, run: &Running, tenant: &str, i: usize) -> Option<
         .filter_map(|c| Some((c, run.stats.get(c)?.pushes.load(Ordering::SeqCst))))
         .collect();
     let mode = if i.is_multiple_of(2) { "none" } else { "full" };
+    let total_before = run.fleet.pushes.load(Ordering::SeqCst);
+    let target = total_before + run.ids.len() as u64;
     let t0 = Instant::now();
     let (status, body) = api
         .put(
@@ -286,14 +288,18 @@ pub async fn fanout(api: &Api, run: &Running, tenant: &str, i: usize) -> Option<
         return None;
     }
     let deadline = t0 + Duration::from_secs(60);
+    // Cheap while waiting (one counter); exact once it adds up (every agent, one each).
     loop {
-        let all = run.ids.iter().all(|c| {
-            run.stats.get(c).is_some_and(|s| {
-                s.pushes.load(Ordering::SeqCst) > before.get(c).copied().unwrap_or(0)
-            })
-        });
-        if all {
-            return Some(t0.elapsed().as_secs_f64() * 1000.0);
+        if run.fleet.pushes.load(Ordering::SeqCst) >= target {
+            let took = t0.elapsed().as_secs_f64() * 1000.0;
+            let all = run.ids.iter().all(|c| {
+                run.stats.get(c).is_some_and(|s| {
+                    s.pushes.load(Ordering::SeqCst) > before.get(c).copied().unwrap_or(0)
+                })
+            });
+            if all {
+                return Some(took);
+            }
         }
         if Instant::now() > deadline {
             return None;

@@ -159,6 +159,19 @@ async fn main() -> anyhow::Result<()> {
             times.extend(fan);
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+        for line in cp
+            .log()
+            .lines()
+            .filter(|l| l.contains("tenant settings changed"))
+        {
+            if let Ok(e) = serde_json::from_str::<Value>(line) {
+                let f = &e["fields"];
+                eprintln!(
+                    "  control plane: write {} ms, read and push {} ms",
+                    f["write_ms"], f["push_ms"]
+                );
+            }
+        }
         times.sort_by(f64::total_cmp);
         let median = (times.len() == 5).then(|| times[2].round());
         r.insert(format!("fanout_{n}_ms"), json!(median));
