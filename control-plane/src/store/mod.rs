@@ -526,7 +526,7 @@ pub trait TelemetryStore: Send + Sync + std::fmt::Debug + 'static {
     async fn ingest(
         &self,
         cp: &str,
-        items: &[(u64, TelemetryItem)],
+        items: Vec<(u64, TelemetryItem)>,
         dropped_total: u64,
     ) -> Result<(u64, u64), StoreError>;
     /// (high-water mark, records the agent reported dropped).

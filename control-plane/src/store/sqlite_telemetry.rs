@@ -34,9 +34,12 @@ fn query_row(r: &sqlx::sqlite::SqliteRow) -> Result<QueryRow, sqlx::Error> {
 }
 
 /// Query records per `INSERT` statement: each statement is one round trip to SQLite's
-/// worker thread, so many rows per statement (22 parameters each, well under SQLite's
-/// 32,766) make ingest several times faster than one row per statement.
-const QUERY_ROWS_PER_INSERT: usize = 64;
+/// worker thread, so many rows per statement make ingest several times faster than one row
+/// per statement. 500 (the agent's largest batch) × 22 parameters is 11,000, under
+/// SQLite's limit of 32,766. (Measured alternatives: 64 rows per statement gave about
+/// 75,000 records/s against 85,000–89,000 for 500; one JSON array read with `json_each`
+/// gave 29,000, as `->>` parses each row's JSON again for every column.)
+const QUERY_ROWS_PER_INSERT: usize = 500;
 
 const QUERY_COLUMNS: &str = "compute_plane_id, query_id, cluster, user, source, catalog, schema, \
      state, error_type, error_code, error_message, create_time_ms, end_time_ms, queued_time_ms, \
@@ -46,7 +49,7 @@ const QUERY_COLUMNS: &str = "compute_plane_id, query_id, cluster, user, source, 
 async fn insert_queries(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
     cp: &str,
-    rows: &[&super::QueryRow],
+    rows: Vec<super::QueryRow>,
 ) -> Result<(), sqlx::Error> {
     let one = format!("({})", vec!["?"; 22].join(", "));
     let sql = format!(
@@ -55,19 +58,20 @@ async fn insert_queries(
     );
     // Built from placeholders only; every value is bound.
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    // By value: sqlx takes the strings as they are instead of copying each one.
     for q in rows {
         query = query
             .bind(cp)
-            .bind(&q.query_id)
-            .bind(&q.cluster)
-            .bind(&q.user)
-            .bind(&q.source)
-            .bind(&q.catalog)
-            .bind(&q.schema)
-            .bind(&q.state)
-            .bind(&q.error_type)
-            .bind(&q.error_code)
-            .bind(&q.error_message)
+            .bind(q.query_id)
+            .bind(q.cluster)
+            .bind(q.user)
+            .bind(q.source)
+            .bind(q.catalog)
+            .bind(q.schema)
+            .bind(q.state)
+            .bind(q.error_type)
+            .bind(q.error_code)
+            .bind(q.error_message)
             .bind(q.create_time_ms)
             .bind(q.end_time_ms)
             .bind(q.queued_time_ms)
@@ -77,11 +81,85 @@ async fn insert_queries(
             .bind(q.input_rows)
             .bind(q.input_bytes)
             .bind(q.output_rows)
-            .bind(&q.query)
-            .bind(&q.fingerprint);
+            .bind(q.query)
+            .bind(q.fingerprint);
     }
     query.execute(&mut **tx).await?;
     Ok(())
+}
+
+/// One batch of one compute plane, inside the caller's write transaction.
+async fn ingest_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    cp: &str,
+    items: Vec<(u64, TelemetryItem)>,
+    dropped_total: u64,
+) -> Result<(u64, u64), StoreError> {
+    let acked: i64 = sqlx::query("SELECT telemetry_acked_seq FROM compute_planes WHERE id = ?")
+        .bind(cp)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(StoreError::NotFound("compute plane"))?
+        .try_get("telemetry_acked_seq")?;
+    let mut high = acked as u64;
+    let mut new = 0u64;
+    let mut queries = Vec::new();
+    for (seq, item) in items.into_iter().filter(|(seq, _)| *seq > acked as u64) {
+        high = high.max(seq);
+        new += 1;
+        match item {
+            TelemetryItem::Metric {
+                cluster,
+                name,
+                ts_ms,
+                value,
+            } => {
+                sqlx::query("INSERT INTO metric_samples (compute_plane_id, cluster, name, ts_ms, value) VALUES (?, ?, ?, ?, ?)")
+                    .bind(cp)
+                    .bind(&cluster)
+                    .bind(&name)
+                    .bind(ts_ms)
+                    .bind(value)
+                    .execute(&mut **tx)
+                    .await?;
+                if super::sqlite_audit::NODE_SERIES.contains(&name.as_str()) {
+                    super::sqlite_audit::accrue_usage(tx, cp, &cluster, &name, ts_ms, value)
+                        .await?;
+                }
+            }
+            TelemetryItem::Query(q) => queries.push(*q),
+            TelemetryItem::Event {
+                cluster,
+                kind,
+                reason,
+                message,
+                ts_ms,
+            } => {
+                sqlx::query("INSERT INTO events (compute_plane_id, cluster, type, reason, message, ts_ms) VALUES (?, ?, ?, ?, ?, ?)")
+                    .bind(cp)
+                    .bind(cluster)
+                    .bind(kind)
+                    .bind(reason)
+                    .bind(message)
+                    .bind(ts_ms)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+    }
+    while !queries.is_empty() {
+        let rest = queries.split_off(queries.len().min(QUERY_ROWS_PER_INSERT));
+        insert_queries(tx, cp, std::mem::replace(&mut queries, rest)).await?;
+    }
+    sqlx::query(
+        "UPDATE compute_planes SET telemetry_acked_seq = ?, telemetry_dropped = MAX(telemetry_dropped, ?) WHERE id = ?",
+    )
+    .bind(high as i64)
+    .bind(dropped_total as i64)
+    .bind(cp)
+    .execute(&mut **tx)
+    .await?;
+    Ok((high, new))
 }
 
 #[async_trait]
@@ -89,77 +167,13 @@ impl TelemetryStore for SqliteStore {
     async fn ingest(
         &self,
         cp: &str,
-        items: &[(u64, TelemetryItem)],
+        items: Vec<(u64, TelemetryItem)>,
         dropped_total: u64,
     ) -> Result<(u64, u64), StoreError> {
         let (_turn, mut tx) = self.write_tx().await?;
-        let acked: i64 = sqlx::query("SELECT telemetry_acked_seq FROM compute_planes WHERE id = ?")
-            .bind(cp)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound("compute plane"))?
-            .try_get("telemetry_acked_seq")?;
-        let mut high = acked as u64;
-        let mut new = 0u64;
-        let mut queries = Vec::new();
-        for (seq, item) in items.iter().filter(|(seq, _)| *seq > acked as u64) {
-            high = high.max(*seq);
-            new += 1;
-            match item {
-                TelemetryItem::Metric {
-                    cluster,
-                    name,
-                    ts_ms,
-                    value,
-                } => {
-                    sqlx::query("INSERT INTO metric_samples (compute_plane_id, cluster, name, ts_ms, value) VALUES (?, ?, ?, ?, ?)")
-                        .bind(cp)
-                        .bind(cluster)
-                        .bind(name)
-                        .bind(ts_ms)
-                        .bind(value)
-                        .execute(&mut *tx)
-                        .await?;
-                    if super::sqlite_audit::NODE_SERIES.contains(&name.as_str()) {
-                        super::sqlite_audit::accrue_usage(
-                            &mut tx, cp, cluster, name, *ts_ms, *value,
-                        )
-                        .await?;
-                    }
-                }
-                TelemetryItem::Query(q) => queries.push(q.as_ref()),
-                TelemetryItem::Event {
-                    cluster,
-                    kind,
-                    reason,
-                    message,
-                    ts_ms,
-                } => {
-                    sqlx::query("INSERT INTO events (compute_plane_id, cluster, type, reason, message, ts_ms) VALUES (?, ?, ?, ?, ?, ?)")
-                        .bind(cp)
-                        .bind(cluster)
-                        .bind(kind)
-                        .bind(reason)
-                        .bind(message)
-                        .bind(ts_ms)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-        }
-        for chunk in queries.chunks(QUERY_ROWS_PER_INSERT) {
-            insert_queries(&mut tx, cp, chunk).await?;
-        }
-        sqlx::query(
-            "UPDATE compute_planes SET telemetry_acked_seq = ?, telemetry_dropped = MAX(telemetry_dropped, ?) WHERE id = ?",
-        )
-        .bind(high as i64)
-        .bind(dropped_total as i64)
-        .bind(cp)
-        .execute(&mut *tx)
-        .await?;
+        let r = ingest_in(&mut tx, cp, items, dropped_total).await?;
         tx.commit().await?;
-        Ok((high, new))
+        Ok(r)
     }
 
     async fn telemetry_state(&self, cp: &str) -> Result<(u64, u64), StoreError> {
@@ -293,11 +307,14 @@ mod tests {
         let mut items: Vec<(u64, TelemetryItem)> =
             (1..=n).map(|i| (i, q(&format!("q{i}")))).collect();
         items.push((n + 1, q("q1")));
-        let (high, new) = store.ingest(&cp.id, &items, 0).await.expect("ingest");
+        let (high, new) = store
+            .ingest(&cp.id, items.clone(), 0)
+            .await
+            .expect("ingest");
         assert_eq!((high, new), (n + 1, n + 1));
         // A resend of the tail: below the mark, nothing new.
         let (_, new) = store
-            .ingest(&cp.id, &items[items.len() - 10..], 0)
+            .ingest(&cp.id, items[items.len() - 10..].to_vec(), 0)
             .await
             .expect("resend");
         assert_eq!(new, 0);
