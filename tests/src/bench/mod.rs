@@ -26,6 +26,16 @@ pub fn rss_kib(pid: u32) -> u64 {
     crate::harness::presto_env::rss_kib(pid)
 }
 
+/// A field of `/proc/PID/status` in KiB (e.g. `RssAnon`, `RssFile`).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// CPU time (user + system) of a process, seconds.
 pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

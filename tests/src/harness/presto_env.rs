@@ -29,6 +29,19 @@ pub const FAST_AGENT: [&str; 10] = [
     "1s",
 ];
 
+/// The agent's production intervals (its defaults), with the tests' namespace and
+/// coordinator access: what an idle agent costs in the field.
+pub const PRODUCTION_AGENT: [&str; 8] = [
+    "--resync-interval",
+    "30s",
+    "--namespace",
+    NAMESPACE,
+    "--coordinator-access",
+    "api-proxy",
+    "--scrape-interval",
+    "15s",
+];
+
 /// One tenant's compute plane with an agent reconciling into a Kubernetes stand-in.
 #[derive(Debug)]
 pub struct PrestoEnv {
@@ -80,8 +93,14 @@ impl PrestoEnv {
 
     /// (Re)starts the agent.
     pub fn start_agent(&mut self, token: Option<String>) {
+        self.start_agent_with(token, &FAST_AGENT);
+    }
+
+    /// (Re)starts the agent with `args` instead of [`FAST_AGENT`].
+    pub fn start_agent_with(&mut self, token: Option<String>, args: &[&str]) {
+        self.agent = None;
         let opts = AgentOptions::for_control_plane(&self.cp, self.agent_dir.clone(), token)
-            .with_args(&FAST_AGENT)
+            .with_args(args)
             .with_args(&["--kubeconfig", &self.kubeconfig.display().to_string()]);
         self.agent = Some(AgentProc::start(opts));
     }
