@@ -157,7 +157,8 @@ async fn main() -> anyhow::Result<()> {
             let fan = bench::fanout(&api, &fleet, &tenant, i).await;
             eprintln!("  all {n} had it after {fan:?} ms");
             times.extend(fan);
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            // Let the 10,000 applied acks of this change be written before the next one.
+            tokio::time::sleep(Duration::from_secs(3)).await;
         }
         for line in cp
             .log()
@@ -237,6 +238,23 @@ async fn main() -> anyhow::Result<()> {
         };
         eprintln!("  back in {back:.1?}; peak RSS {peak_rss} KiB, peak CPU {peak_cpu:.0}%");
         eprintln!("  failures: {}", fleet.fleet.failure_summary());
+        let metrics = reqwest::get(format!("{}/metrics", api.base())).await.ok();
+        let metrics = match metrics {
+            Some(m) => m.text().await.unwrap_or_default(),
+            None => String::new(),
+        };
+        let counter = |name: &str| {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+        };
+        let deferred = counter("tether_sessions_deferred_total ");
+        let queued = counter("tether_tls_handshakes_queued_total ");
+        eprintln!(
+            "  session starts deferred (Goodbye overloaded): {deferred:?}; handshakes that queued: {queued:?}"
+        );
+        r.insert("reconnect_sessions_deferred".into(), json!(deferred));
+        r.insert("reconnect_handshakes_queued".into(), json!(queued));
         for (what, n) in cp.warnings() {
             eprintln!("  control plane warned {n}x: {what}");
         }
