@@ -21,6 +21,9 @@ use tokio::time::Instant;
 
 /// A slot reserved for a compute plane may be used this late.
 const RESERVATION_SLACK: Duration = Duration::from_secs(30);
+/// An agent back this much before its reserved slot waits for it on its connection
+/// rather than being sent away again (timer granularity, clocks read at different points).
+const EARLY_GRACE: Duration = Duration::from_millis(250);
 
 /// What to do with a session start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +82,7 @@ impl Admission {
         if let Some(slot) = s.reserved.remove(cp) {
             // Its slot was counted when it was handed out.
             let early = slot.saturating_duration_since(now);
-            if early > self.max_wait {
+            if early > self.max_wait.max(EARLY_GRACE) {
                 s.reserved.insert(cp.to_owned(), slot);
                 return Decision::RetryAfter(early);
             }
@@ -136,17 +139,24 @@ mod tests {
     async fn a_reserved_slot_is_honoured_when_its_agent_comes_back() {
         let a = Admission::new(10, Duration::ZERO);
         assert_eq!(a.admit("first"), Decision::Wait(Duration::ZERO));
-        let Decision::RetryAfter(after) = a.admit("late") else {
-            panic!("over the rate");
-        };
-        // Others keep arriving meanwhile and take later slots.
         for i in 0..5 {
             assert!(matches!(a.admit(&format!("x{i}")), Decision::RetryAfter(_)));
         }
-        tokio::time::advance(after).await;
+        let Decision::RetryAfter(after) = a.admit("late") else {
+            panic!("over the rate");
+        };
+        assert_eq!(after, Duration::from_millis(600));
+        // Others keep arriving meanwhile and take later slots.
+        for i in 5..10 {
+            assert!(matches!(a.admit(&format!("x{i}")), Decision::RetryAfter(_)));
+        }
+        // Far too early: sent away again, to the same slot.
+        assert_eq!(a.admit("late"), Decision::RetryAfter(after));
+        // A little early: it waits for its slot on the connection.
+        tokio::time::advance(after - Duration::from_millis(100)).await;
         assert_eq!(
             a.admit("late"),
-            Decision::Wait(Duration::ZERO),
+            Decision::Wait(Duration::from_millis(100)),
             "its own slot"
         );
         // Used once only.
