@@ -115,21 +115,14 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         let decisions: Vec<Decision> = (0..20).map(|i| a.admit(&format!("cp{i}"))).collect();
         // 100 ms apart: 0..=500 ms wait on the connection, the rest come back later.
-        let waits: Vec<u128> = decisions
-            .iter()
-            .filter_map(|d| match d {
-                Decision::Wait(w) => Some(w.as_millis()),
-                Decision::RetryAfter(_) => None,
-            })
-            .collect();
+        let (mut waits, mut later) = (Vec::new(), Vec::new());
+        for d in &decisions {
+            match d {
+                Decision::Wait(w) => waits.push(w.as_millis()),
+                Decision::RetryAfter(r) => later.push(r.as_millis()),
+            }
+        }
         assert_eq!(waits, vec![0, 100, 200, 300, 400, 500]);
-        let later: Vec<u128> = decisions
-            .iter()
-            .filter_map(|d| match d {
-                Decision::RetryAfter(r) => Some(r.as_millis()),
-                Decision::Wait(_) => None,
-            })
-            .collect();
         assert_eq!(later.first(), Some(&600));
         assert_eq!(later.last(), Some(&1900));
         assert!(later.windows(2).all(|w| w[1] - w[0] == 100), "{later:?}");

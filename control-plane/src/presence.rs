@@ -220,14 +220,11 @@ mod tests {
         let p = Presence::default();
         p.applied(&cp.id, g1, "[]".into());
         p.flush(&store).await;
-        assert!(
-            store
-                .get_cluster(&cp.id, "etl")
-                .await
-                .expect("get")
-                .is_some(),
-            "deletion not applied yet"
-        );
+        let etl_exists = |s: &SqliteStore| {
+            let (s, id) = (s.clone(), cp.id.clone());
+            async move { s.get_cluster(&id, "etl").await.expect("get").is_some() }
+        };
+        assert!(etl_exists(&store).await, "deletion not applied yet");
         p.applied(&cp.id, g2, r#"[{"cluster":"etl"}]"#.into());
         // A late ack of an older generation does not move it back.
         p.applied(&cp.id, g1, "[]".into());
@@ -239,13 +236,6 @@ mod tests {
             .expect("cp");
         assert_eq!(row.applied_generation, g2);
         assert_eq!(row.applied_conditions, r#"[{"cluster":"etl"}]"#);
-        assert!(
-            store
-                .get_cluster(&cp.id, "etl")
-                .await
-                .expect("get")
-                .is_none(),
-            "deletion finished"
-        );
+        assert!(!etl_exists(&store).await, "deletion finished");
     }
 }

@@ -23,6 +23,28 @@ async fn bump(tx: &mut Tx<'_>, cp: &str) -> Result<i64, StoreError> {
     Ok(row.try_get("generation")?)
 }
 
+/// Rows `(compute_plane_id, name, spec)` of `query` bound to `tenant`, as
+/// `(compute plane, (name, spec))`.
+async fn named_specs<'q>(
+    tx: &mut Tx<'_>,
+    query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    tenant: &'q str,
+) -> Result<Vec<(String, (String, String))>, StoreError> {
+    query
+        .bind(tenant)
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get("compute_plane_id")?,
+                (r.try_get("name")?, r.try_get("spec")?),
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
 fn cluster_row(r: &SqliteRow) -> Result<ClusterRow, sqlx::Error> {
     Ok(ClusterRow {
         name: r.try_get("name")?,
@@ -311,28 +333,20 @@ impl DesiredStateStore for SqliteStore {
             "SELECT c.compute_plane_id, c.name, c.spec FROM clusters c \
              JOIN compute_planes p ON p.id = c.compute_plane_id \
              WHERE p.tenant_id = ? AND c.deleted_generation IS NULL ORDER BY c.name",
-        )
-        .bind(tenant)
-        .fetch_all(&mut *tx)
-        .await?;
-        for r in &clusters {
-            let cp: String = r.try_get("compute_plane_id")?;
+        );
+        for (cp, spec) in named_specs(&mut tx, clusters, tenant).await? {
             if let Some(d) = out.get_mut(&cp) {
-                d.clusters.push((r.try_get("name")?, r.try_get("spec")?));
+                d.clusters.push(spec);
             }
         }
         let catalogs = sqlx::query(
             "SELECT c.compute_plane_id, c.name, c.spec FROM catalogs c \
              JOIN compute_planes p ON p.id = c.compute_plane_id \
              WHERE p.tenant_id = ? ORDER BY c.name",
-        )
-        .bind(tenant)
-        .fetch_all(&mut *tx)
-        .await?;
-        for r in &catalogs {
-            let cp: String = r.try_get("compute_plane_id")?;
+        );
+        for (cp, spec) in named_specs(&mut tx, catalogs, tenant).await? {
             if let Some(d) = out.get_mut(&cp) {
-                d.catalogs.push((r.try_get("name")?, r.try_get("spec")?));
+                d.catalogs.push(spec);
             }
         }
         tx.commit().await?;
