@@ -2,11 +2,10 @@
 //! The agent always gets the whole document: on every session start and after every
 //! change. A change written while no session is live simply waits for the next one.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tether_proto::v1::{ControlMessage, control_message};
-use tether_shared::spec::{CatalogSpec, ClusterSpec, DesiredState};
+use tether_shared::spec::DesiredState;
 
 use crate::state::AppState;
 use crate::store::{Store, StoreError, StoredDesiredState};
@@ -15,66 +14,24 @@ use tokio::sync::mpsc;
 /// How long a push may wait for a slow session's queue.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why the desired state cannot be sent.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A stored spec no longer parses (e.g. written by a newer version). Sending the
-    /// document without it would make the agent delete that cluster, so nothing is sent.
-    #[error("stored {kind} {name:?} is unreadable: {message}")]
-    Unreadable {
-        /// `cluster` or `catalog`.
-        kind: &'static str,
-        /// Its name.
-        name: String,
-        /// Parser message.
-        message: String,
-    },
+/// Reads the desired state (every stored spec parses, or the store says it is corrupt:
+/// sending the document without that spec would make the agent delete the cluster, so
+/// nothing is sent).
+pub async fn load(store: &dyn Store, cp: &str) -> Result<DesiredState, StoreError> {
+    Ok(build(store.desired_state(cp).await?))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(
-    kind: &'static str,
-    rows: Vec<(String, String)>,
-) -> Result<BTreeMap<String, T>, LoadError> {
-    rows.into_iter()
-        .map(|(name, json)| match serde_json::from_str(&json) {
-            Ok(spec) => Ok((name, spec)),
-            Err(e) => Err(LoadError::Unreadable {
-                kind,
-                name,
-                message: e.to_string(),
-            }),
-        })
-        .collect()
-}
-
-/// Reads the desired state; every stored spec must parse.
-pub async fn load(store: &dyn Store, cp: &str) -> Result<DesiredState, LoadError> {
-    build(cp, store.desired_state(cp).await?)
-}
-
-/// The document from its stored parts: every spec must parse; the compute plane's own
-/// settings override its tenant's, key by key.
-fn build(cp: &str, stored: StoredDesiredState) -> Result<DesiredState, LoadError> {
-    let clusters: BTreeMap<String, ClusterSpec> = parse("cluster", stored.clusters)?;
-    let catalogs: BTreeMap<String, CatalogSpec> = parse("catalog", stored.catalogs)?;
-    let settings_of = |json: &str| {
-        serde_json::from_str::<BTreeMap<String, String>>(json).map_err(|e| LoadError::Unreadable {
-            kind: "settings",
-            name: cp.to_owned(),
-            message: e.to_string(),
-        })
-    };
-    let mut settings = settings_of(&stored.tenant_settings)?;
-    settings.extend(settings_of(&stored.settings)?);
-    Ok(DesiredState {
+/// The document from its stored parts: the compute plane's own settings override its
+/// tenant's, key by key.
+fn build(stored: StoredDesiredState) -> DesiredState {
+    let mut settings = stored.tenant_settings;
+    settings.extend(stored.settings);
+    DesiredState {
         generation: stored.generation,
-        clusters,
-        catalogs,
+        clusters: stored.clusters,
+        catalogs: stored.catalogs,
         settings,
-    })
+    }
 }
 
 /// Sends the current desired state to the compute plane's live session, if it has one
@@ -104,13 +61,7 @@ pub async fn push_tenant(state: &AppState, tenant: &str) -> Result<usize, StoreE
         let Some(tx) = state.sessions.sender(&cp) else {
             continue;
         };
-        let desired = match build(&cp, stored) {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(compute_plane = %cp, error = %e, "cannot load desired state; not pushing");
-                continue;
-            }
-        };
+        let desired = build(stored);
         match tx.try_send(message(&desired)) {
             Ok(()) => {
                 pushed(&cp, desired.generation);

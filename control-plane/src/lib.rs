@@ -9,6 +9,7 @@
 pub mod account_binding;
 pub mod admission;
 pub mod api;
+pub mod authz;
 pub mod ca;
 pub mod clock;
 pub mod dashboard;
@@ -30,12 +31,13 @@ use std::time::Duration;
 use tether_shared::{files, tokens};
 use tokio::net::TcpListener;
 
+use crate::authz::Role;
 use crate::ca::Ca;
 use crate::clock::{Clock, SystemClock};
 use crate::sessions::{Registry, reason};
 use crate::state::{AppState, SessionSettings};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Role, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// The whole HTTP side: the REST API, the dashboard, and the security headers on every
 /// response.

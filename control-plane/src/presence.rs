@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tether_shared::status::Condition;
 use tokio::sync::Notify;
 
 use crate::store::{PresenceUpdate, SessionStart, Store};
@@ -31,7 +32,7 @@ pub const MAX_BATCH: usize = 1000;
 struct Pending {
     connected: Option<SessionStart>,
     heartbeat: Option<(String, i64)>,
-    applied: Option<(i64, String)>,
+    applied: Option<(i64, Vec<Condition>)>,
     disconnected: Option<String>,
 }
 
@@ -67,8 +68,8 @@ impl Presence {
         self.update(cp, |p| p.heartbeat = Some((session_id.to_owned(), at)));
     }
 
-    /// The agent applied `generation`, with `conditions` (JSON array).
-    pub fn applied(&self, cp: &str, generation: i64, conditions: String) {
+    /// The agent applied `generation`, with `conditions`.
+    pub fn applied(&self, cp: &str, generation: i64, conditions: Vec<Condition>) {
         self.update(cp, |p| match &p.applied {
             Some((g, _)) if *g > generation => {}
             _ => p.applied = Some((generation, conditions)),
@@ -142,7 +143,7 @@ impl Presence {
 mod tests {
     use super::*;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{DesiredStateStore, Store};
+    use crate::store::{ComputePlaneStore, DesiredStateStore};
 
     fn start(id: &str) -> SessionStart {
         SessionStart {
@@ -207,8 +208,10 @@ mod tests {
     #[tokio::test]
     async fn applied_acks_keep_the_highest_generation_and_finish_deletes() {
         let (_dir, store, cp) = crate::store::sqlite::test_store().await;
+        let spec = serde_json::from_str(r#"{"presto_version": "0.293", "workers": {"count": 1}}"#)
+            .expect("spec");
         let g1 = store
-            .put_cluster(&cp.id, "etl", "{}", &[], 1)
+            .put_cluster(&cp.id, "etl", &spec, 1)
             .await
             .expect("put")
             .expect("no conflict");
@@ -218,16 +221,20 @@ mod tests {
             .expect("delete")
             .expect("was there");
         let p = Presence::default();
-        p.applied(&cp.id, g1, "[]".into());
+        let etl = Condition {
+            cluster: "etl".into(),
+            ..Condition::default()
+        };
+        p.applied(&cp.id, g1, vec![]);
         p.flush(&store).await;
         let etl_exists = |s: &SqliteStore| {
             let (s, id) = (s.clone(), cp.id.clone());
             async move { s.get_cluster(&id, "etl").await.expect("get").is_some() }
         };
         assert!(etl_exists(&store).await, "deletion not applied yet");
-        p.applied(&cp.id, g2, r#"[{"cluster":"etl"}]"#.into());
+        p.applied(&cp.id, g2, vec![etl.clone()]);
         // A late ack of an older generation does not move it back.
-        p.applied(&cp.id, g1, "[]".into());
+        p.applied(&cp.id, g1, vec![]);
         p.flush(&store).await;
         let row = store
             .get_compute_plane(&cp.id)
@@ -235,7 +242,7 @@ mod tests {
             .expect("get")
             .expect("cp");
         assert_eq!(row.applied_generation, g2);
-        assert_eq!(row.applied_conditions, r#"[{"cluster":"etl"}]"#);
+        assert_eq!(row.applied_conditions, vec![etl]);
         assert!(!etl_exists(&store).await, "deletion finished");
     }
 }

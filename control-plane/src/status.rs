@@ -2,8 +2,8 @@
 //! per-cluster conditions, and observed cluster status. Stored as the agent sent it
 //! (bounded), shown by the API next to the spec.
 
-use serde_json::{Value, json};
 use tether_proto::v1 as pb;
+use tether_shared::status::{ClusterStatus, Condition, Phase};
 
 use crate::state::AppState;
 
@@ -16,28 +16,27 @@ fn clip(s: &str) -> String {
     s.chars().take(MAX_TEXT).collect()
 }
 
-/// The API form of a condition.
-pub fn condition_json(c: &pb::ClusterCondition) -> Value {
-    json!({
-        "cluster": clip(&c.cluster),
-        "type": clip(&c.r#type),
-        "status": clip(&c.status),
-        "reason": clip(&c.reason),
-        "message": clip(&c.message),
-        "last_transition_unix_ms": c.last_transition_unix_ms,
-    })
+/// A condition as the agent reported it, clipped.
+pub fn condition(c: &pb::ClusterCondition) -> Condition {
+    Condition {
+        cluster: clip(&c.cluster),
+        kind: clip(&c.r#type),
+        status: clip(&c.status),
+        reason: clip(&c.reason),
+        message: clip(&c.message),
+        last_transition_unix_ms: c.last_transition_unix_ms,
+    }
 }
 
 /// Records an `Applied` ack (written behind, see [`crate::presence`]).
 pub fn record_applied(state: &AppState, cp: &str, a: &pb::Applied) {
-    let conditions: Vec<Value> = a
+    let conditions = a
         .conditions
         .iter()
         .take(MAX_CONDITIONS)
-        .map(condition_json)
+        .map(condition)
         .collect();
-    let text = Value::Array(conditions).to_string();
-    state.presence.applied(cp, a.generation, text);
+    state.presence.applied(cp, a.generation, conditions);
     tracing::info!(
         compute_plane = cp,
         generation = a.generation,
@@ -45,21 +44,30 @@ pub fn record_applied(state: &AppState, cp: &str, a: &pb::Applied) {
     );
 }
 
+/// A cluster's status as the agent reported it, clipped.
+pub fn cluster_status(c: &pb::ClusterStatus) -> ClusterStatus {
+    ClusterStatus {
+        phase: Phase::parse(&c.phase),
+        coordinator_ready: c.coordinator_ready,
+        ready_workers: c.ready_workers,
+        desired_workers: c.desired_workers,
+        endpoint: Some(clip(&c.endpoint)).filter(|e| !e.is_empty()),
+        conditions: c
+            .conditions
+            .iter()
+            .take(MAX_CONDITIONS)
+            .map(condition)
+            .collect(),
+        last_error: Some(clip(&c.last_error)).filter(|e| !e.is_empty()),
+    }
+}
+
 /// Records a `Status` report, cluster by cluster.
 pub async fn record_status(state: &AppState, cp: &str, st: pb::Status) {
     for c in st.clusters.iter().take(1000) {
-        let body = json!({
-            "phase": clip(&c.phase),
-            "coordinator_ready": c.coordinator_ready,
-            "ready_workers": c.ready_workers,
-            "desired_workers": c.desired_workers,
-            "endpoint": clip(&c.endpoint),
-            "conditions": c.conditions.iter().take(MAX_CONDITIONS).map(condition_json).collect::<Vec<_>>(),
-            "last_error": if c.last_error.is_empty() { Value::Null } else { Value::String(clip(&c.last_error)) },
-        });
         if let Err(e) = state
             .store
-            .record_cluster_status(cp, &c.name, &body.to_string(), c.observed_generation)
+            .record_cluster_status(cp, &c.name, &cluster_status(c), c.observed_generation)
             .await
         {
             tracing::warn!(compute_plane = cp, cluster = %c.name, error = %e, "recording cluster status failed");

@@ -5,6 +5,7 @@
 //! - [`names`]: DNS-1123 label validation for everything that becomes a name.
 //! - [`identity`]: the agent identity carried in a certificate's URI SAN.
 //! - [`spec`]: cluster and catalog specs, their validation, the desired state.
+//! - [`status`]: what the agent observes of a cluster (phase, conditions).
 //! - [`pki`]: PEM parsing and certificate facts (serial, expiry, identity).
 //! - [`timestamps`]: Unix-ms timestamps and RFC 3339.
 //! - [`tokens`]: bearer and bootstrap tokens, and their hashes.
@@ -18,6 +19,7 @@ pub mod names;
 pub mod pki;
 pub mod redact;
 pub mod spec;
+pub mod status;
 pub mod timestamps;
 pub mod tokens;
 

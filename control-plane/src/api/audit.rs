@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 
 use super::auth::{Authenticated, Principal, bearer};
 use super::error::ApiError;
+use crate::authz::Role;
 use crate::state::AppState;
-use crate::store::{AuditEntry, AuditFilter, AuditResult, Role};
+use crate::store::{AuditEntry, AuditFilter, AuditResult};
 
 /// What the audit entry of a request says about where it came from.
 pub struct Origin<'a> {

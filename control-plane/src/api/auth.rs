@@ -6,8 +6,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::error::ApiError;
+use crate::authz::Role;
 use crate::state::AppState;
-use crate::store::Role;
 
 /// The authenticated caller.
 #[derive(Debug, Clone)]

@@ -12,13 +12,14 @@ use super::auth::Principal;
 use super::compute_planes::visible_cp;
 use super::error::ApiError;
 use super::json::ApiJson;
+use crate::authz::Role;
 use crate::state::AppState;
-use crate::store::{CatalogRow, DesiredStateConflict, Role};
+use crate::store::{CatalogRow, DesiredStateConflict};
 
 fn catalog_json(row: &CatalogRow) -> Value {
     json!({
         "name": row.name,
-        "spec": serde_json::from_str::<Value>(&row.spec).unwrap_or(Value::Null),
+        "spec": row.spec,
         "generation": row.generation,
     })
 }
@@ -117,10 +118,9 @@ pub async fn put(
         message: e.to_string(),
         field: Some(e.field),
     })?;
-    let text = serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
     let generation = s
         .store
-        .put_catalog(&cp.id, &name, &text, s.clock.now())
+        .put_catalog(&cp.id, &name, &spec, s.clock.now())
         .await?;
     tracing::info!(compute_plane = %cp.id, catalog = %name, generation, by = %p.token_id, "catalog written");
     crate::desired::push(&s, &cp.id).await;

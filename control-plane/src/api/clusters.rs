@@ -7,57 +7,62 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use tether_shared::spec::{ClusterSpec, validate_cluster_name};
+use tether_shared::status::{ClusterStatus, Phase};
 
 use super::auth::Principal;
 use super::compute_planes::visible_cp;
 use super::error::ApiError;
 use super::json::ApiJson;
+use crate::authz::Role;
 use crate::state::AppState;
-use crate::store::{ClusterRow, DesiredStateConflict, Role};
+use crate::store::{ClusterRow, DesiredStateConflict};
 
 /// The API form of a cluster. `generation` is the compute plane's desired generation and
 /// `observed_generation` the one the agent last reconciled this cluster at, so the two
 /// are equal exactly when the agent has caught up.
-pub fn cluster_json(row: &ClusterRow, generation: i64) -> Value {
-    let spec: Value = serde_json::from_str(&row.spec).unwrap_or(Value::Null);
-    let reported: Option<Value> = row
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterView {
+    /// Name.
+    pub name: String,
+    /// The desired spec.
+    pub spec: ClusterSpec,
+    /// The compute plane's desired generation.
+    pub generation: i64,
+    /// The generation the agent last reconciled this cluster at.
+    pub observed_generation: i64,
+    /// What the agent observed, with the phase the control plane knows better.
+    pub status: ClusterStatus,
+}
+
+/// The view of a cluster row.
+pub fn cluster_view(row: &ClusterRow, generation: i64) -> ClusterView {
+    let mut status = row
         .status
-        .as_deref()
-        .and_then(|s| serde_json::from_str(s).ok());
-    let desired_workers = serde_json::from_str::<ClusterSpec>(&row.spec)
-        .map(|s| s.workers.initial())
-        .unwrap_or(0);
-    let mut status = reported.clone().unwrap_or_else(|| {
-        json!({
-            "phase": "Pending",
-            "coordinator_ready": false,
-            "ready_workers": 0,
-            "desired_workers": desired_workers,
-            "endpoint": null,
-            "conditions": [],
-            "last_error": null,
-        })
-    });
-    let phase = if row.deleted_generation.is_some() {
-        Some("Deleting")
-    } else if reported.as_ref().is_some_and(|r| r["phase"] != "Failed")
+        .clone()
+        .unwrap_or_else(|| ClusterStatus::pending(row.spec.workers.initial()));
+    if row.deleted_generation.is_some() {
+        status.phase = Phase::Deleting;
+    } else if row
+        .status
+        .as_ref()
+        .is_some_and(|r| r.phase != Phase::Failed)
         && row.observed_generation < row.generation
     {
         // The agent has not reconciled the latest spec of this cluster yet.
-        Some("Applying")
-    } else {
-        None
-    };
-    if let (Some(p), Some(obj)) = (phase, status.as_object_mut()) {
-        obj.insert("phase".into(), Value::String(p.into()));
+        status.phase = Phase::Applying;
     }
-    json!({
-        "name": row.name,
-        "spec": spec,
-        "generation": generation,
-        "observed_generation": row.observed_generation,
-        "status": status,
-    })
+    ClusterView {
+        name: row.name.clone(),
+        spec: row.spec.clone(),
+        generation,
+        observed_generation: row.observed_generation,
+        status,
+    }
+}
+
+/// The JSON of [`cluster_view`].
+pub fn cluster_json(row: &ClusterRow, generation: i64) -> Value {
+    serde_json::to_value(cluster_view(row, generation)).unwrap_or(Value::Null)
 }
 
 fn validate_name(name: &str) -> Result<(), ApiError> {
@@ -162,10 +167,9 @@ pub async fn put(
         message: e.to_string(),
         field: Some(e.field),
     })?;
-    let text = serde_json::to_string(&spec).map_err(|e| ApiError::Internal(e.to_string()))?;
     let generation = match s
         .store
-        .put_cluster(&cp.id, &name, &text, &spec.catalogs, s.clock.now())
+        .put_cluster(&cp.id, &name, &spec, s.clock.now())
         .await?
     {
         Ok(g) => g,

@@ -12,9 +12,10 @@ use super::auth::Principal;
 use super::error::ApiError;
 use super::json::{ApiJson, OptionalApiJson};
 use super::rfc3339;
+use crate::authz::Role;
 use crate::sessions::reason;
 use crate::state::AppState;
-use crate::store::{ComputePlane, Role};
+use crate::store::ComputePlane;
 
 /// Default and bounds of enrollment token lifetimes.
 const DEFAULT_ENROLLMENT_TTL: u64 = 3600;
@@ -51,7 +52,7 @@ pub fn compute_plane_json(cp: &ComputePlane) -> Value {
         "created_at": rfc3339(cp.created_at),
         "generation": cp.generation,
         "applied_generation": cp.applied_generation,
-        "applied_conditions": serde_json::from_str::<Value>(&cp.applied_conditions).unwrap_or(Value::Null),
+        "applied_conditions": cp.applied_conditions,
         "telemetry_dropped_records": cp.telemetry_dropped,
         "agent": {
             "connected": a.connected,
@@ -293,15 +294,15 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The settings as the JSON object stored and sent, or which field is wrong.
-    pub fn validated(self) -> Result<serde_json::Map<String, Value>, ApiError> {
-        let mut settings = serde_json::Map::new();
+    /// The settings as stored and sent, or which field is wrong.
+    pub fn validated(self) -> Result<crate::store::Settings, ApiError> {
+        let mut settings = crate::store::Settings::new();
         if let Some(mode) = self.query_text_redaction {
             mode.parse::<tether_shared::redact::RedactionMode>()
                 .map_err(|_| {
                     ApiError::field("query_text_redaction", "must be redacted, full or none")
                 })?;
-            settings.insert("query_text_redaction".into(), Value::String(mode));
+            settings.insert("query_text_redaction".into(), mode);
         }
         Ok(settings)
     }
@@ -338,9 +339,8 @@ pub async fn put_settings(
     let cp = visible_cp(&s, &p, &cp).await?;
     p.require(Role::Admin, "change compute plane settings")?;
     let settings = body.validated()?;
-    let text = Value::Object(settings.clone()).to_string();
-    let generation = s.store.put_settings(&cp.id, &text).await?;
-    tracing::info!(compute_plane = %cp.id, generation, settings = %text, by = %p.token_id, "settings changed");
+    let generation = s.store.put_settings(&cp.id, &settings).await?;
+    tracing::info!(compute_plane = %cp.id, generation, settings = ?settings, by = %p.token_id, "settings changed");
     crate::desired::push(&s, &cp.id).await;
     Ok(Json(
         json!({"settings": settings, "generation": generation}),

@@ -37,6 +37,9 @@ pub enum ApiError {
     /// 500; details are logged, not sent.
     #[error("internal error")]
     Internal(String),
+    /// 503: the database cannot be reached; retry later. Details are logged, not sent.
+    #[error("the control plane's database is unavailable; retry shortly")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -50,6 +53,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -67,6 +71,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::NotFound(what) => ApiError::NotFound(what),
+            StoreError::Unavailable(detail) => ApiError::Unavailable(detail),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -84,6 +89,10 @@ impl IntoResponse for ApiError {
             ApiError::Internal(detail) => {
                 tracing::error!(%detail, "API request failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(%detail, "API request failed: database unavailable");
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
         };
         let field = match &self {

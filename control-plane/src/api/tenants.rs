@@ -12,8 +12,9 @@ use super::auth::Principal;
 use super::error::ApiError;
 use super::json::ApiJson;
 use super::rfc3339;
+use crate::authz::Role;
 use crate::state::AppState;
-use crate::store::{Role, Tenant};
+use crate::store::Tenant;
 
 /// `POST /tenants` body.
 #[derive(Debug, Deserialize)]
@@ -42,7 +43,7 @@ fn tenant_json(t: &Tenant) -> Value {
         "aws_account_id": t.aws_account_id,
         "account_binding": t.account_binding && t.aws_account_id.is_some(),
         "created_at": rfc3339(t.created_at),
-        "settings": serde_json::from_str::<Value>(&t.settings).unwrap_or_else(|_| json!({})),
+        "settings": t.settings,
     })
 }
 
@@ -201,13 +202,12 @@ pub async fn put_settings(
     p.see(&tenant, "tenant")?;
     p.require(Role::Admin, "change tenant settings")?;
     let settings = body.validated()?;
-    let text = Value::Object(settings.clone()).to_string();
     let t0 = std::time::Instant::now();
-    let n = s.store.put_tenant_settings(&tenant, &text).await?;
+    let n = s.store.put_tenant_settings(&tenant, &settings).await?;
     let written = t0.elapsed();
     let pushed = crate::desired::push_tenant(&s, &tenant).await?;
     tracing::info!(
-        %tenant, compute_planes = n, pushed, settings = %text, by = %p.token_id,
+        %tenant, compute_planes = n, pushed, settings = ?settings, by = %p.token_id,
         write_ms = written.as_millis() as u64, push_ms = (t0.elapsed() - written).as_millis() as u64,
         "tenant settings changed"
     );

@@ -6,7 +6,7 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 
 use super::session::Session;
-use crate::store::Role;
+use crate::authz::Role;
 
 /// A whole page.
 pub fn page(session: Option<&Session>, title: &str, content: Markup) -> Html<String> {

@@ -19,8 +19,8 @@ use super::session::{FormPost, Session};
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
 use crate::api::{audit, catalogs, clusters, compute_planes, telemetry, tenants, usage};
+use crate::authz::Role;
 use crate::state::AppState;
-use crate::store::Role;
 
 type Page = Result<Response, Response>;
 

@@ -1,11 +1,11 @@
-//! SQLite implementation of telemetry storage: one transaction per batch (the batch is the
+//! SQLite: telemetry storage, one transaction per batch (the batch is the
 //! unit the agent gets acked for), dedup by sequence number and by query id.
 
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::sqlite::SqliteStore;
-use super::{QueryFilter, QueryRow, StoreError, TelemetryItem, TelemetryStore};
+use super::{SqliteStore, Tx};
+use crate::store::{QueryFilter, QueryRow, StoreError, TelemetryItem, TelemetryStore, page_of};
 
 fn query_row(r: &sqlx::sqlite::SqliteRow) -> Result<QueryRow, sqlx::Error> {
     Ok(QueryRow {
@@ -46,11 +46,7 @@ const QUERY_COLUMNS: &str = "compute_plane_id, query_id, cluster, user, source, 
      elapsed_time_ms, cpu_time_ms, peak_memory_bytes, input_rows, input_bytes, output_rows, query, fingerprint";
 
 /// One multi-row `INSERT OR IGNORE` of query records (a repeated query id is skipped).
-async fn insert_queries(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    cp: &str,
-    rows: Vec<super::QueryRow>,
-) -> Result<(), sqlx::Error> {
+async fn insert_queries(tx: &mut Tx<'_>, cp: &str, rows: Vec<QueryRow>) -> Result<(), sqlx::Error> {
     let one = format!("({})", vec!["?"; 22].join(", "));
     let sql = format!(
         "INSERT OR IGNORE INTO query_records ({QUERY_COLUMNS}) VALUES {}",
@@ -90,7 +86,7 @@ async fn insert_queries(
 
 /// One batch of one compute plane, inside the caller's write transaction.
 async fn ingest_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx<'_>,
     cp: &str,
     items: Vec<(u64, TelemetryItem)>,
     dropped_total: u64,
@@ -122,9 +118,8 @@ async fn ingest_in(
                     .bind(value)
                     .execute(&mut **tx)
                     .await?;
-                if super::sqlite_audit::NODE_SERIES.contains(&name.as_str()) {
-                    super::sqlite_audit::accrue_usage(tx, cp, &cluster, &name, ts_ms, value)
-                        .await?;
+                if crate::store::usage::NODE_SERIES.contains(&name.as_str()) {
+                    super::usage::accrue(tx, cp, &cluster, &name, ts_ms, value).await?;
                 }
             }
             TelemetryItem::Query(q) => queries.push(*q),
@@ -221,7 +216,7 @@ impl TelemetryStore for SqliteStore {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let (page, more) = super::sqlite::page_of(rows, limit);
+        let (page, more) = page_of(rows, limit);
         let next = if more {
             page.last().map(|r| r.try_get::<i64, _>("id")).transpose()?
         } else {
@@ -279,62 +274,5 @@ impl TelemetryStore for SqliteStore {
                 .rows_affected();
         }
         Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::QueryFilter;
-
-    fn q(id: &str) -> TelemetryItem {
-        TelemetryItem::Query(Box::new(QueryRow {
-            query_id: id.to_owned(),
-            cluster: "etl".into(),
-            state: "FINISHED".into(),
-            query: "SELECT ?".into(),
-            ..QueryRow::default()
-        }))
-    }
-
-    /// Many rows per statement: every record once, across statement boundaries, repeated
-    /// ids (in one batch and in a resend) skipped, sequence numbers at or below the mark
-    /// ignored.
-    #[tokio::test]
-    async fn batched_inserts_keep_every_record_once() {
-        let (_dir, store, cp) = super::super::sqlite::test_store().await;
-        let n = QUERY_ROWS_PER_INSERT as u64 * 3 + 5;
-        let mut items: Vec<(u64, TelemetryItem)> =
-            (1..=n).map(|i| (i, q(&format!("q{i}")))).collect();
-        items.push((n + 1, q("q1")));
-        let (high, new) = store
-            .ingest(&cp.id, items.clone(), 0)
-            .await
-            .expect("ingest");
-        assert_eq!((high, new), (n + 1, n + 1));
-        // A resend of the tail: below the mark, nothing new.
-        let (_, new) = store
-            .ingest(&cp.id, items[items.len() - 10..].to_vec(), 0)
-            .await
-            .expect("resend");
-        assert_eq!(new, 0);
-        let mut seen = std::collections::BTreeSet::new();
-        let mut cursor = None;
-        loop {
-            let f = QueryFilter {
-                limit: 100,
-                cursor,
-                ..QueryFilter::default()
-            };
-            let (page, next) = store.query_log(&cp.id, &f).await.expect("query log");
-            for r in page {
-                assert!(seen.insert(r.query_id.clone()), "{} twice", r.query_id);
-            }
-            match next {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
-        }
-        assert_eq!(seen.len() as u64, n);
     }
 }

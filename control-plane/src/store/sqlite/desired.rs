@@ -1,15 +1,18 @@
-//! SQLite implementation of the desired-state part of the store.
+//! SQLite: desired state and the agent's reports about it.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
+use tether_shared::spec::{CatalogSpec, ClusterSpec};
+use tether_shared::status::{ClusterStatus, Condition};
 
-use super::sqlite::SqliteStore;
-use super::{
-    CatalogRow, ClusterRow, DesiredStateConflict, DesiredStateStore, StoreError, StoredDesiredState,
+use super::{SqliteStore, Tx};
+use crate::store::{
+    CatalogRow, ClusterRow, DesiredStateConflict, DesiredStateStore, Settings, StoreError,
+    StoredDesiredState, from_json, to_json,
 };
-
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
 /// Bumps and returns the compute plane's generation inside `tx`.
 async fn bump(tx: &mut Tx<'_>, cp: &str) -> Result<i64, StoreError> {
@@ -45,23 +48,40 @@ async fn named_specs<'q>(
         .map_err(StoreError::from)
 }
 
-fn cluster_row(r: &SqliteRow) -> Result<ClusterRow, sqlx::Error> {
+fn cluster_row(r: &SqliteRow) -> Result<ClusterRow, StoreError> {
+    let name: String = r.try_get("name")?;
+    let spec: String = r.try_get("spec")?;
+    let status: Option<String> = r.try_get("status")?;
     Ok(ClusterRow {
-        name: r.try_get("name")?,
-        spec: r.try_get("spec")?,
+        spec: from_json("cluster", &name, &spec)?,
+        status: status
+            .map(|s| from_json::<ClusterStatus>("cluster status", &name, &s))
+            .transpose()?,
         generation: r.try_get("generation")?,
         deleted_generation: r.try_get("deleted_generation")?,
-        status: r.try_get("status")?,
         observed_generation: r.try_get("observed_generation")?,
+        name,
     })
 }
 
-fn catalog_row(r: &SqliteRow) -> Result<CatalogRow, sqlx::Error> {
+fn catalog_row(r: &SqliteRow) -> Result<CatalogRow, StoreError> {
+    let name: String = r.try_get("name")?;
+    let spec: String = r.try_get("spec")?;
     Ok(CatalogRow {
-        name: r.try_get("name")?,
-        spec: r.try_get("spec")?,
+        spec: from_json("catalog", &name, &spec)?,
         generation: r.try_get("generation")?,
+        name,
     })
+}
+
+/// `(name, spec)` rows as specs by name.
+fn specs<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    rows: Vec<(String, String)>,
+) -> Result<BTreeMap<String, T>, StoreError> {
+    rows.into_iter()
+        .map(|(name, json)| Ok((name.clone(), from_json(what, &name, &json)?)))
+        .collect()
 }
 
 #[async_trait]
@@ -70,12 +90,11 @@ impl DesiredStateStore for SqliteStore {
         &self,
         cp: &str,
         name: &str,
-        spec: &str,
-        catalogs: &[String],
+        spec: &ClusterSpec,
         now: i64,
     ) -> Result<Result<i64, DesiredStateConflict>, StoreError> {
         let (_turn, mut tx) = self.write_tx().await?;
-        for (i, c) in catalogs.iter().enumerate() {
+        for (i, c) in spec.catalogs.iter().enumerate() {
             let found =
                 sqlx::query("SELECT 1 FROM catalogs WHERE compute_plane_id = ? AND name = ?")
                     .bind(cp)
@@ -95,7 +114,7 @@ impl DesiredStateStore for SqliteStore {
         )
         .bind(cp)
         .bind(name)
-        .bind(spec)
+        .bind(to_json(spec))
         .bind(generation)
         .bind(now)
         .execute(&mut *tx)
@@ -144,7 +163,7 @@ impl DesiredStateStore for SqliteStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(cluster_row).transpose()?)
+        row.as_ref().map(cluster_row).transpose()
     }
 
     async fn list_clusters(&self, cp: &str) -> Result<Vec<ClusterRow>, StoreError> {
@@ -152,14 +171,14 @@ impl DesiredStateStore for SqliteStore {
             .bind(cp)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(cluster_row).collect::<Result<_, _>>()?)
+        rows.iter().map(cluster_row).collect()
     }
 
     async fn put_catalog(
         &self,
         cp: &str,
         name: &str,
-        spec: &str,
+        spec: &CatalogSpec,
         now: i64,
     ) -> Result<i64, StoreError> {
         let (_turn, mut tx) = self.write_tx().await?;
@@ -171,7 +190,7 @@ impl DesiredStateStore for SqliteStore {
         )
         .bind(cp)
         .bind(name)
-        .bind(spec)
+        .bind(to_json(spec))
         .bind(generation)
         .bind(now)
         .execute(&mut *tx)
@@ -227,7 +246,7 @@ impl DesiredStateStore for SqliteStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(catalog_row).transpose()?)
+        row.as_ref().map(catalog_row).transpose()
     }
 
     async fn list_catalogs(&self, cp: &str) -> Result<Vec<CatalogRow>, StoreError> {
@@ -235,7 +254,7 @@ impl DesiredStateStore for SqliteStore {
             .bind(cp)
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(catalog_row).collect::<Result<_, _>>()?)
+        rows.iter().map(catalog_row).collect()
     }
 
     async fn desired_state(&self, cp: &str) -> Result<StoredDesiredState, StoreError> {
@@ -272,17 +291,21 @@ impl DesiredStateStore for SqliteStore {
         tx.commit().await?;
         Ok(StoredDesiredState {
             generation,
-            clusters,
-            catalogs,
-            settings,
-            tenant_settings,
+            clusters: specs("cluster", clusters)?,
+            catalogs: specs("catalog", catalogs)?,
+            settings: from_json("settings", cp, &settings)?,
+            tenant_settings: from_json("tenant settings", cp, &tenant_settings)?,
         })
     }
 
-    async fn put_tenant_settings(&self, tenant: &str, settings: &str) -> Result<u64, StoreError> {
+    async fn put_tenant_settings(
+        &self,
+        tenant: &str,
+        settings: &Settings,
+    ) -> Result<u64, StoreError> {
         let (_turn, mut tx) = self.write_tx().await?;
         let found = sqlx::query("UPDATE tenants SET settings = ? WHERE id = ?")
-            .bind(settings)
+            .bind(to_json(settings))
             .bind(tenant)
             .execute(&mut *tx)
             .await?;
@@ -310,33 +333,37 @@ impl DesiredStateStore for SqliteStore {
             .await?
             .ok_or(StoreError::NotFound("tenant"))?
             .try_get("settings")?;
-        let mut out: std::collections::BTreeMap<String, StoredDesiredState> =
+        let tenant_settings: Settings = from_json("tenant settings", tenant, &tenant_settings)?;
+        let mut out: BTreeMap<String, StoredDesiredState> =
             sqlx::query("SELECT id, generation, settings FROM compute_planes WHERE tenant_id = ?")
                 .bind(tenant)
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
                 .map(|r| {
+                    let id: String = r.try_get("id")?;
+                    let settings: String = r.try_get("settings")?;
                     Ok((
-                        r.try_get("id")?,
+                        id.clone(),
                         StoredDesiredState {
                             generation: r.try_get("generation")?,
-                            clusters: vec![],
-                            catalogs: vec![],
-                            settings: r.try_get("settings")?,
+                            clusters: BTreeMap::new(),
+                            catalogs: BTreeMap::new(),
+                            settings: from_json("settings", &id, &settings)?,
                             tenant_settings: tenant_settings.clone(),
                         },
                     ))
                 })
-                .collect::<Result<_, sqlx::Error>>()?;
+                .collect::<Result<_, StoreError>>()?;
         let clusters = sqlx::query(
             "SELECT c.compute_plane_id, c.name, c.spec FROM clusters c \
              JOIN compute_planes p ON p.id = c.compute_plane_id \
              WHERE p.tenant_id = ? AND c.deleted_generation IS NULL ORDER BY c.name",
         );
-        for (cp, spec) in named_specs(&mut tx, clusters, tenant).await? {
+        for (cp, (name, spec)) in named_specs(&mut tx, clusters, tenant).await? {
             if let Some(d) = out.get_mut(&cp) {
-                d.clusters.push(spec);
+                let spec = from_json("cluster", &name, &spec)?;
+                d.clusters.insert(name, spec);
             }
         }
         let catalogs = sqlx::query(
@@ -344,9 +371,10 @@ impl DesiredStateStore for SqliteStore {
              JOIN compute_planes p ON p.id = c.compute_plane_id \
              WHERE p.tenant_id = ? ORDER BY c.name",
         );
-        for (cp, spec) in named_specs(&mut tx, catalogs, tenant).await? {
+        for (cp, (name, spec)) in named_specs(&mut tx, catalogs, tenant).await? {
             if let Some(d) = out.get_mut(&cp) {
-                d.catalogs.push(spec);
+                let spec = from_json("catalog", &name, &spec)?;
+                d.catalogs.insert(name, spec);
             }
         }
         tx.commit().await?;
@@ -357,7 +385,7 @@ impl DesiredStateStore for SqliteStore {
         &self,
         cp: &str,
         generation: i64,
-        conditions: &str,
+        conditions: &[Condition],
     ) -> Result<(), StoreError> {
         let (_turn, mut tx) = self.write_tx().await?;
         record_applied(&mut tx, cp, generation, conditions).await?;
@@ -365,11 +393,11 @@ impl DesiredStateStore for SqliteStore {
         Ok(())
     }
 
-    async fn put_settings(&self, cp: &str, settings: &str) -> Result<i64, StoreError> {
+    async fn put_settings(&self, cp: &str, settings: &Settings) -> Result<i64, StoreError> {
         let (_turn, mut tx) = self.write_tx().await?;
         let generation = bump(&mut tx, cp).await?;
         sqlx::query("UPDATE compute_planes SET settings = ? WHERE id = ?")
-            .bind(settings)
+            .bind(to_json(settings))
             .bind(cp)
             .execute(&mut *tx)
             .await?;
@@ -381,14 +409,14 @@ impl DesiredStateStore for SqliteStore {
         &self,
         cp: &str,
         name: &str,
-        status: &str,
+        status: &ClusterStatus,
         observed_generation: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE clusters SET status = ?, observed_generation = MAX(observed_generation, ?) \
              WHERE compute_plane_id = ? AND name = ?",
         )
-        .bind(status)
+        .bind(to_json(status))
         .bind(observed_generation)
         .bind(cp)
         .bind(name)
@@ -401,17 +429,17 @@ impl DesiredStateStore for SqliteStore {
 /// The agent applied `generation` (capped at the stored one: only what it can have seen);
 /// deletions up to it are done.
 pub(super) async fn record_applied(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    tx: &mut Tx<'_>,
     cp: &str,
     generation: i64,
-    conditions: &str,
+    conditions: &[Condition],
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE compute_planes SET applied_generation = MAX(applied_generation, MIN(?, generation)), \
          applied_conditions = ? WHERE id = ?",
     )
     .bind(generation)
-    .bind(conditions)
+    .bind(to_json(&conditions))
     .bind(cp)
     .execute(&mut **tx)
     .await?;
@@ -424,44 +452,4 @@ pub(super) async fn record_applied(
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Writers that read first (a cluster PUT checks its catalogs) and status reports from
-    /// the agent run at the same time in production; none may fail with SQLITE_BUSY.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_writers_do_not_fail() {
-        let (_dir, store, cp) = super::super::sqlite::test_store().await;
-        let store = std::sync::Arc::new(store);
-        store
-            .put_catalog(&cp.id, "lake", "{}", 0)
-            .await
-            .expect("catalog");
-        let mut tasks = Vec::new();
-        for w in 0..4 {
-            let store = store.clone();
-            let cp = cp.id.clone();
-            tasks.push(tokio::spawn(async move {
-                for i in 0..25 {
-                    let name = format!("c{w}");
-                    store
-                        .put_cluster(&cp, &name, "{}", &["lake".to_owned()], i)
-                        .await?
-                        .ok();
-                    store.record_cluster_status(&cp, &name, "{}", i).await?;
-                    store.record_applied(&cp, i, "[]").await?;
-                }
-                Ok::<(), StoreError>(())
-            }));
-        }
-        for t in tasks {
-            t.await.expect("join").expect("no writer failed");
-        }
-        let state = store.desired_state(&cp.id).await.expect("state");
-        assert_eq!(state.generation, 1 + 4 * 25);
-        assert_eq!(state.clusters.len(), 4);
-    }
 }

@@ -1,0 +1,127 @@
+//! SQLite: tenants and API tokens.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::SqliteStore;
+use crate::authz::Role;
+use crate::store::{
+    ApiToken, Settings, StoreError, Tenant, TenantStore, conflict_or, from_json, new_id,
+};
+
+fn tenant(row: &SqliteRow) -> Result<Tenant, StoreError> {
+    let name: String = row.try_get("name")?;
+    let settings: String = row.try_get("settings")?;
+    Ok(Tenant {
+        settings: from_json::<Settings>("settings", &name, &settings)?,
+        id: row.try_get("id")?,
+        name,
+        aws_account_id: row.try_get("aws_account_id")?,
+        account_binding: row.try_get::<i64, _>("account_binding")? != 0,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// An API token row (`id`, `tenant_id`, `role`); `None` for a role this version does not
+/// know.
+pub(super) fn api_token(row: &SqliteRow) -> Result<Option<ApiToken>, sqlx::Error> {
+    let role: String = row.try_get("role")?;
+    Ok(match Role::parse(&role) {
+        Some(role) => Some(ApiToken {
+            id: row.try_get("id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            role,
+        }),
+        None => None,
+    })
+}
+
+#[async_trait]
+impl TenantStore for SqliteStore {
+    async fn create_tenant(
+        &self,
+        name: &str,
+        aws_account_id: Option<&str>,
+        account_binding: bool,
+        now: i64,
+    ) -> Result<Tenant, StoreError> {
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO tenants (id, name, aws_account_id, account_binding, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(aws_account_id)
+        .bind(account_binding)
+        .bind(now)
+        .execute(&mut *self.writer().await?)
+        .await
+        .map_err(|e| conflict_or(e, format!("tenant {name:?} already exists")))?;
+        Ok(Tenant {
+            id,
+            name: name.to_owned(),
+            aws_account_id: aws_account_id.map(str::to_owned),
+            account_binding,
+            created_at: now,
+            settings: Settings::new(),
+        })
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM tenants ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(tenant).collect()
+    }
+
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+        let row = sqlx::query("SELECT * FROM tenants WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(tenant).transpose()
+    }
+
+    async fn create_api_token(
+        &self,
+        tenant_id: Option<&str>,
+        role: Role,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<ApiToken, StoreError> {
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO api_tokens (id, tenant_id, role, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(tenant_id)
+        .bind(role.as_str())
+        .bind(token_hash)
+        .bind(now)
+        .execute(&mut *self.writer().await?)
+        .await
+        .map_err(|e| conflict_or(e, "this API token is already stored".to_owned()))?;
+        Ok(ApiToken {
+            id,
+            tenant_id: tenant_id.map(str::to_owned),
+            role,
+        })
+    }
+
+    async fn find_api_token(&self, token_hash: &str) -> Result<Option<ApiToken>, StoreError> {
+        let row = sqlx::query("SELECT id, tenant_id, role FROM api_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(api_token).transpose()?.flatten())
+    }
+
+    async fn api_token_by_id(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
+        let row = sqlx::query("SELECT id, tenant_id, role FROM api_tokens WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(api_token).transpose()?.flatten())
+    }
+}
