@@ -91,7 +91,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AgentError> {
-    let url = transport::parse_control_plane_url(&config.control_plane)
+    let endpoints = transport::Endpoints::parse(&config.control_plane)
         .map_err(|e| AgentError::Config(e.to_string()))?;
     let ca = std::fs::read(&config.ca_file).map_err(|e| {
         AgentError::Config(format!(
@@ -122,9 +122,10 @@ pub async fn run(
             })?;
             loop {
                 attempt += 1;
+                let url = endpoints.current();
                 tracing::info!(attempt, control_plane = %url, "enrolling with control plane");
                 match enroll::enroll(
-                    &url,
+                    url,
                     &material,
                     &state,
                     token,
@@ -140,6 +141,7 @@ pub async fn run(
                             delay_ms = delay.as_millis() as u64,
                             "enrollment failed, will retry: {e}"
                         );
+                        endpoints.advance();
                         if wait(delay, &mut stop).await {
                             return Ok(());
                         }
@@ -247,7 +249,7 @@ pub async fn run(
 
     let result = session_loop(
         &config,
-        &url,
+        &endpoints,
         &roots,
         &material,
         &state,
@@ -307,7 +309,7 @@ fn start_reconciler(
 #[allow(clippy::too_many_arguments)]
 async fn session_loop(
     config: &Config,
-    url: &http::Uri,
+    endpoints: &transport::Endpoints,
     roots: &[rustls_pki_types::CertificateDer<'static>],
     material: &TlsMaterial,
     state: &StateDir,
@@ -321,6 +323,7 @@ async fn session_loop(
 ) -> Result<(), AgentError> {
     loop {
         attempt += 1;
+        let url = endpoints.current();
         tracing::info!(attempt, control_plane = %url, "dialing control plane");
         let started = Instant::now();
         let result = session::run(
@@ -354,10 +357,13 @@ async fn session_loop(
                 retry_after,
             }) => {
                 tracing::warn!(%reason, detail = %message, retry_after_ms = retry_after.as_millis() as u64, "control plane ended the session");
+                // Draining, superseded, rebalancing: another replica may take it now.
+                endpoints.advance();
                 retry.after_goodbye(retry_after)
             }
             Ok(SessionEnd::Closed) => {
                 tracing::warn!("session closed by the control plane");
+                endpoints.advance();
                 retry.next_delay()
             }
             Err(e) if e.is_retryable() => {
@@ -366,6 +372,7 @@ async fn session_loop(
                     delay_ms = delay.as_millis() as u64,
                     "cannot hold a session, will retry: {e}"
                 );
+                endpoints.advance();
                 delay
             }
             Err(e) => return Err(e),

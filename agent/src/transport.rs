@@ -151,7 +151,90 @@ fn client_config(tls: &TlsMaterial) -> Result<Arc<rustls::ClientConfig>, String>
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
+    config.resumption = rustls::client::Resumption::store(session_cache(tls));
     Ok(Arc::new(config))
+}
+
+/// The TLS session cache for connections made with `tls`'s client certificate, kept
+/// across connections (each session dials anew) so that a reconnect to any replica
+/// resumes with a ticket instead of a full handshake. A new certificate (renewal,
+/// enrollment) starts an empty cache: a ticket carries the certificate it was issued
+/// under, and an old one must not be presented again.
+fn session_cache(tls: &TlsMaterial) -> Arc<dyn rustls::client::ClientSessionStore> {
+    use std::sync::{LazyLock, Mutex};
+    type Cache = (Vec<u8>, Arc<dyn rustls::client::ClientSessionStore>);
+    static CACHE: LazyLock<Mutex<Option<Cache>>> = LazyLock::new(|| Mutex::new(None));
+    let key = tls
+        .client
+        .as_ref()
+        .and_then(|(chain, _)| chain.first())
+        .map(|c| c.as_ref().to_vec())
+        .unwrap_or_default();
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    match &*cache {
+        Some((k, store)) if *k == key => store.clone(),
+        _ => {
+            let store: Arc<dyn rustls::client::ClientSessionStore> =
+                Arc::new(rustls::client::ClientSessionMemoryCache::new(32));
+            *cache = Some((key, store.clone()));
+            store
+        }
+    }
+}
+
+/// The control plane's endpoints: one URL (a DNS name behind a load balancer) or the
+/// URLs of several replicas. The agent starts at a random one, so agents spread over the
+/// replicas, and moves to the next after a failure or a `Goodbye`.
+#[derive(Debug)]
+pub struct Endpoints {
+    urls: Vec<Uri>,
+    current: std::sync::atomic::AtomicUsize,
+}
+
+impl Endpoints {
+    /// Parses a comma-separated list of `https://host[:port]` URLs.
+    pub fn parse(list: &str) -> Result<Self, ConnectError> {
+        let urls = list
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(parse_control_plane_url)
+            .collect::<Result<Vec<_>, _>>()?;
+        if urls.is_empty() {
+            return Err(ConnectError::BadUrl(list.to_owned()));
+        }
+        let start = rand::random::<u32>() as usize % urls.len();
+        Ok(Self {
+            urls,
+            current: start.into(),
+        })
+    }
+
+    /// The endpoint to dial now.
+    pub fn current(&self) -> &Uri {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.urls[i % self.urls.len()]
+    }
+
+    /// Moves to the next endpoint (a no-op with one) and returns it.
+    pub fn advance(&self) -> &Uri {
+        if self.urls.len() > 1 {
+            self.current
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(control_plane = %self.current(), "moving to the next control-plane endpoint");
+        }
+        self.current()
+    }
+
+    /// How many endpoints there are.
+    pub fn len(&self) -> usize {
+        self.urls.len()
+    }
+
+    /// Never empty; for clippy.
+    pub fn is_empty(&self) -> bool {
+        self.urls.is_empty()
+    }
 }
 
 /// Parses `https://host[:port]`; plaintext is refused.

@@ -1,6 +1,7 @@
-//! The internal certificate authority. Created on first start under the data dir
-//! (`ca.pem`, `ca-key.pem` 0600); signs the gRPC server certificate and every agent
-//! certificate. Agents trust `ca.pem`; the control plane trusts only client certificates
+//! The internal certificate authority, shared by every replica: created by the first
+//! one, its private key sealed in the store's secrets (see [`crate::secrets`]), its
+//! certificate written to `DATA_DIR/ca.pem`; signs the gRPC server certificate and every
+//! agent certificate. Agents trust `ca.pem`; the control plane trusts only client certificates
 //! it issued itself.
 
 use std::net::IpAddr;
@@ -16,6 +17,8 @@ use time::OffsetDateTime;
 
 use tether_shared::files;
 
+use crate::secrets::Secrets;
+
 /// A CA problem.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -30,6 +33,22 @@ pub enum CaError {
     /// rcgen refused something (bad CSR, bad key, signing failed).
     #[error("{0}")]
     Rcgen(#[from] rcgen::Error),
+    /// The sealed CA could not be read or stored.
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
+    /// The stored CA does not parse.
+    #[error("stored CA is unreadable: {0}")]
+    Stored(String),
+}
+
+/// The name of the CA's secret.
+const SECRET_NAME: &str = "ca";
+
+/// The CA as sealed in the store.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredCa {
+    cert_pem: String,
+    key_pem: String,
 }
 
 /// A certificate the CA issued.
@@ -61,21 +80,50 @@ impl std::fmt::Debug for Ca {
 const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(60);
 
 impl Ca {
-    /// Loads the CA from `dir`, creating it (valid ten years) when absent.
-    pub fn load_or_create(dir: &Path) -> Result<Self, CaError> {
+    /// The CA every replica shares: the one sealed in the store's secrets; on a database
+    /// without one, the files a file-based CA left in `dir` (`ca.pem`, `ca-key.pem`),
+    /// moved into the store; else a new CA (valid ten years). When replicas race on a new
+    /// database, all use the CA of the one that stored first. Writes `dir/ca.pem` (what
+    /// agents trust) and leaves no private key on disk.
+    pub async fn shared(dir: &Path, secrets: &Secrets, now: i64) -> Result<Self, CaError> {
         let io = |source| CaError::Io {
             dir: dir.display().to_string(),
             source,
         };
         let cert_path = dir.join("ca.pem");
-        let key_path = dir.join("ca-key.pem");
-        if cert_path.exists() && key_path.exists() {
-            let ca_pem = std::fs::read_to_string(&cert_path).map_err(io)?;
-            let key_pem = std::fs::read_to_string(&key_path).map_err(io)?;
-            let key = KeyPair::from_pem(&key_pem)?;
-            let issuer = Issuer::from_ca_cert_pem(&ca_pem, key)?;
-            return Ok(Self { issuer, ca_pem });
+        let legacy_key = dir.join("ca-key.pem");
+        let stored = match secrets.get(SECRET_NAME).await? {
+            Some(s) => s,
+            None => {
+                let pems = if legacy_key.exists() && cert_path.exists() {
+                    tracing::info!(dir = %dir.display(), "moving the CA key from ca-key.pem into the store, sealed");
+                    StoredCa {
+                        cert_pem: std::fs::read_to_string(&cert_path).map_err(io)?,
+                        key_pem: std::fs::read_to_string(&legacy_key).map_err(io)?,
+                    }
+                } else {
+                    Self::generate()?
+                };
+                let json = serde_json::to_vec(&pems).map_err(|e| CaError::Stored(e.to_string()))?;
+                secrets.get_or_create(SECRET_NAME, now, || json).await?
+            }
+        };
+        let pems: StoredCa =
+            serde_json::from_slice(&stored).map_err(|e| CaError::Stored(e.to_string()))?;
+        let key = KeyPair::from_pem(&pems.key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(&pems.cert_pem, key)?;
+        files::write_private(&cert_path, pems.cert_pem.as_bytes()).map_err(io)?;
+        if legacy_key.exists() {
+            std::fs::remove_file(&legacy_key).map_err(io)?;
         }
+        Ok(Self {
+            issuer,
+            ca_pem: pems.cert_pem,
+        })
+    }
+
+    /// A new self-signed CA, valid ten years.
+    fn generate() -> Result<StoredCa, CaError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -89,11 +137,10 @@ impl Ca {
         params.not_after = now + Duration::from_secs(10 * 365 * 24 * 3600);
         params.serial_number = Some(random_serial());
         let cert = params.self_signed(&key)?;
-        let ca_pem = cert.pem();
-        files::write_private(&key_path, key.serialize_pem().as_bytes()).map_err(io)?;
-        files::write_public(&cert_path, ca_pem.as_bytes()).map_err(io)?;
-        let issuer = Issuer::new(params, key);
-        Ok(Self { issuer, ca_pem })
+        Ok(StoredCa {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 
     /// The CA certificate, PEM (what agents trust).
@@ -186,10 +233,10 @@ mod tests {
     use super::*;
     use tether_shared::pki::{CertificateInfo, key_and_csr};
 
-    #[test]
-    fn signs_csr_with_identity_of_its_choosing_only() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ca = Ca::load_or_create(dir.path()).expect("ca");
+    #[tokio::test]
+    async fn signs_csr_with_identity_of_its_choosing_only() {
+        let (dir, secrets) = crate::secrets::test_secrets().await;
+        let ca = Ca::shared(dir.path(), &secrets, 0).await.expect("ca");
         let (_, csr) = key_and_csr("spiffe://tether/tenant/evil/compute-plane/evil").expect("csr");
         let id = AgentIdentity {
             tenant_id: "t1".into(),
@@ -202,15 +249,40 @@ mod tests {
         assert_eq!(info.identity, Some(id));
         assert_eq!(info.serial, issued.serial);
         assert!(info.not_after - info.not_before <= 25);
-        // Reloading gives the same CA.
-        let again = Ca::load_or_create(dir.path()).expect("reload");
+        // Another replica (another data dir, the same store) gets the same CA.
+        let other = tempfile::tempdir().expect("tempdir");
+        let again = Ca::shared(other.path(), &secrets, 0).await.expect("reload");
         assert_eq!(again.ca_pem(), ca.ca_pem());
+        let written = std::fs::read_to_string(other.path().join("ca.pem")).expect("ca.pem");
+        assert_eq!(written, ca.ca_pem());
     }
 
-    #[test]
-    fn refuses_garbage_csr() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ca = Ca::load_or_create(dir.path()).expect("ca");
+    #[tokio::test]
+    async fn a_file_based_ca_moves_into_the_store_and_leaves_no_key_on_disk() {
+        let (dir, secrets) = crate::secrets::test_secrets().await;
+        let old = Ca::generate().expect("generate");
+        std::fs::write(dir.path().join("ca.pem"), &old.cert_pem).expect("write");
+        std::fs::write(dir.path().join("ca-key.pem"), &old.key_pem).expect("write");
+        let ca = Ca::shared(dir.path(), &secrets, 0).await.expect("ca");
+        assert_eq!(
+            ca.ca_pem(),
+            old.cert_pem,
+            "the agents' trust anchor is kept"
+        );
+        assert!(!dir.path().join("ca-key.pem").exists());
+        let sealed = secrets
+            .get(SECRET_NAME)
+            .await
+            .expect("get")
+            .expect("stored");
+        let stored: StoredCa = serde_json::from_slice(&sealed).expect("json");
+        assert_eq!(stored.key_pem, old.key_pem);
+    }
+
+    #[tokio::test]
+    async fn refuses_garbage_csr() {
+        let (dir, secrets) = crate::secrets::test_secrets().await;
+        let ca = Ca::shared(dir.path(), &secrets, 0).await.expect("ca");
         let id = AgentIdentity {
             tenant_id: "t".into(),
             compute_plane_id: "c".into(),

@@ -34,27 +34,53 @@ fn build(stored: StoredDesiredState) -> DesiredState {
     }
 }
 
-/// Sends the current desired state to the compute plane's live session, if it has one
-/// on this control plane.
+/// After a change: sends the current desired state to the compute plane's live session
+/// if this replica holds it, and tells the other replicas.
 pub async fn push(state: &AppState, cp: &str) {
-    let Some(tx) = state.sessions.sender(cp) else {
-        return;
-    };
+    let generation = push_local(state, cp).await;
+    state
+        .fleet
+        .publish(crate::fleet::Event::DesiredChanged {
+            cp: cp.to_owned(),
+            generation: generation.unwrap_or_default(),
+        })
+        .await;
+}
+
+/// Sends the current desired state to the compute plane's live session, if it has one
+/// on this replica; returns the generation sent.
+pub async fn push_local(state: &AppState, cp: &str) -> Option<i64> {
+    let tx = state.sessions.sender(cp)?;
     let desired = match load(state.store.as_ref(), cp).await {
         Ok(d) => d,
         Err(e) => {
             tracing::error!(compute_plane = cp, error = %e, "cannot load desired state; not pushing");
-            return;
+            return None;
         }
     };
     deliver(state, cp, &tx, &desired).await;
+    Some(desired.generation)
+}
+
+/// After a change that concerns every compute plane of `tenant`: pushes to the sessions
+/// this replica holds and tells the other replicas to push to theirs. Returns how many
+/// sessions this replica sent to at once.
+pub async fn push_tenant(state: &AppState, tenant: &str) -> Result<usize, StoreError> {
+    let sent = push_tenant_local(state, tenant).await?;
+    state
+        .fleet
+        .publish(crate::fleet::Event::TenantChanged {
+            tenant: tenant.to_owned(),
+        })
+        .await;
+    Ok(sent)
 }
 
 /// Sends every compute plane of `tenant` that has a live session here its current
-/// desired state, after a change that concerns them all. The documents are read in one
-/// go; a session whose queue is full is waited for on its own task, so one slow agent
-/// does not hold up the others. Returns how many sessions were sent to at once.
-pub async fn push_tenant(state: &AppState, tenant: &str) -> Result<usize, StoreError> {
+/// desired state. The documents are read in one go; a session whose queue is full is
+/// waited for on its own task, so one slow agent does not hold up the others. Returns how
+/// many sessions were sent to at once.
+pub async fn push_tenant_local(state: &AppState, tenant: &str) -> Result<usize, StoreError> {
     let all = state.store.tenant_desired_states(tenant).await?;
     let mut sent = 0;
     for (cp, stored) in all {

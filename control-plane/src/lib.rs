@@ -14,10 +14,12 @@ pub mod ca;
 pub mod clock;
 pub mod dashboard;
 pub mod desired;
+pub mod fleet;
 pub mod grpc;
 pub mod install;
 pub mod metrics;
 pub mod presence;
+pub mod secrets;
 pub mod sessions;
 pub mod state;
 pub mod status;
@@ -34,7 +36,7 @@ use tokio::net::TcpListener;
 use crate::authz::Role;
 use crate::ca::Ca;
 use crate::clock::{Clock, SystemClock};
-use crate::sessions::{Registry, reason};
+use crate::sessions::Registry;
 use crate::state::{AppState, SessionSettings};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
@@ -49,10 +51,10 @@ pub fn app(state: state::AppState) -> axum::Router {
 
 /// Lifetime of the gRPC server certificate (re-issued on every start).
 const SERVER_CERT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The name of the fleet's TLS ticket secret.
+const TICKET_SECRET: &str = "tls-ticket-secret";
 /// How long shutdown waits for connections to drain.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// Agents are told to come back within this window after a shutdown.
-const SHUTDOWN_RETRY_SPREAD_MS: u64 = 5_000;
 
 /// Configuration of `tether-control-plane serve`.
 #[derive(Debug, Clone)]
@@ -61,6 +63,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Database URL; `None` means SQLite at `DATA_DIR/tether.db`.
     pub database: Option<String>,
+    /// The key-encryption key of the control plane's secrets; `None` means
+    /// `DATA_DIR/secret-key` (created on first start), which only SQLite allows.
+    pub secret_key_file: Option<PathBuf>,
     /// The gRPC endpoint agents are told to use (its host goes into the server
     /// certificate).
     pub public_grpc_endpoint: Option<String>,
@@ -72,6 +77,8 @@ pub struct Config {
     pub session: SessionSettings,
     /// How long telemetry (query records, metrics, events) is kept.
     pub telemetry_retention: Duration,
+    /// This replica among the others.
+    pub fleet: fleet::FleetSettings,
 }
 
 /// Why the control plane could not start or stopped.
@@ -91,6 +98,12 @@ pub enum ServeError {
     /// Store problem.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// Secrets problem (the key file, a wrong key).
+    #[error("{0}")]
+    Secrets(#[from] secrets::SecretError),
+    /// A `--database` URL of no known kind.
+    #[error("--database {0:?}: use postgres://… (several replicas) or sqlite://… (one process)")]
+    DatabaseUrl(String),
     /// TLS configuration problem.
     #[error("TLS configuration: {0}")]
     Tls(String),
@@ -109,8 +122,9 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Prepares the data dir: opens the store (running migrations), creates the CA and
-    /// the platform admin token on first start, issues the gRPC server certificate.
+    /// Prepares the data dir: opens the store (running migrations), checks the secret key,
+    /// and on a new database creates the CA and the platform admin token; issues the gRPC
+    /// server certificate.
     pub async fn open(config: Config) -> Result<Self, ServeError> {
         // One crypto provider for every TLS client and server here (a no-op when the
         // binary installed it already); the STS client needs one to exist.
@@ -120,13 +134,13 @@ impl ControlPlane {
             path: dir.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(dir_err)?;
-        let url = match &config.database {
-            Some(url) => url.clone(),
-            None => format!("sqlite://{}", dir.join("tether.db").display()),
-        };
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url).await?);
-        store.mark_all_disconnected().await?;
+        let opened = open_store(&config).await?;
+        let (store, secrets) = (opened.store, opened.secrets);
+        if !is_postgres(&config) {
+            // One process owns a SQLite database: no session survived the restart. (With
+            // PostgreSQL other replicas hold sessions; theirs end with their leases.)
+            store.mark_all_disconnected().await?;
+        }
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let admin_token_path = dir.join("admin-token");
         ensure_admin_token(store.as_ref(), clock.now(), &admin_token_path)
@@ -135,12 +149,23 @@ impl ControlPlane {
                 AdminTokenError::Io(source) => dir_err(source),
                 AdminTokenError::Store(e) => ServeError::Store(e),
             })?;
-        let ca = Arc::new(Ca::load_or_create(dir)?);
+        let ca = Arc::new(Ca::shared(dir, &secrets, clock.now()).await?);
         let (dns, ips) = server_names(&config);
         let (server_cert, server_key) = ca.issue_server(&dns, &ips, SERVER_CERT_TTL)?;
-        let tls =
-            grpc::tls::server_config(ca.ca_pem(), &server_cert.pem, server_key.serialize_der())
-                .map_err(|e| ServeError::Tls(e.to_string()))?;
+        let ticket_secret = secrets
+            .get_or_create(TICKET_SECRET, clock.now(), || {
+                let mut bytes = vec![0u8; 32];
+                rand::Rng::fill(&mut rand::rngs::OsRng, &mut bytes[..]);
+                bytes
+            })
+            .await?;
+        let tls = grpc::tls::server_config(
+            ca.ca_pem(),
+            &server_cert.pem,
+            server_key.serialize_der(),
+            &ticket_secret,
+        )
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
         let state = AppState {
             store,
             ca,
@@ -152,6 +177,7 @@ impl ControlPlane {
             )),
             settings: config.session,
             presence: Arc::default(),
+            fleet: fleet::Fleet::new(config.fleet.clone(), opened.pg),
             binding: state::BindingSettings {
                 sts_endpoint: config.sts_endpoint.clone(),
                 http: account_binding::StsClient::new(),
@@ -218,6 +244,8 @@ impl ControlPlane {
                 wait(stop_rx.clone()),
             );
         let retention_task = tokio::spawn(retention(self.state.clone(), self.retention));
+        let lease_task = tokio::spawn(self.state.fleet.clone().run_lease(self.state.clone()));
+        let listener_task = tokio::spawn(self.state.fleet.clone().run_listener(self.state.clone()));
         let presence_task = tokio::spawn(self.state.presence.clone().run(self.state.store.clone()));
         let mut http_task = tokio::spawn(async move { http_server.await });
         let mut grpc_task = tokio::spawn(grpc_server);
@@ -232,11 +260,9 @@ impl ControlPlane {
             "shutting down: saying goodbye to agents"
         );
         retention_task.abort();
-        sessions.end_all(
-            reason::SHUTTING_DOWN,
-            "the control plane is restarting",
-            SHUTDOWN_RETRY_SPREAD_MS,
-        );
+        listener_task.abort();
+        lease_task.abort();
+        self.state.fleet.drain(&self.state).await;
         stop_tx.send_replace(true);
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             let _ = http_task.await;
@@ -249,6 +275,7 @@ impl ControlPlane {
         // What the sessions reported up to their end (flushes take turns, in order).
         self.state.presence.flush(self.state.store.as_ref()).await;
         presence_task.abort();
+        self.state.fleet.leave(&self.state).await;
         Ok(())
     }
 }
@@ -272,35 +299,136 @@ enum AdminTokenError {
     Store(StoreError),
 }
 
-/// Writes `DIR/admin-token` (0600) once; re-registers its hash if the database is new.
+/// The first control plane on a new database creates the platform admin token and
+/// writes it to `DIR/admin-token` (0600); the token of an existing `DIR/admin-token` is
+/// the one registered then (a SQLite database made anew keeps its admin token). Other
+/// replicas write nothing; `tether-control-plane admin-token` mints more.
 async fn ensure_admin_token(
     store: &dyn Store,
     now: i64,
     path: &Path,
 ) -> Result<(), AdminTokenError> {
-    let token = match std::fs::read_to_string(path) {
-        Ok(t) => t.trim().to_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let t = tokens::generate(tokens::API_TOKEN_PREFIX);
-            files::write_private(path, format!("{t}\n").as_bytes()).map_err(AdminTokenError::Io)?;
-            tracing::info!(path = %path.display(), "platform admin token written");
-            t
-        }
+    let existing = match std::fs::read_to_string(path) {
+        Ok(t) => Some(t.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(AdminTokenError::Io(e)),
     };
+    let token = existing
+        .clone()
+        .unwrap_or_else(|| tokens::generate(tokens::API_TOKEN_PREFIX));
     let hash = tokens::hash(&token);
-    if store
-        .find_api_token(&hash)
+    let first = store
+        .bootstrap_platform_admin(&hash, now)
         .await
-        .map_err(AdminTokenError::Store)?
-        .is_none()
-    {
-        store
-            .create_api_token(None, Role::PlatformAdmin, &hash, now)
-            .await
-            .map_err(AdminTokenError::Store)?;
+        .map_err(AdminTokenError::Store)?;
+    match (first, existing.is_some()) {
+        (true, false) => {
+            files::write_private(path, format!("{token}\n").as_bytes())
+                .map_err(AdminTokenError::Io)?;
+            tracing::info!(path = %path.display(), "platform admin token written");
+        }
+        (true, true) => {
+            tracing::info!(path = %path.display(), "platform admin token registered")
+        }
+        (false, true) => {
+            let known = store
+                .find_api_token(&hash)
+                .await
+                .map_err(AdminTokenError::Store)?;
+            if known.is_none() {
+                tracing::warn!(path = %path.display(), "this admin-token is not a token of this database");
+            }
+        }
+        (false, false) => {}
     }
     Ok(())
+}
+
+/// An opened store with its secrets.
+#[derive(Debug)]
+pub struct Opened {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Its sealed secrets.
+    pub secrets: secrets::Secrets,
+    /// The PostgreSQL pool, when the store is PostgreSQL (replicas notify each other
+    /// through it).
+    pub pg: Option<sqlx::PgPool>,
+}
+
+/// Opens the store `config` names and its secrets: SQLite in the data dir unless
+/// `--database` names PostgreSQL. The data dir becomes owner-only (0700, every file in
+/// it 0600) before anything secret is written there.
+pub async fn open_store(config: &Config) -> Result<Opened, ServeError> {
+    let dir = &config.data_dir;
+    let loosened = files::secure_dir(dir).map_err(|source| ServeError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    for path in loosened {
+        tracing::warn!(path = %path.display(), "file in the data dir was readable by others; made it 0600");
+    }
+    let postgres = is_postgres(config);
+    let mut pg = None;
+    let store: Arc<dyn Store> = match config.database.as_deref() {
+        None => {
+            let path = dir.join("tether.db");
+            // SQLite gives its -wal and -shm files the database file's mode.
+            files::create_private(&path).map_err(|source| ServeError::DataDir {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let url = format!("sqlite://{}", path.display());
+            Arc::new(SqliteStore::open(&url).await?)
+        }
+        Some(url) if url.starts_with("sqlite:") => Arc::new(SqliteStore::open(url).await?),
+        Some(url) if postgres => {
+            let s = store::postgres::PgStore::open(url).await?;
+            pg = Some(s.pool().clone());
+            Arc::new(s)
+        }
+        Some(other) => return Err(ServeError::DatabaseUrl(redact_url(other))),
+    };
+    let key = match (&config.secret_key_file, postgres) {
+        (Some(path), _) => secrets::SecretKey::load(path)?,
+        (None, false) => secrets::SecretKey::load_or_create(&dir.join("secret-key"))?,
+        (None, true) => return Err(secrets::SecretError::Required.into()),
+    };
+    let secrets = secrets::Secrets::open(key, store.clone(), SystemClock.now()).await?;
+    Ok(Opened { store, secrets, pg })
+}
+
+/// Mints a new platform admin token in the database `config` names (checking its secret
+/// key first, so a token is never added to the wrong database).
+pub async fn mint_admin_token(config: &Config) -> Result<String, ServeError> {
+    let store = open_store(config).await?.store;
+    let token = tokens::generate(tokens::API_TOKEN_PREFIX);
+    store
+        .create_api_token(
+            None,
+            Role::PlatformAdmin,
+            &tokens::hash(&token),
+            SystemClock.now(),
+        )
+        .await?;
+    tracing::info!("platform admin token minted");
+    Ok(token)
+}
+
+/// Whether the store is PostgreSQL (several replicas may share it).
+fn is_postgres(config: &Config) -> bool {
+    config
+        .database
+        .as_deref()
+        .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+}
+
+/// A database URL without its password, for error messages.
+fn redact_url(url: &str) -> String {
+    match url.parse::<http::Uri>() {
+        Ok(u) => format!("{}://…{}", u.scheme_str().unwrap_or("?"), u.path()),
+        Err(_) => "(unparsable)".to_owned(),
+    }
 }
 
 /// Names for the gRPC server certificate: loopback, the public endpoint's host, and any

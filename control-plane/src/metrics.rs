@@ -19,6 +19,12 @@ pub struct CpMetrics {
     pub sessions_deferred_total: AtomicU64,
     /// TLS handshakes that waited for a handshake slot.
     pub handshakes_queued_total: AtomicU64,
+    /// Full TLS handshakes (certificate chain verified).
+    pub handshakes_full_total: AtomicU64,
+    /// Resumed TLS handshakes (a session ticket of any replica).
+    pub handshakes_resumed_total: AtomicU64,
+    /// Events received from other replicas.
+    pub fleet_events_received_total: AtomicU64,
 }
 
 /// The process's counters.
@@ -54,6 +60,22 @@ pub fn render(sessions: usize) -> String {
             "TLS handshakes that waited for one of the concurrent handshake slots.",
             "counter",
             m.handshakes_queued_total.load(Ordering::Relaxed),
+        ),
+        line(
+            "tether_tls_handshakes_total{kind=\"full\"}",
+            "TLS handshakes of agents, full or resumed from a session ticket.",
+            "counter",
+            m.handshakes_full_total.load(Ordering::Relaxed),
+        ),
+        format!(
+            "tether_tls_handshakes_total{{kind=\"resumed\"}} {}\n",
+            m.handshakes_resumed_total.load(Ordering::Relaxed)
+        ),
+        line(
+            "tether_fleet_events_received_total",
+            "Events (desired state changed, end session) received from other replicas.",
+            "counter",
+            m.fleet_events_received_total.load(Ordering::Relaxed),
         ),
         line(
             "tether_desired_state_pushes_total",

@@ -32,7 +32,7 @@ pub const MAX_BATCH: usize = 1000;
 struct Pending {
     connected: Option<SessionStart>,
     heartbeat: Option<(String, i64)>,
-    applied: Option<(i64, Vec<Condition>)>,
+    applied: Option<(String, i64, Vec<Condition>)>,
     disconnected: Option<String>,
 }
 
@@ -68,11 +68,11 @@ impl Presence {
         self.update(cp, |p| p.heartbeat = Some((session_id.to_owned(), at)));
     }
 
-    /// The agent applied `generation`, with `conditions`.
-    pub fn applied(&self, cp: &str, generation: i64, conditions: Vec<Condition>) {
+    /// The agent applied `generation` in session `session_id`, with `conditions`.
+    pub fn applied(&self, cp: &str, session_id: &str, generation: i64, conditions: Vec<Condition>) {
         self.update(cp, |p| match &p.applied {
-            Some((g, _)) if *g > generation => {}
-            _ => p.applied = Some((generation, conditions)),
+            Some((s, g, _)) if s == session_id && *g > generation => {}
+            _ => p.applied = Some((session_id.to_owned(), generation, conditions)),
         });
     }
 
@@ -151,6 +151,7 @@ mod tests {
             at: 100,
             version: "test".into(),
             remote_addr: "127.0.0.1:1".into(),
+            replica: "r1".into(),
         }
     }
 
@@ -221,20 +222,21 @@ mod tests {
             .expect("delete")
             .expect("was there");
         let p = Presence::default();
+        p.connected(&cp.id, start("s1"));
         let etl = Condition {
             cluster: "etl".into(),
             ..Condition::default()
         };
-        p.applied(&cp.id, g1, vec![]);
+        p.applied(&cp.id, "s1", g1, vec![]);
         p.flush(&store).await;
         let etl_exists = |s: &SqliteStore| {
             let (s, id) = (s.clone(), cp.id.clone());
             async move { s.get_cluster(&id, "etl").await.expect("get").is_some() }
         };
         assert!(etl_exists(&store).await, "deletion not applied yet");
-        p.applied(&cp.id, g2, vec![etl.clone()]);
+        p.applied(&cp.id, "s1", g2, vec![etl.clone()]);
         // A late ack of an older generation does not move it back.
-        p.applied(&cp.id, g1, vec![]);
+        p.applied(&cp.id, "s1", g1, vec![]);
         p.flush(&store).await;
         let row = store
             .get_compute_plane(&cp.id)
@@ -242,7 +244,22 @@ mod tests {
             .expect("get")
             .expect("cp");
         assert_eq!(row.applied_generation, g2);
-        assert_eq!(row.applied_conditions, vec![etl]);
+        assert_eq!(row.applied_conditions, vec![etl.clone()]);
         assert!(!etl_exists(&store).await, "deletion finished");
+        // A superseded session's late ack changes nothing (fencing).
+        p.connected(&cp.id, start("s2"));
+        p.flush(&store).await;
+        p.applied(&cp.id, "s1", g2, vec![]);
+        p.flush(&store).await;
+        let row = store
+            .get_compute_plane(&cp.id)
+            .await
+            .expect("get")
+            .expect("cp");
+        assert_eq!(
+            row.applied_conditions,
+            vec![etl],
+            "kept the current session's ack"
+        );
     }
 }

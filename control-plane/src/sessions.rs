@@ -15,8 +15,6 @@ pub mod reason {
     pub const REVOKED: &str = "revoked";
     /// Another session with the same identity started.
     pub const SUPERSEDED: &str = "superseded";
-    /// The control plane is stopping.
-    pub const SHUTTING_DOWN: &str = "shutting-down";
     /// A desired-state push could not be delivered in time; reconnect for the whole state.
     pub const RESYNC: &str = "resync";
     /// The agent sent nothing for the idle timeout.
@@ -25,6 +23,10 @@ pub mod reason {
     pub const CERTIFICATE_EXPIRED: &str = "certificate-expired";
     /// Too many session starts at once: come back after `retry_after`.
     pub const OVERLOADED: &str = "overloaded";
+    /// This replica is stopping: reconnect (to another replica) after `retry_after`.
+    pub const DRAINING: &str = "draining";
+    /// The session reached its maximum age: reconnect, so agents spread over replicas.
+    pub const REBALANCE: &str = "rebalance";
 }
 
 /// The queue of messages to one session's agent. Boxed: the queue's first block of 32
@@ -131,14 +133,28 @@ impl Registry {
     }
 
     /// Ends session `session_id` of the compute plane, but only if it is still the current
-    /// one: a session ending itself (idle, expired) must never end its successor.
+    /// one: a session ending itself (idle, expired) must never end its successor. Returns
+    /// whether it ended one.
     pub fn end_if_current(
         &self,
         compute_plane_id: &str,
         session_id: &str,
         reason: &str,
         message: &str,
-    ) {
+    ) -> bool {
+        self.end_if_current_after(compute_plane_id, session_id, reason, message, 0)
+    }
+
+    /// Like [`Registry::end_if_current`], telling the agent to come back after
+    /// `retry_after_ms`.
+    pub fn end_if_current_after(
+        &self,
+        compute_plane_id: &str,
+        session_id: &str,
+        reason: &str,
+        message: &str,
+        retry_after_ms: u64,
+    ) -> bool {
         let entry = {
             let mut map = self.lock();
             if map
@@ -150,9 +166,21 @@ impl Registry {
                 None
             }
         };
-        if let Some(e) = entry {
-            finish(e, reason, message, 0);
+        match entry {
+            Some(e) => {
+                finish(e, reason, message, retry_after_ms);
+                true
+            }
+            None => false,
         }
+    }
+
+    /// Every live session: (compute plane, session id).
+    pub fn held(&self) -> Vec<(String, String)> {
+        self.lock()
+            .iter()
+            .map(|(cp, e)| (cp.clone(), e.session_id.clone()))
+            .collect()
     }
 
     /// Ends every session (shutdown), each with its own random `retry_after` within

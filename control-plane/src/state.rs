@@ -58,6 +58,8 @@ pub struct AppState {
     pub binding: BindingSettings,
     /// Paces session starts.
     pub admission: Arc<crate::admission::Admission>,
+    /// This replica's place among the others.
+    pub fleet: crate::fleet::Fleet,
     /// Session starts and ends, heartbeats and applied acks waiting to be written.
     pub presence: Arc<crate::presence::Presence>,
 }

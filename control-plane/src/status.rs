@@ -29,14 +29,16 @@ pub fn condition(c: &pb::ClusterCondition) -> Condition {
 }
 
 /// Records an `Applied` ack (written behind, see [`crate::presence`]).
-pub fn record_applied(state: &AppState, cp: &str, a: &pb::Applied) {
+pub fn record_applied(state: &AppState, cp: &str, session_id: &str, a: &pb::Applied) {
     let conditions = a
         .conditions
         .iter()
         .take(MAX_CONDITIONS)
         .map(condition)
         .collect();
-    state.presence.applied(cp, a.generation, conditions);
+    state
+        .presence
+        .applied(cp, session_id, a.generation, conditions);
     tracing::info!(
         compute_plane = cp,
         generation = a.generation,

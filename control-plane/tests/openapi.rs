@@ -48,6 +48,8 @@ async fn app() -> (Router, tempfile::TempDir) {
     let cp = ControlPlane::open(Config {
         data_dir: dir.path().to_owned(),
         database: None,
+        secret_key_file: None,
+        fleet: Default::default(),
         public_grpc_endpoint: None,
         sts_endpoint: "https://sts.amazonaws.com".into(),
         tls_sans: vec![],

@@ -57,6 +57,8 @@ pub async fn run(
     let cp = ControlPlane::open(CpConfig {
         data_dir: dir.clone(),
         database: None,
+        secret_key_file: None,
+        fleet: Default::default(),
         public_grpc_endpoint: None,
         sts_endpoint: "https://sts.amazonaws.com".into(),
         tls_sans: vec![],

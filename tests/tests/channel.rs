@@ -74,14 +74,33 @@ async fn agent_enrolls_and_connects() {
     assert_eq!(mode & 0o777, 0o600, "identity.pem must be owner-only");
     let pem = std::fs::read_to_string(&identity).expect("identity");
     assert!(pem.contains("PRIVATE KEY") && pem.contains("CERTIFICATE"));
-    // The CA key and admin token on the control plane's side are owner-only too.
-    for f in ["ca-key.pem", "admin-token"] {
-        let m = std::fs::metadata(cp.data_dir.join(f))
-            .expect(f)
-            .permissions()
-            .mode();
-        assert_eq!(m & 0o777, 0o600, "{f}");
+    // The control plane's data dir is the operator's secret: owner-only, every file in it
+    // 0600, and the CA's private key is nowhere in plain text — not on disk, not in the
+    // database (it is sealed with the secret key).
+    let dir_mode = std::fs::metadata(&cp.data_dir)
+        .expect("data dir")
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700, "data dir");
+    let mut files = vec![];
+    for entry in std::fs::read_dir(&cp.data_dir).expect("read data dir") {
+        let entry = entry.expect("entry");
+        let meta = entry.metadata().expect("metadata");
+        if meta.is_file() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+            let bytes = std::fs::read(entry.path()).expect("read");
+            assert!(
+                !bytes.windows(11).any(|w| w == b"PRIVATE KEY"),
+                "{name} holds a private key in plain text"
+            );
+            files.push(name);
+        }
     }
+    for f in ["admin-token", "ca.pem", "secret-key", "tether.db"] {
+        assert!(files.iter().any(|n| n == f), "{f} in {files:?}");
+    }
+    assert!(!files.iter().any(|n| n == "ca-key.pem"), "{files:?}");
 }
 
 /// Acceptance 2: a bootstrap token works once; expired tokens and tokens of another

@@ -105,7 +105,7 @@ async fn graceful_restart_sends_goodbye_with_retry_after() {
     })
     .await;
     assert!(
-        agent.log().contains("shutting-down") && agent.log().contains("retry_after_ms"),
+        agent.log().contains("draining") && agent.log().contains("retry_after_ms"),
         "{}",
         agent.log()
     );

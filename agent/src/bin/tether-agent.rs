@@ -32,7 +32,9 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The control plane's gRPC endpoint, https://HOST:PORT.
+    /// The control plane's gRPC endpoint, https://HOST:PORT; or several replicas' endpoints
+    /// separated by commas (the agent starts at a random one and moves to the next after a
+    /// failure or a Goodbye).
     #[arg(long, env = "TETHER_CONTROL_PLANE")]
     control_plane: String,
     /// The control plane's CA certificate (its ca.pem).

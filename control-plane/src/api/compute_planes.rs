@@ -64,6 +64,7 @@ pub fn compute_plane_json(cp: &ComputePlane) -> Value {
             "certificate_serial": a.certificate_serial,
             "certificate_expires_at": opt_time(a.certificate_expires_at),
             "revoked": a.revoked,
+            "replica": a.replica,
         },
     })
 }
@@ -279,6 +280,15 @@ pub async fn revoke_agent(
         reason::REVOKED,
         "this agent's certificate was revoked",
     );
+    // The session may be on another replica.
+    s.fleet
+        .publish(crate::fleet::Event::EndSession {
+            cp: cp.id.clone(),
+            session_id: None,
+            reason: reason::REVOKED.to_owned(),
+            message: "this agent's certificate was revoked".to_owned(),
+        })
+        .await;
     tracing::info!(compute_plane = %cp.id, session = ?ended, by = %p.token_id, "agent revoked");
     let cp = visible_cp(&s, &p, &cp.id).await?;
     Ok(Json(compute_plane_json(&cp)))

@@ -11,6 +11,7 @@ pub mod clusters;
 pub mod compute_planes;
 pub mod error;
 pub mod json;
+pub mod replicas;
 pub mod telemetry;
 pub mod tenants;
 pub mod usage;
@@ -52,6 +53,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
         (name = "telemetry", description = "Query log and metrics"),
         (name = "usage", description = "Metered node-hours"),
         (name = "audit", description = "The audit log"),
+        (name = "replicas", description = "The control plane's replicas"),
         (name = "openapi", description = "This document"),
     )
 )]
@@ -85,6 +87,7 @@ fn api_routes(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .routes(routes!(tenants::put_settings))
         .routes(routes!(usage::get))
         .routes(routes!(audit::list))
+        .routes(routes!(replicas::list))
         .routes(routes!(compute_planes::list, compute_planes::create))
         .routes(routes!(compute_planes::get))
         .routes(routes!(compute_planes::create_enrollment_token))
@@ -133,13 +136,36 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<&'static str, error::ApiError> {
-    state.store.list_tenants().await?;
-    Ok("ready\n")
+/// Ready: the database answers and this replica is not draining (load balancers stop
+/// sending new work to a replica that is stopping).
+async fn readyz(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if state.fleet.is_draining() {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "draining: this replica is stopping\n",
+        )
+            .into_response();
+    }
+    match state.store.ping().await {
+        Ok(()) => "ready\n".into_response(),
+        Err(e) => error::ApiError::from(e).into_response(),
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> String {
     crate::metrics::render(state.sessions.len())
+}
+
+/// RFC 3339 form of Unix milliseconds, for JSON.
+pub fn rfc3339_ms(unix_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 /// RFC 3339 form of Unix seconds, for JSON.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tether_control_plane::fleet::FleetSettings;
 use tether_control_plane::state::SessionSettings;
 use tether_control_plane::{Config, ControlPlane};
 
@@ -22,23 +23,45 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the REST API and the agents' gRPC endpoint.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Mint a new platform admin token for an existing database and print it.
+    AdminToken(AdminTokenArgs),
+}
+
+/// Where the control plane keeps its state: the same flags for `serve` and `admin-token`.
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// Holds the CA certificate (ca.pem), the platform admin token (admin-token) and, by
+    /// default, the SQLite database and its secret key.
+    #[arg(long, env = "TETHER_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Database URL: postgres://… for several replicas (sqlx, TLS with rustls; e.g.
+    /// ?sslmode=verify-full&sslrootcert=CA.pem), default SQLite in the data dir.
+    #[arg(long, env = "TETHER_DATABASE")]
+    database: Option<String>,
+    /// The key that seals the control plane's secrets in the database: 32 random bytes,
+    /// base64 (head -c 32 /dev/urandom | base64). Required with PostgreSQL, the same file
+    /// on every replica; with SQLite, DATA_DIR/secret-key is created unless given.
+    #[arg(long, env = "TETHER_SECRET_KEY_FILE")]
+    secret_key_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct AdminTokenArgs {
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Holds the CA (ca.pem), the platform admin token (admin-token) and the SQLite database.
-    #[arg(long, env = "TETHER_DATA_DIR")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
     /// REST API and dashboard address.
     #[arg(long, env = "TETHER_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     http_listen: SocketAddr,
     /// Agents' gRPC (TLS) address.
     #[arg(long, env = "TETHER_GRPC_LISTEN", default_value = "127.0.0.1:8443")]
     grpc_listen: SocketAddr,
-    /// Database URL (default: SQLite in the data dir).
-    #[arg(long, env = "TETHER_DATABASE")]
-    database: Option<String>,
     /// The URL agents use to reach the gRPC endpoint; its host goes into the server certificate.
     #[arg(long, env = "TETHER_PUBLIC_GRPC_ENDPOINT")]
     public_grpc_endpoint: Option<String>,
@@ -70,6 +93,21 @@ struct ServeArgs {
         default_value = "https://sts.amazonaws.com"
     )]
     sts_endpoint: String,
+    /// This replica's name among the others on one database (shown in GET /replicas and
+    /// as each agent's "replica"); default: host name and gRPC port.
+    #[arg(long, env = "TETHER_REPLICA_NAME")]
+    replica_name: Option<String>,
+    /// How long a replica's lease holds without renewal: when a replica dies, the others
+    /// mark its agents disconnected this long after its last renewal.
+    #[arg(long, env = "TETHER_REPLICA_LEASE", default_value = "15s", value_parser = humantime::parse_duration)]
+    replica_lease: std::time::Duration,
+    /// Sessions older than this (± 20 %) are ended with Goodbye "rebalance", so agents
+    /// spread over the replicas again after a rolling restart; 0 turns it off.
+    #[arg(long, env = "TETHER_MAX_SESSION_AGE", default_value = "6h", value_parser = humantime::parse_duration)]
+    max_session_age: std::time::Duration,
+    /// On SIGTERM, agents are told to come back spread over this long.
+    #[arg(long, env = "TETHER_DRAIN_SPREAD", default_value = "5s", value_parser = humantime::parse_duration)]
+    drain_spread: std::time::Duration,
     /// Log format.
     #[arg(long, env = "TETHER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -78,9 +116,10 @@ struct ServeArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let Cli {
-        command: Command::Serve(args),
-    } = Cli::parse();
+    let args = match Cli::parse().command {
+        Command::Serve(args) => *args,
+        Command::AdminToken(args) => return admin_token(args).await,
+    };
     tether_shared::logging::init(&args.log_format);
     if args.agent_cert_ttl < std::time::Duration::from_secs(3) {
         anyhow::bail!("--agent-cert-ttl must be at least 3s");
@@ -93,14 +132,33 @@ async fn main() -> anyhow::Result<()> {
         admission_max_wait: args.admission_max_wait,
         ..SessionSettings::default()
     };
+    if args.replica_lease < std::time::Duration::from_secs(3) {
+        anyhow::bail!("--replica-lease must be at least 3s");
+    }
+    let replica_name = match args.replica_name {
+        Some(n) if n.trim().is_empty() || n.len() > 128 => {
+            anyhow::bail!("--replica-name must be 1 to 128 characters")
+        }
+        Some(n) => n,
+        None => format!("{}:{}", host_name(), args.grpc_listen.port()),
+    };
+    let fleet = FleetSettings {
+        replica_name,
+        lease: args.replica_lease,
+        max_session_age: Some(args.max_session_age).filter(|a| !a.is_zero()),
+        drain_spread: args.drain_spread,
+    };
+    let data_dir = args.store.data_dir.clone();
     let config = Config {
-        data_dir: args.data_dir.clone(),
-        database: args.database,
+        data_dir: args.store.data_dir,
+        database: args.store.database,
+        secret_key_file: args.store.secret_key_file,
         public_grpc_endpoint: args.public_grpc_endpoint,
         tls_sans: args.tls_sans,
         session,
         telemetry_retention: args.telemetry_retention,
         sts_endpoint: args.sts_endpoint,
+        fleet,
     };
     let cp = ControlPlane::open(config)
         .await
@@ -113,13 +171,43 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding --grpc-listen {}", args.grpc_listen))?;
     tracing::info!(
         http = %http.local_addr()?, grpc = %grpc.local_addr()?,
-        ca = %args.data_dir.join("ca.pem").display(),
+        ca = %data_dir.join("ca.pem").display(),
         admin_token = %cp.admin_token_path().display(),
         "control plane listening"
     );
     cp.run(http, grpc, shutdown_signal()).await?;
     tracing::info!("control plane stopped");
     Ok(())
+}
+
+/// `admin-token`: prints a new platform admin token (and nothing else) on stdout.
+async fn admin_token(args: AdminTokenArgs) -> anyhow::Result<()> {
+    tether_shared::logging::init("text");
+    let config = Config {
+        data_dir: args.store.data_dir,
+        database: args.store.database,
+        secret_key_file: args.store.secret_key_file,
+        public_grpc_endpoint: None,
+        tls_sans: vec![],
+        sts_endpoint: String::new(),
+        session: SessionSettings::default(),
+        telemetry_retention: std::time::Duration::ZERO,
+        fleet: FleetSettings::default(),
+    };
+    let token = tether_control_plane::mint_admin_token(&config)
+        .await
+        .context("minting a platform admin token")?;
+    println!("{token}");
+    Ok(())
+}
+
+/// The machine's host name (the default replica name), from the kernel.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 async fn shutdown_signal() {

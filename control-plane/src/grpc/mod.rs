@@ -5,6 +5,7 @@
 //! nowhere else.
 
 pub mod telemetry;
+pub mod tickets;
 pub mod tls;
 
 use std::pin::Pin;
@@ -95,6 +96,20 @@ impl AgentControlService {
     /// Reads the caller's identity from its TLS client certificate and checks that the
     /// certificate is still allowed (known, not revoked).
     async fn authenticate<T>(&self, req: &Request<T>) -> Result<Peer, Status> {
+        self.authenticate_at_start(req, false).await
+    }
+
+    /// [`Self::authenticate`], and with `session_start` also that the certificate has not
+    /// expired. rustls does not verify the client certificate again when a connection
+    /// resumes a TLS session from a ticket, so a resumed connection may present a
+    /// certificate that expired since; every session starts on a new connection, so the
+    /// start is where to refuse it. (Later RPCs on a long-lived connection present the
+    /// certificate it opened with, which renewals over the session outlive.)
+    async fn authenticate_at_start<T>(
+        &self,
+        req: &Request<T>,
+        session_start: bool,
+    ) -> Result<Peer, Status> {
         let certs = req.peer_certs().ok_or_else(|| {
             Status::unauthenticated(
                 "a client certificate issued by this control plane is required; enroll first",
@@ -118,6 +133,11 @@ impl AgentControlService {
         if !allowed {
             return Err(Status::permission_denied(
                 "certificate revoked: create a new enrollment token and enroll this agent again",
+            ));
+        }
+        if session_start && cert.not_after <= self.state.clock.now() {
+            return Err(Status::unauthenticated(
+                "certificate expired: create a new enrollment token and enroll this agent again",
             ));
         }
         Ok(Peer { identity, cert })
@@ -259,8 +279,16 @@ impl AgentControl for AgentControlService {
         &self,
         req: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        let peer = self.authenticate(&req).await?;
+        let peer = self.authenticate_at_start(&req, true).await?;
         let cp_id = peer.identity.compute_plane_id.clone();
+        if self.state.fleet.is_draining() {
+            let bye = crate::sessions::goodbye(
+                reason::DRAINING,
+                "this control-plane replica is stopping; connect to another",
+                self.state.fleet.draining_retry_after_ms(),
+            );
+            return Ok(Response::new(Box::pin(tokio_stream::once(Ok(bye)))));
+        }
         match self.state.admission.admit(&cp_id) {
             Decision::Wait(d) if d.is_zero() => {}
             Decision::Wait(d) => tokio::time::sleep(d).await,
@@ -317,23 +345,30 @@ impl AgentControl for AgentControlService {
         };
         tx.try_send(Box::new(welcome))
             .map_err(|_| Status::internal("session channel"))?;
-        self.state.presence.connected(
-            &cp_id,
-            SessionStart {
-                session_id: session_id.clone(),
-                at: self.state.clock.now(),
-                version: hello.version.clone(),
-                remote_addr: remote.clone(),
-            },
-        );
         let reg = self
             .state
             .sessions
             .register(&cp_id, &session_id, tx, peer.cert.not_after);
+        let start = SessionStart {
+            session_id: session_id.clone(),
+            at: self.state.clock.now(),
+            version: hello.version.clone(),
+            remote_addr: remote.clone(),
+            replica: self.state.fleet.replica().to_owned(),
+        };
+        if let Err(e) = self
+            .state
+            .fleet
+            .session_started(&self.state, &cp_id, start)
+            .await
+        {
+            self.state.sessions.deregister(&cp_id, &session_id);
+            return Err(internal(e));
+        }
         tracing::info!(identity = %peer.identity, %session_id, version = %hello.version, %remote, "session started");
         // Registered first, then pushed: a change racing this start is pushed again by its
         // writer, and the agent ignores generations older than the one it has.
-        crate::desired::push(&self.state, &cp_id).await;
+        crate::desired::push_local(&self.state, &cp_id).await;
         tokio::spawn(read_session(
             self.state.clone(),
             cp_id,
@@ -389,6 +424,14 @@ impl AgentControl for AgentControlService {
     }
 }
 
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_or_forever(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Counts a message received from an agent.
 fn counted(kind: Option<agent_message::Kind>) -> Option<agent_message::Kind> {
     crate::metrics::METRICS
@@ -407,6 +450,12 @@ async fn read_session(
     mut reg: crate::sessions::Registration,
 ) {
     let idle = state.settings.idle_timeout;
+    // A session older than the maximum age (± 20 %, so agents do not all leave at once)
+    // ends with Goodbye{rebalance}: agents spread over the replicas again.
+    let rebalance_at = state.fleet.settings().max_session_age.map(|age| {
+        let jitter = 0.8 + rand::random::<f64>() * 0.4;
+        tokio::time::Instant::now() + age.mul_f64(jitter)
+    });
     let why: &str = loop {
         let expiry = *reg.cert_expiry.borrow();
         let left = Duration::from_secs((expiry - state.clock.now()).max(0) as u64);
@@ -424,7 +473,7 @@ async fn read_session(
                         tracing::warn!(%session_id, "ignoring a second Hello");
                     }
                     Some(agent_message::Kind::Applied(a)) => {
-                        crate::status::record_applied(&state, &cp_id, &a);
+                        crate::status::record_applied(&state, &cp_id, &session_id, &a);
                     }
                     Some(agent_message::Kind::Status(st)) => {
                         crate::status::record_status(&state, &cp_id, st).await;
@@ -450,6 +499,10 @@ async fn read_session(
             () = tokio::time::sleep(left) => {
                 state.sessions.end_if_current(&cp_id, &session_id, reason::CERTIFICATE_EXPIRED, "the session's certificate expired without renewal");
                 break "certificate expired";
+            }
+            () = sleep_until_or_forever(rebalance_at) => {
+                state.sessions.end_if_current(&cp_id, &session_id, reason::REBALANCE, "the session reached its maximum age; reconnect");
+                break "maximum session age";
             }
         }
     };

@@ -23,12 +23,14 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// reconnect storm all of them miss their deadline together. The rest queue in order.
 pub const MAX_CONCURRENT_HANDSHAKES: usize = 64;
 
-/// Builds the server configuration from the CA (trusted for client certificates) and the
-/// server's own certificate and key (PEM / PKCS#8 DER).
+/// Builds the server configuration from the CA (trusted for client certificates), the
+/// server's own certificate and key (PEM / PKCS#8 DER), and the fleet's ticket secret
+/// (TLS 1.3 resumption on any replica, see [`super::tickets`]).
 pub fn server_config(
     ca_pem: &str,
     cert_pem: &str,
     key_pkcs8_der: Vec<u8>,
+    ticket_secret: &[u8],
 ) -> Result<Arc<rustls::ServerConfig>, Box<dyn std::error::Error + Send + Sync>> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
@@ -46,6 +48,9 @@ pub fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
+    config.ticketer = Arc::new(super::tickets::SharedTicketer::new(ticket_secret));
+    // Stateless tickets only: resumption must work on every replica, not only this one.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(Arc::new(config))
 }
 
@@ -91,6 +96,13 @@ pub fn incoming(
                 };
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                     Ok(Ok(tls)) => {
+                        let counter = match tls.get_ref().1.handshake_kind() {
+                            Some(rustls::HandshakeKind::Resumed) => {
+                                &crate::metrics::METRICS.handshakes_resumed_total
+                            }
+                            _ => &crate::metrics::METRICS.handshakes_full_total,
+                        };
+                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let _ = tx.send(Ok(tls)).await;
                     }
                     Ok(Err(e)) => tracing::info!(peer = %addr, error = %e, "TLS handshake refused"),

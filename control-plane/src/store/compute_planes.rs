@@ -52,6 +52,8 @@ pub struct AgentState {
     pub certificate_expires_at: Option<i64>,
     /// Revoked: every certificate refused until the agent enrolls again.
     pub revoked: bool,
+    /// The control-plane replica holding the live (or last) session.
+    pub replica: Option<String>,
 }
 
 /// Why an enrollment token could not be redeemed.

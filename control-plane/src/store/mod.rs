@@ -1,6 +1,6 @@
 //! The store: everything the control plane keeps, split by concept, one trait each —
 //! [`TenantStore`], [`ComputePlaneStore`], [`DesiredStateStore`], [`PresenceStore`],
-//! [`TelemetryStore`], [`AuditStore`], [`UsageStore`] — and [`Store`], all of them
+//! [`TelemetryStore`], [`AuditStore`], [`UsageStore`], [`SecretStore`], [`ReplicaStore`] — and [`Store`], all of them
 //! together. Two backends implement every trait: [`sqlite::SqliteStore`] (one process,
 //! the default) and [`postgres::PgStore`] (several replicas). Rows go in and come out as
 //! the types of `tether-shared` (specs, statuses), never as JSON text; callers hold an
@@ -10,7 +10,10 @@
 pub mod audit;
 pub mod compute_planes;
 pub mod desired;
+pub mod postgres;
 pub mod presence;
+pub mod replicas;
+pub mod secrets;
 pub mod sqlite;
 pub mod telemetry;
 pub mod tenants;
@@ -25,7 +28,9 @@ pub use compute_planes::{
 pub use desired::{
     CatalogRow, ClusterRow, DesiredStateConflict, DesiredStateStore, StoredDesiredState,
 };
-pub use presence::{PresenceStore, PresenceUpdate, SessionStart};
+pub use presence::{PresenceStore, PresenceUpdate, SessionStart, Superseded};
+pub use replicas::{HeldSession, Replica, ReplicaStore};
+pub use secrets::SecretStore;
 pub use telemetry::{QueryFilter, QueryRow, TelemetryItem, TelemetryStore};
 pub use tenants::{ApiToken, Tenant, TenantStore};
 pub use usage::{UsageRow, UsageStore};
@@ -144,6 +149,8 @@ pub trait Store:
     + TelemetryStore
     + AuditStore
     + UsageStore
+    + SecretStore
+    + ReplicaStore
 {
 }
 
@@ -155,5 +162,7 @@ impl<T> Store for T where
         + TelemetryStore
         + AuditStore
         + UsageStore
+        + SecretStore
+        + ReplicaStore
 {
 }

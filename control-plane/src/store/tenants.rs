@@ -61,6 +61,14 @@ pub trait TenantStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<ApiToken, StoreError>;
     /// Looks a token up by its hash.
     async fn find_api_token(&self, token_hash: &str) -> Result<Option<ApiToken>, StoreError>;
+    /// Creates the platform admin token with this hash if the database never had its
+    /// first one, atomically (replicas starting together on a new database create one);
+    /// true if this call created it.
+    async fn bootstrap_platform_admin(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
     /// The token with this id.
     async fn api_token_by_id(&self, id: &str) -> Result<Option<ApiToken>, StoreError>;
 }

@@ -30,6 +30,7 @@ fn compute_plane(row: &SqliteRow) -> Result<ComputePlane, StoreError> {
             certificate_serial: row.try_get("agent_cert_serial")?,
             certificate_expires_at: row.try_get("agent_cert_expires_at")?,
             revoked: row.try_get::<i64, _>("agent_revoked")? != 0,
+            replica: row.try_get("agent_replica")?,
         },
         generation: row.try_get("generation")?,
         applied_generation: row.try_get("applied_generation")?,

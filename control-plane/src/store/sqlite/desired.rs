@@ -388,7 +388,7 @@ impl DesiredStateStore for SqliteStore {
         conditions: &[Condition],
     ) -> Result<(), StoreError> {
         let (_turn, mut tx) = self.write_tx().await?;
-        record_applied(&mut tx, cp, generation, conditions).await?;
+        record_applied(&mut tx, cp, None, generation, conditions).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -427,20 +427,23 @@ impl DesiredStateStore for SqliteStore {
 }
 
 /// The agent applied `generation` (capped at the stored one: only what it can have seen);
-/// deletions up to it are done.
+/// deletions up to it are done. With `session`, only while that session is current.
 pub(super) async fn record_applied(
     tx: &mut Tx<'_>,
     cp: &str,
+    session: Option<&str>,
     generation: i64,
     conditions: &[Condition],
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE compute_planes SET applied_generation = MAX(applied_generation, MIN(?, generation)), \
-         applied_conditions = ? WHERE id = ?",
+         applied_conditions = ? WHERE id = ? AND (? IS NULL OR agent_session_id = ?)",
     )
     .bind(generation)
     .bind(to_json(&conditions))
     .bind(cp)
+    .bind(session)
+    .bind(session)
     .execute(&mut **tx)
     .await?;
     sqlx::query(

@@ -16,6 +16,8 @@ mod audit;
 mod compute_planes;
 mod desired;
 mod presence;
+mod replicas;
+mod secrets;
 mod telemetry;
 mod tenants;
 mod usage;

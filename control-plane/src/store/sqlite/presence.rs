@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::SqliteStore;
-use crate::store::{PresenceStore, PresenceUpdate, StoreError};
+use crate::store::{PresenceStore, PresenceUpdate, SessionStart, StoreError, Superseded};
 
 #[async_trait]
 impl PresenceStore for SqliteStore {
@@ -19,13 +19,14 @@ impl PresenceStore for SqliteStore {
                 sqlx::query(
                     "UPDATE compute_planes SET agent_connected = 1, agent_session_id = ?, \
                      agent_connected_since = ?, agent_version = ?, agent_last_heartbeat = ?, \
-                     agent_remote_addr = ? WHERE id = ?",
+                     agent_remote_addr = ?, agent_replica = ? WHERE id = ?",
                 )
                 .bind(&s.session_id)
                 .bind(s.at)
                 .bind(&s.version)
                 .bind(s.at)
                 .bind(&s.remote_addr)
+                .bind(&s.replica)
                 .bind(cp)
                 .execute(&mut *tx)
                 .await?;
@@ -40,8 +41,9 @@ impl PresenceStore for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
             }
-            if let Some((generation, conditions)) = &u.applied {
-                super::desired::record_applied(&mut tx, cp, *generation, conditions).await?;
+            if let Some((session, generation, conditions)) = &u.applied {
+                super::desired::record_applied(&mut tx, cp, Some(session), *generation, conditions)
+                    .await?;
             }
             if let Some(session) = &u.disconnected {
                 sqlx::query(
@@ -55,6 +57,47 @@ impl PresenceStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn claim_session(
+        &self,
+        cp: &str,
+        start: &SessionStart,
+    ) -> Result<Option<Superseded>, StoreError> {
+        let (_turn, mut tx) = self.write_tx().await?;
+        let before: Option<(i64, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT agent_connected, agent_session_id, agent_replica FROM compute_planes WHERE id = ?",
+        )
+        .bind(cp)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((connected, old_session, old_replica)) = before else {
+            return Err(StoreError::NotFound("compute plane"));
+        };
+        sqlx::query(
+            "UPDATE compute_planes SET agent_connected = 1, agent_session_id = ?, \
+             agent_connected_since = ?, agent_version = ?, agent_last_heartbeat = ?, \
+             agent_remote_addr = ?, agent_replica = ? WHERE id = ?",
+        )
+        .bind(&start.session_id)
+        .bind(start.at)
+        .bind(&start.version)
+        .bind(start.at)
+        .bind(&start.remote_addr)
+        .bind(&start.replica)
+        .bind(cp)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(match old_session {
+            Some(session_id) if connected != 0 && session_id != start.session_id => {
+                Some(Superseded {
+                    session_id,
+                    replica: old_replica,
+                })
+            }
+            _ => None,
+        })
     }
 
     async fn mark_all_disconnected(&self) -> Result<(), StoreError> {

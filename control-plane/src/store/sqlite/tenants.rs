@@ -124,4 +124,34 @@ impl TenantStore for SqliteStore {
             .await?;
         Ok(row.as_ref().map(api_token).transpose()?.flatten())
     }
+
+    async fn bootstrap_platform_admin(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (_turn, mut tx) = self.write_tx().await?;
+        let first = sqlx::query(
+            "INSERT INTO bootstrap (what, at) VALUES ('platform-admin', ?) ON CONFLICT (what) DO NOTHING",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if first {
+            sqlx::query(
+                "INSERT INTO api_tokens (id, tenant_id, role, token_hash, created_at) VALUES (?, NULL, ?, ?, ?)",
+            )
+            .bind(new_id())
+            .bind(Role::PlatformAdmin.as_str())
+            .bind(token_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_or(e, "this API token is already stored".to_owned()))?;
+        }
+        tx.commit().await?;
+        Ok(first)
+    }
 }

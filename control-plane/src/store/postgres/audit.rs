@@ -1,0 +1,152 @@
+//! PostgreSQL: the audit log (append-only, enforced by triggers) and dashboard sessions.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::PgStore;
+use crate::store::{
+    AuditEntry, AuditFilter, AuditResult, AuditStore, DashboardSession, StoreError, page_of,
+};
+
+fn audit_entry(r: &PgRow) -> Result<AuditEntry, sqlx::Error> {
+    let result: String = r.try_get("result")?;
+    let status: i32 = r.try_get("status")?;
+    Ok(AuditEntry {
+        id: r.try_get("id")?,
+        at_ms: r.try_get("at_ms")?,
+        token_id: r.try_get("token_id")?,
+        role: r.try_get("role")?,
+        tenant_id: r.try_get("tenant_id")?,
+        action: r.try_get("action")?,
+        target: r.try_get("target")?,
+        result: match result.as_str() {
+            "ok" => AuditResult::Ok,
+            "denied" => AuditResult::Denied,
+            "rejected" => AuditResult::Rejected,
+            _ => AuditResult::Error,
+        },
+        status: u16::try_from(status).unwrap_or(0),
+        client_addr: r.try_get("client_addr")?,
+        via: r.try_get("via")?,
+    })
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn append_audit(&self, e: &AuditEntry) -> Result<i64, StoreError> {
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO audit_log (at_ms, token_id, role, tenant_id, action, target, result, status, client_addr, via) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+        )
+        .bind(e.at_ms)
+        .bind(&e.token_id)
+        .bind(&e.role)
+        .bind(&e.tenant_id)
+        .bind(&e.action)
+        .bind(&e.target)
+        .bind(e.result.as_str())
+        .bind(i32::from(e.status))
+        .bind(&e.client_addr)
+        .bind(&e.via)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn audit_log(
+        &self,
+        f: &AuditFilter,
+    ) -> Result<(Vec<AuditEntry>, Option<i64>), StoreError> {
+        let limit = i64::from(f.limit.clamp(1, 1000));
+        let result = f.result.map(AuditResult::as_str);
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE ($1::text IS NULL OR tenant_id = $1) \
+             AND ($2::text IS NULL OR token_id = $2) AND ($3::text IS NULL OR strpos(action, $3) > 0) \
+             AND ($4::text IS NULL OR result = $4) AND ($5::bigint IS NULL OR at_ms >= $5) \
+             AND ($6::bigint IS NULL OR at_ms < $6) AND ($7::bigint IS NULL OR id < $7) \
+             ORDER BY id DESC LIMIT $8",
+        )
+        .bind(&f.tenant_id)
+        .bind(&f.token_id)
+        .bind(&f.action)
+        .bind(result)
+        .bind(f.since_ms)
+        .bind(f.until_ms)
+        .bind(f.cursor)
+        .bind(limit + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let (page, more) = page_of(rows, limit);
+        let entries = page
+            .iter()
+            .map(audit_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if more {
+            entries.last().map(|e| e.id)
+        } else {
+            None
+        };
+        Ok((entries, next))
+    }
+
+    async fn create_dashboard_session(
+        &self,
+        id_hash: &str,
+        token_id: &str,
+        csrf: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM dashboard_sessions WHERE expires_ms <= $1")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO dashboard_sessions (id_hash, token_id, csrf, created_ms, expires_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id_hash)
+        .bind(token_id)
+        .bind(csrf)
+        .bind(now_ms)
+        .bind(expires_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| crate::store::missing_or(e, "API token"))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn dashboard_session(
+        &self,
+        id_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<DashboardSession>, StoreError> {
+        let row = sqlx::query(
+            "SELECT s.csrf, s.expires_ms, t.id, t.tenant_id, t.role FROM dashboard_sessions s \
+             JOIN api_tokens t ON t.id = s.token_id WHERE s.id_hash = $1 AND s.expires_ms > $2",
+        )
+        .bind(id_hash)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let Some(token) = super::tenants::api_token(&row)? else {
+            return Ok(None);
+        };
+        Ok(Some(DashboardSession {
+            token,
+            csrf: row.try_get("csrf")?,
+            expires_ms: row.try_get("expires_ms")?,
+        }))
+    }
+
+    async fn delete_dashboard_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM dashboard_sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

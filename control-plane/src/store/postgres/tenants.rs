@@ -1,0 +1,170 @@
+//! PostgreSQL: tenants and API tokens.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::PgStore;
+use crate::authz::Role;
+use crate::store::{
+    ApiToken, Settings, StoreError, Tenant, TenantStore, conflict_or, from_json, new_id,
+};
+
+const TENANT_COLUMNS: &str =
+    "id, name, aws_account_id, account_binding, settings::text AS settings, created_at";
+
+fn tenant(row: &PgRow) -> Result<Tenant, StoreError> {
+    let name: String = row.try_get("name")?;
+    let settings: String = row.try_get("settings")?;
+    Ok(Tenant {
+        settings: from_json::<Settings>("settings", &name, &settings)?,
+        id: row.try_get("id")?,
+        name,
+        aws_account_id: row.try_get("aws_account_id")?,
+        account_binding: row.try_get("account_binding")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// An API token row (`id`, `tenant_id`, `role`); `None` for a role this version does not
+/// know.
+pub(super) fn api_token(row: &PgRow) -> Result<Option<ApiToken>, sqlx::Error> {
+    let role: String = row.try_get("role")?;
+    Ok(match Role::parse(&role) {
+        Some(role) => Some(ApiToken {
+            id: row.try_get("id")?,
+            tenant_id: row.try_get("tenant_id")?,
+            role,
+        }),
+        None => None,
+    })
+}
+
+#[async_trait]
+impl TenantStore for PgStore {
+    async fn create_tenant(
+        &self,
+        name: &str,
+        aws_account_id: Option<&str>,
+        account_binding: bool,
+        now: i64,
+    ) -> Result<Tenant, StoreError> {
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO tenants (id, name, aws_account_id, account_binding, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(aws_account_id)
+        .bind(account_binding)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_or(e, format!("tenant {name:?} already exists")))?;
+        Ok(Tenant {
+            id,
+            name: name.to_owned(),
+            aws_account_id: aws_account_id.map(str::to_owned),
+            account_binding,
+            created_at: now,
+            settings: Settings::new(),
+        })
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY name"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(tenant).collect()
+    }
+
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(tenant).transpose()
+    }
+
+    async fn create_api_token(
+        &self,
+        tenant_id: Option<&str>,
+        role: Role,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<ApiToken, StoreError> {
+        let id = new_id();
+        sqlx::query(
+            "INSERT INTO api_tokens (id, tenant_id, role, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&id)
+        .bind(tenant_id)
+        .bind(role.as_str())
+        .bind(token_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match crate::store::missing_or(e, "tenant") {
+            StoreError::Database(e) => {
+                conflict_or(e, "this API token is already stored".to_owned())
+            }
+            other => other,
+        })?;
+        Ok(ApiToken {
+            id,
+            tenant_id: tenant_id.map(str::to_owned),
+            role,
+        })
+    }
+
+    async fn find_api_token(&self, token_hash: &str) -> Result<Option<ApiToken>, StoreError> {
+        let row = sqlx::query("SELECT id, tenant_id, role FROM api_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(api_token).transpose()?.flatten())
+    }
+
+    async fn api_token_by_id(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
+        let row = sqlx::query("SELECT id, tenant_id, role FROM api_tokens WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(api_token).transpose()?.flatten())
+    }
+
+    async fn bootstrap_platform_admin(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // A second replica's INSERT waits for the first one's commit, then does nothing.
+        let first = sqlx::query(
+            "INSERT INTO bootstrap (what, at) VALUES ('platform-admin', $1) ON CONFLICT (what) DO NOTHING",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if first {
+            sqlx::query(
+                "INSERT INTO api_tokens (id, tenant_id, role, token_hash, created_at) VALUES ($1, NULL, $2, $3, $4)",
+            )
+            .bind(new_id())
+            .bind(Role::PlatformAdmin.as_str())
+            .bind(token_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_or(e, "this API token is already stored".to_owned()))?;
+        }
+        tx.commit().await?;
+        Ok(first)
+    }
+}
