@@ -72,6 +72,11 @@ pub fn classify(status: tonic::Status) -> AgentError {
     }
 }
 
+/// First pause before a telemetry stream the control plane ended is opened again.
+const TELEMETRY_RETRY_MIN: Duration = Duration::from_millis(500);
+/// Longest pause between telemetry stream attempts within a session.
+const TELEMETRY_RETRY_MAX: Duration = Duration::from_secs(10);
+
 /// Runs one session to its end.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -140,13 +145,28 @@ pub async fn run(
     let mut heartbeat = tokio::time::interval_at(Instant::now() + hb_every, hb_every);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Telemetry on its own stream of the same connection, for as long as this session.
+    // A stream the control plane ends (its database unavailable, say) is opened again
+    // after a pause that grows to TELEMETRY_RETRY_MAX; the spool keeps everything meanwhile
+    // and the new stream resends what was not acked.
     let uplink = {
         let t = telemetry.clone();
         let c = client.clone();
         let acked = welcome.telemetry_acked_seq;
         AbortOnDrop(tokio::spawn(async move {
-            if let Err(status) = t.uplink(c, acked).await {
-                tracing::warn!(%status, "telemetry stream ended");
+            let mut pause = TELEMETRY_RETRY_MIN;
+            loop {
+                let opened = Instant::now();
+                match t.uplink(c.clone(), acked).await {
+                    Ok(()) => return,
+                    Err(status) => {
+                        if opened.elapsed() > TELEMETRY_RETRY_MAX {
+                            pause = TELEMETRY_RETRY_MIN;
+                        }
+                        tracing::warn!(%status, retry_in_ms = pause.as_millis() as u64, "telemetry stream ended");
+                    }
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(TELEMETRY_RETRY_MAX);
             }
         }))
     };

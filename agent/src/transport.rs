@@ -132,7 +132,43 @@ impl std::fmt::Debug for TlsMaterial {
     }
 }
 
+/// The client configuration for `tls`, made once per set of TLS material and kept across
+/// connections (each session dials anew): rustls resumes a TLS session only under the
+/// configuration that received its ticket (the same verifier and client certificate), and
+/// a resumed reconnect — to any replica — skips the certificate signatures of a full
+/// handshake. New material (renewal, enrollment) gets a new configuration with no
+/// tickets: a ticket carries the certificate it was issued under, and an old one must
+/// not be presented again.
 fn client_config(tls: &TlsMaterial) -> Result<Arc<rustls::ClientConfig>, String> {
+    use std::sync::{LazyLock, Mutex};
+    /// A configuration and the material it was made from.
+    type Made = (Vec<u8>, Arc<rustls::ClientConfig>);
+    /// Configurations by their material; a handful at most (enrollment, the identity).
+    static CONFIGS: LazyLock<Mutex<Vec<Made>>> = LazyLock::new(|| Mutex::new(Vec::new()));
+    const KEEP: usize = 4;
+    let mut key = Vec::new();
+    for cert in &tls.roots {
+        key.extend_from_slice(cert.as_ref());
+    }
+    key.push(0);
+    if let Some((chain, _)) = &tls.client {
+        for cert in chain {
+            key.extend_from_slice(cert.as_ref());
+        }
+    }
+    let mut configs = CONFIGS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, config)) = configs.iter().find(|(k, _)| *k == key) {
+        return Ok(config.clone());
+    }
+    let config = new_client_config(tls)?;
+    if configs.len() >= KEEP {
+        configs.remove(0);
+    }
+    configs.push((key, config.clone()));
+    Ok(config)
+}
+
+fn new_client_config(tls: &TlsMaterial) -> Result<Arc<rustls::ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
     for cert in &tls.roots {
@@ -151,35 +187,7 @@ fn client_config(tls: &TlsMaterial) -> Result<Arc<rustls::ClientConfig>, String>
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
-    config.resumption = rustls::client::Resumption::store(session_cache(tls));
     Ok(Arc::new(config))
-}
-
-/// The TLS session cache for connections made with `tls`'s client certificate, kept
-/// across connections (each session dials anew) so that a reconnect to any replica
-/// resumes with a ticket instead of a full handshake. A new certificate (renewal,
-/// enrollment) starts an empty cache: a ticket carries the certificate it was issued
-/// under, and an old one must not be presented again.
-fn session_cache(tls: &TlsMaterial) -> Arc<dyn rustls::client::ClientSessionStore> {
-    use std::sync::{LazyLock, Mutex};
-    type Cache = (Vec<u8>, Arc<dyn rustls::client::ClientSessionStore>);
-    static CACHE: LazyLock<Mutex<Option<Cache>>> = LazyLock::new(|| Mutex::new(None));
-    let key = tls
-        .client
-        .as_ref()
-        .and_then(|(chain, _)| chain.first())
-        .map(|c| c.as_ref().to_vec())
-        .unwrap_or_default();
-    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    match &*cache {
-        Some((k, store)) if *k == key => store.clone(),
-        _ => {
-            let store: Arc<dyn rustls::client::ClientSessionStore> =
-                Arc::new(rustls::client::ClientSessionMemoryCache::new(32));
-            *cache = Some((key, store.clone()));
-            store
-        }
-    }
 }
 
 /// The control plane's endpoints: one URL (a DNS name behind a load balancer) or the

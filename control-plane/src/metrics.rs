@@ -61,14 +61,12 @@ pub fn render(sessions: usize) -> String {
             "counter",
             m.handshakes_queued_total.load(Ordering::Relaxed),
         ),
-        line(
-            "tether_tls_handshakes_total{kind=\"full\"}",
-            "TLS handshakes of agents, full or resumed from a session ticket.",
-            "counter",
-            m.handshakes_full_total.load(Ordering::Relaxed),
-        ),
         format!(
-            "tether_tls_handshakes_total{{kind=\"resumed\"}} {}\n",
+            "# HELP tether_tls_handshakes_total TLS handshakes of agents, full or resumed from a session ticket of any replica.\n\
+             # TYPE tether_tls_handshakes_total counter\n\
+             tether_tls_handshakes_total{{kind=\"full\"}} {}\n\
+             tether_tls_handshakes_total{{kind=\"resumed\"}} {}\n",
+            m.handshakes_full_total.load(Ordering::Relaxed),
             m.handshakes_resumed_total.load(Ordering::Relaxed)
         ),
         line(

@@ -65,7 +65,7 @@ pub enum DesiredStateConflict {
 #[async_trait]
 pub trait DesiredStateStore: Send + Sync + std::fmt::Debug + 'static {
     /// Creates or replaces a cluster; checks the catalogs it attaches exist. Returns the
-    /// new generation.
+    /// new generation. Like every write here, `NotFound` for a missing compute plane.
     async fn put_cluster(
         &self,
         cp: &str,
@@ -105,7 +105,8 @@ pub trait DesiredStateStore: Send + Sync + std::fmt::Debug + 'static {
     /// The whole desired state, as the agent receives it.
     async fn desired_state(&self, cp: &str) -> Result<StoredDesiredState, StoreError>;
     /// The agent applied `generation` (capped at the stored one: only what it can have
-    /// seen; never lowered); deletions up to it are done.
+    /// seen; never lowered); deletions up to it are done. Its conditions replace the
+    /// stored ones unless the ack is older than the applied generation.
     async fn record_applied(
         &self,
         cp: &str,

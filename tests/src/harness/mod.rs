@@ -1,9 +1,11 @@
-//! The harness: processes, API client, waiting, and the egress proxy.
+//! The harness: processes, API client, waiting, the egress proxy, and PostgreSQL servers.
 
 mod api;
+pub mod fleet;
 pub mod grpc;
 pub mod moto;
 pub mod netns;
+pub mod postgres;
 pub mod presto_env;
 mod procs;
 pub mod relay;

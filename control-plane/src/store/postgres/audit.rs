@@ -113,7 +113,12 @@ impl AuditStore for PgStore {
         .bind(expires_ms)
         .execute(&mut *tx)
         .await
-        .map_err(|e| crate::store::missing_or(e, "API token"))?;
+        .map_err(|e| match crate::store::missing_or(e, "API token") {
+            StoreError::Database(e) => {
+                crate::store::conflict_or(e, "this dashboard session exists".to_owned())
+            }
+            other => other,
+        })?;
         tx.commit().await?;
         Ok(())
     }

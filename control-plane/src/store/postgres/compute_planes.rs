@@ -77,7 +77,7 @@ impl ComputePlaneStore for PgStore {
 
     async fn list_compute_planes(&self, tenant_id: &str) -> Result<Vec<ComputePlane>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CP_COLUMNS} FROM compute_planes WHERE tenant_id = $1 ORDER BY name"
+            "SELECT {CP_COLUMNS} FROM compute_planes WHERE tenant_id = $1 ORDER BY name COLLATE \"C\""
         )))
         .bind(tenant_id)
         .fetch_all(&self.pool)
@@ -114,7 +114,10 @@ impl ComputePlaneStore for PgStore {
         .bind(expires_at)
         .execute(&self.pool)
         .await
-        .map_err(|e| missing_or(e, "compute plane"))?;
+        .map_err(|e| match missing_or(e, "compute plane") {
+            StoreError::Database(e) => conflict_or(e, "this enrollment token exists".to_owned()),
+            other => other,
+        })?;
         Ok(id)
     }
 

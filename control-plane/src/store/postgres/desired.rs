@@ -166,7 +166,7 @@ impl DesiredStateStore for PgStore {
 
     async fn list_clusters(&self, cp: &str) -> Result<Vec<ClusterRow>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CLUSTER_COLUMNS} FROM clusters WHERE compute_plane_id = $1 ORDER BY name"
+            "SELECT {CLUSTER_COLUMNS} FROM clusters WHERE compute_plane_id = $1 ORDER BY name COLLATE \"C\""
         )))
         .bind(cp)
         .fetch_all(&self.pool)
@@ -209,7 +209,7 @@ impl DesiredStateStore for PgStore {
         let generation = bump(&mut tx, cp).await?;
         let users: Vec<(String,)> = sqlx::query_as(
             "SELECT name FROM clusters WHERE compute_plane_id = $1 AND deleted_generation IS NULL \
-             AND spec -> 'catalogs' ? $2 ORDER BY name",
+             AND spec -> 'catalogs' ? $2 ORDER BY name COLLATE \"C\"",
         )
         .bind(cp)
         .bind(name)
@@ -247,7 +247,7 @@ impl DesiredStateStore for PgStore {
 
     async fn list_catalogs(&self, cp: &str) -> Result<Vec<CatalogRow>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {CATALOG_COLUMNS} FROM catalogs WHERE compute_plane_id = $1 ORDER BY name"
+            "SELECT {CATALOG_COLUMNS} FROM catalogs WHERE compute_plane_id = $1 ORDER BY name COLLATE \"C\""
         )))
         .bind(cp)
         .fetch_all(&self.pool)
@@ -400,7 +400,8 @@ pub(super) async fn record_applied(
 ) -> Result<(), StoreError> {
     let applied: Option<(i64,)> = sqlx::query_as(
         "UPDATE compute_planes SET applied_generation = GREATEST(applied_generation, LEAST($1, generation)), \
-         applied_conditions = $2::jsonb WHERE id = $3 RETURNING applied_generation",
+         applied_conditions = CASE WHEN $1 >= applied_generation THEN $2::jsonb ELSE applied_conditions END \
+         WHERE id = $3 RETURNING applied_generation",
     )
     .bind(generation)
     .bind(to_json(&conditions))

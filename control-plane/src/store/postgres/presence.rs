@@ -87,7 +87,8 @@ impl PresenceStore for PgStore {
             sqlx::query(
                 "UPDATE compute_planes p SET \
                  applied_generation = GREATEST(p.applied_generation, LEAST(u.generation, p.generation)), \
-                 applied_conditions = u.conditions::jsonb \
+                 applied_conditions = CASE WHEN u.generation >= p.applied_generation \
+                 THEN u.conditions::jsonb ELSE p.applied_conditions END \
                  FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[]) \
                  AS u(cp, session, generation, conditions) \
                  WHERE p.id = u.cp AND p.agent_session_id = u.session",

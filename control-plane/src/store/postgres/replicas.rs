@@ -44,7 +44,7 @@ impl ReplicaStore for PgStore {
 
     async fn list_replicas(&self, now_ms: i64) -> Result<Vec<Replica>, StoreError> {
         let rows =
-            sqlx::query("SELECT * FROM replicas WHERE last_seen_ms + lease_ms >= $1 ORDER BY name")
+            sqlx::query("SELECT * FROM replicas WHERE last_seen_ms + lease_ms >= $1 ORDER BY name COLLATE \"C\"")
                 .bind(now_ms)
                 .fetch_all(&self.pool)
                 .await?;

@@ -286,7 +286,7 @@ impl TelemetryStore for PgStore {
         let rows: Vec<(String, String, i64, f64)> = sqlx::query_as(
             "SELECT cluster, name, ts_ms, value FROM metric_samples WHERE compute_plane_id = $1 \
              AND ($2::text IS NULL OR name = $2) AND ($3::text IS NULL OR cluster = $3) \
-             AND ts_ms >= $4 AND ts_ms < $5 ORDER BY name, cluster, ts_ms LIMIT 100000",
+             AND ts_ms >= $4 AND ts_ms < $5 ORDER BY name COLLATE \"C\", cluster COLLATE \"C\", ts_ms LIMIT 100000",
         )
         .bind(cp)
         .bind(name)

@@ -73,7 +73,7 @@ impl TenantStore for PgStore {
 
     async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY name"
+            "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY name COLLATE \"C\""
         )))
         .fetch_all(&self.pool)
         .await?;

@@ -119,7 +119,13 @@ impl AuditStore for SqliteStore {
         .bind(now_ms)
         .bind(expires_ms)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(|e| match crate::store::missing_or(e, "API token") {
+            StoreError::Database(e) => {
+                crate::store::conflict_or(e, "this dashboard session exists".to_owned())
+            }
+            other => other,
+        })?;
         tx.commit().await?;
         Ok(())
     }

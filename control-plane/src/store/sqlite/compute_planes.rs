@@ -102,7 +102,10 @@ impl ComputePlaneStore for SqliteStore {
         .bind(expires_at)
         .execute(&mut *self.writer().await?)
         .await
-        .map_err(|e| missing_or(e, "compute plane"))?;
+        .map_err(|e| match missing_or(e, "compute plane") {
+            StoreError::Database(e) => conflict_or(e, "this enrollment token exists".to_owned()),
+            other => other,
+        })?;
         Ok(id)
     }
 

@@ -94,6 +94,8 @@ impl DesiredStateStore for SqliteStore {
         now: i64,
     ) -> Result<Result<i64, DesiredStateConflict>, StoreError> {
         let (_turn, mut tx) = self.write_tx().await?;
+        // Bump first: a missing compute plane is NotFound before any catalog check.
+        let generation = bump(&mut tx, cp).await?;
         for (i, c) in spec.catalogs.iter().enumerate() {
             let found =
                 sqlx::query("SELECT 1 FROM catalogs WHERE compute_plane_id = ? AND name = ?")
@@ -106,7 +108,6 @@ impl DesiredStateStore for SqliteStore {
                 return Ok(Err(DesiredStateConflict::UnknownCatalog(i, c.clone())));
             }
         }
-        let generation = bump(&mut tx, cp).await?;
         sqlx::query(
             "INSERT INTO clusters (compute_plane_id, name, spec, generation, updated_at) VALUES (?, ?, ?, ?, ?) \
              ON CONFLICT (compute_plane_id, name) DO UPDATE SET spec = excluded.spec, \
@@ -130,6 +131,7 @@ impl DesiredStateStore for SqliteStore {
         now: i64,
     ) -> Result<Option<i64>, StoreError> {
         let (_turn, mut tx) = self.write_tx().await?;
+        let generation = bump(&mut tx, cp).await?;
         let live = sqlx::query(
             "SELECT 1 FROM clusters WHERE compute_plane_id = ? AND name = ? AND deleted_generation IS NULL",
         )
@@ -141,7 +143,6 @@ impl DesiredStateStore for SqliteStore {
             tx.rollback().await?;
             return Ok(None);
         }
-        let generation = bump(&mut tx, cp).await?;
         sqlx::query(
             "UPDATE clusters SET deleted_generation = ?, generation = ?, updated_at = ? \
              WHERE compute_plane_id = ? AND name = ?",
@@ -205,6 +206,7 @@ impl DesiredStateStore for SqliteStore {
         name: &str,
     ) -> Result<Result<Option<i64>, DesiredStateConflict>, StoreError> {
         let (_turn, mut tx) = self.write_tx().await?;
+        let generation = bump(&mut tx, cp).await?;
         let exists = sqlx::query("SELECT 1 FROM catalogs WHERE compute_plane_id = ? AND name = ?")
             .bind(cp)
             .bind(name)
@@ -230,7 +232,6 @@ impl DesiredStateStore for SqliteStore {
                 .collect::<Result<Vec<String>, _>>()?;
             return Ok(Err(DesiredStateConflict::CatalogInUse(users)));
         }
-        let generation = bump(&mut tx, cp).await?;
         sqlx::query("DELETE FROM catalogs WHERE compute_plane_id = ? AND name = ?")
             .bind(cp)
             .bind(name)
@@ -437,8 +438,10 @@ pub(super) async fn record_applied(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE compute_planes SET applied_generation = MAX(applied_generation, MIN(?, generation)), \
-         applied_conditions = ? WHERE id = ? AND (? IS NULL OR agent_session_id = ?)",
+         applied_conditions = CASE WHEN ? >= applied_generation THEN ? ELSE applied_conditions END \
+         WHERE id = ? AND (? IS NULL OR agent_session_id = ?)",
     )
+    .bind(generation)
     .bind(generation)
     .bind(to_json(&conditions))
     .bind(cp)

@@ -101,7 +101,12 @@ impl TenantStore for SqliteStore {
         .bind(now)
         .execute(&mut *self.writer().await?)
         .await
-        .map_err(|e| conflict_or(e, "this API token is already stored".to_owned()))?;
+        .map_err(|e| match crate::store::missing_or(e, "tenant") {
+            StoreError::Database(e) => {
+                conflict_or(e, "this API token is already stored".to_owned())
+            }
+            other => other,
+        })?;
         Ok(ApiToken {
             id,
             tenant_id: tenant_id.map(str::to_owned),
