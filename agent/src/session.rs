@@ -156,13 +156,19 @@ pub async fn run(
             let mut pause = TELEMETRY_RETRY_MIN;
             loop {
                 let opened = Instant::now();
-                match t.uplink(c.clone(), acked).await {
-                    Ok(()) => return,
+                let ended = t.uplink(c.clone(), acked).await;
+                if opened.elapsed() > TELEMETRY_RETRY_MAX {
+                    pause = TELEMETRY_RETRY_MIN;
+                }
+                // Ended by the control plane, cleanly or not: this task lives as long as
+                // the session (it is aborted with it), so open the stream again.
+                match ended {
+                    Ok(()) => tracing::info!(
+                        retry_in_ms = pause.as_millis() as u64,
+                        "telemetry stream closed by the control plane"
+                    ),
                     Err(status) => {
-                        if opened.elapsed() > TELEMETRY_RETRY_MAX {
-                            pause = TELEMETRY_RETRY_MIN;
-                        }
-                        tracing::warn!(%status, retry_in_ms = pause.as_millis() as u64, "telemetry stream ended");
+                        tracing::warn!(%status, retry_in_ms = pause.as_millis() as u64, "telemetry stream ended")
                     }
                 }
                 tokio::time::sleep(pause).await;

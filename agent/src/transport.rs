@@ -168,7 +168,9 @@ fn client_config(tls: &TlsMaterial) -> Result<Arc<rustls::ClientConfig>, String>
     Ok(config)
 }
 
-fn new_client_config(tls: &TlsMaterial) -> Result<Arc<rustls::ClientConfig>, String> {
+/// A new client configuration for `tls` (no cache): for a process that holds many
+/// identities and keeps each one's configuration itself (the benchmark's simulated agents).
+pub fn new_client_config(tls: &TlsMaterial) -> Result<Arc<rustls::ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
     for cert in &tls.roots {
@@ -365,12 +367,20 @@ fn tls_error(target: &str, e: std::io::Error) -> ConnectError {
 /// Connects a tonic channel to the control plane. The connection is made eagerly so that
 /// errors surface here, classified.
 pub async fn connect(control_plane: &Uri, tls: &TlsMaterial) -> Result<Channel, ConnectError> {
-    let (host, port) = authority(control_plane);
-    let target_str = format!("{host}:{port}");
     let config = client_config(tls).map_err(|detail| ConnectError::Tls {
-        target: target_str.clone(),
+        target: control_plane.to_string(),
         detail,
     })?;
+    connect_with(control_plane, config).await
+}
+
+/// [`connect`] with a client configuration the caller keeps (its TLS tickets included).
+pub async fn connect_with(
+    control_plane: &Uri,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<Channel, ConnectError> {
+    let (host, port) = authority(control_plane);
+    let target_str = format!("{host}:{port}");
     // tonic sees plain `http://`: TLS is done by our connector, which keeps the
     // handshake's errors and the proxy under our control.
     let inner_uri = format!(

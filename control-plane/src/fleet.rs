@@ -330,11 +330,23 @@ impl Fleet {
         );
     }
 
-    /// How long a session start refused while draining is told to wait: past the drain,
-    /// so an agent behind a load balancer that still routes here does not bounce.
+    /// How long a session start refused while draining is told to wait: past the drain
+    /// (and a second of jitter), so an agent behind a load balancer that still routes here
+    /// does not bounce.
     pub fn draining_retry_after_ms(&self) -> u64 {
         let spread = self.settings.drain_spread.as_millis() as u64;
-        1000 + rand::random::<u64>() % spread.max(1)
+        spread + 1 + rand::random::<u64>() % 1000
+    }
+
+    /// How long a draining replica keeps serving the API (with `/readyz` saying
+    /// "draining") after its Goodbyes, so a load balancer takes it out of service before
+    /// its ports close: the drain spread with other replicas about, nothing alone.
+    pub fn linger(&self) -> std::time::Duration {
+        if self.pg.is_some() {
+            self.settings.drain_spread
+        } else {
+            std::time::Duration::ZERO
+        }
     }
 
     /// A clean exit: the lease goes, and sessions still recorded as held here are marked

@@ -263,6 +263,7 @@ impl ControlPlane {
         listener_task.abort();
         lease_task.abort();
         self.state.fleet.drain(&self.state).await;
+        tokio::time::sleep(self.state.fleet.linger()).await;
         stop_tx.send_replace(true);
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             let _ = http_task.await;

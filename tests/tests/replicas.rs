@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tether_tests::harness::fleet::{Fleet, write_secret_key};
+use tether_tests::harness::fleet::{Fleet, TEST_REPLICA_ARGS, write_secret_key};
 use tether_tests::harness::grpc::{enroll_raw, open_session, raw_client};
 use tether_tests::harness::presto_env::{FAST_AGENT, NAMESPACE, cluster_spec, glue_catalog, prom};
 use tether_tests::harness::{
@@ -29,7 +29,7 @@ struct FleetEnv {
 
 impl FleetEnv {
     async fn start(pg: &postgres::PgServer, replicas: usize) -> Self {
-        let fleet = Fleet::start(pg, replicas, &[]).await;
+        let fleet = Fleet::start(pg, replicas, &TEST_REPLICA_ARGS).await;
         let fx = TenantFixture::create(&fleet.api(0), "acme").await;
         let tmp = tempfile::tempdir().expect("tempdir");
         let kube = KubeStandIn::start(KubeOptions::default())
@@ -252,7 +252,10 @@ async fn replicas_starting_together_on_an_empty_database_agree() {
     let start = |name: &str| {
         ControlPlaneProc::start(ControlPlaneOptions {
             data_dir: Some(tmp.path().join(name)),
-            extra_args: tether_tests::harness::fleet::replica_args(&db, &key, name),
+            extra_args: tether_tests::harness::fleet::replica_args(&db, &key, name)
+                .into_iter()
+                .chain(TEST_REPLICA_ARGS.map(str::to_owned))
+                .collect(),
             ..ControlPlaneOptions::default()
         })
     };
@@ -353,7 +356,7 @@ async fn replicas_starting_together_on_an_empty_database_agree() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumed_tls_sessions_work_across_replicas_and_a_revoked_certificate_is_refused() {
     init();
-    let fleet = Fleet::start(postgres::shared(), 2, &[]).await;
+    let fleet = Fleet::start(postgres::shared(), 2, &TEST_REPLICA_ARGS).await;
     let fx = TenantFixture::create(&fleet.api(0), "acme").await;
     let token = fx.enrollment_token(&fleet.api(0), 600).await;
     let (r1, r2) = (&fleet.replicas[0], &fleet.replicas[1]);

@@ -76,14 +76,17 @@ conformance!(
     tenants::api_tokens_are_found_by_hash_and_id,
     tenants::bootstrap_creates_the_first_platform_admin_once,
     compute_planes::compute_planes_belong_to_one_tenant,
+    compute_planes::compute_planes_are_listed_in_byte_order,
     compute_planes::enrollment_tokens_peek_and_redeem,
     compute_planes::concurrent_redeems_of_one_token_have_one_winner,
     compute_planes::certificates_are_allowed_until_revoked,
     desired::clusters_and_catalogs_bump_the_generation_by_one,
+    desired::clusters_and_catalogs_are_listed_in_byte_order,
     desired::cluster_with_unknown_catalog_changes_nothing,
     desired::catalog_in_use_is_not_deleted,
     desired::deleted_cluster_goes_once_applied,
     agent_reports::applied_generation_is_capped_and_never_lowered,
+    agent_reports::older_acks_keep_the_applied_conditions,
     tenant_wide::settings_of_compute_plane_and_tenant,
     tenant_wide::tenant_desired_states_cover_the_tenant_only,
     agent_reports::cluster_status_round_trips_and_observed_never_goes_down,
@@ -101,6 +104,7 @@ conformance!(
     telemetry::telemetry_of_missing_compute_plane_is_not_found,
     audit::audit_log_is_newest_first_filtered_and_paged,
     audit::dashboard_sessions_live_until_expiry,
+    audit::dashboard_sessions_need_their_token_and_a_unique_id,
     usage::usage_is_node_time_per_cluster_and_hour,
     secrets::secrets_are_stored_once_or_replaced,
     replicas::replica_leases_expire_and_release_their_sessions,
@@ -119,14 +123,45 @@ async fn sqlite_store() -> (tempfile::TempDir, Arc<dyn Store>) {
     (dir, Arc::new(store))
 }
 
-/// A fresh PostgreSQL store: a new database on the shared server.
+/// The default collation of the suite's PostgreSQL databases: ICU's root locale with
+/// punctuation ignored at first ("alphab" < "alpha-z"). Production databases are usually
+/// created with a linguistic locale such as en_US.UTF-8, which orders like this; in the
+/// test server's C locale an ordering that depends on the collation would go unnoticed.
+const LINGUISTIC_COLLATION: &str = "und-u-ka-shifted";
+
+/// A fresh PostgreSQL store: a new database on the shared server, whose default collation
+/// is [`LINGUISTIC_COLLATION`].
 async fn postgres_store() -> Arc<dyn Store> {
-    let url = tether_tests::harness::postgres::shared()
-        .create_database()
-        .await;
+    use sqlx::Connection;
+    let server = tether_tests::harness::postgres::shared();
+    let name = format!("tether_{}", uuid::Uuid::new_v4().simple());
+    let maintenance = server.url("postgres");
+    let mut conn = sqlx::PgConnection::connect(&maintenance)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {maintenance}: {e}"));
+    // A uuid's hex digits and a constant: nothing to quote.
+    let create = format!(
+        "CREATE DATABASE {name} TEMPLATE template0 LOCALE 'C' \
+         LOCALE_PROVIDER icu ICU_LOCALE '{LINGUISTIC_COLLATION}'"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(create.clone()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{create} (needs PostgreSQL 15+ built with ICU): {e}"));
+    let _ = conn.close().await;
+    let url = server.url(&name);
     let store = tether_control_plane::store::postgres::PgStore::open(&url)
         .await
         .unwrap_or_else(|e| panic!("open the PostgreSQL store at {url}: {e}"));
+    let (linguistic,): (bool,) = sqlx::query_as("SELECT 'alphab' < 'alpha-z'")
+        .fetch_one(store.pool())
+        .await
+        .expect("compare under the default collation");
+    assert!(
+        linguistic,
+        "database {name} orders bytes, not linguistically: the suite would not notice an \
+         ORDER BY that depends on the collation"
+    );
     Arc::new(store)
 }
 

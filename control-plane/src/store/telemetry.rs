@@ -134,6 +134,7 @@ pub trait TelemetryStore: Send + Sync + std::fmt::Debug + 'static {
         since_ms: i64,
         until_ms: i64,
     ) -> Result<Vec<(String, String, i64, f64)>, StoreError>;
-    /// Deletes telemetry older than `before_ms`; returns rows deleted.
+    /// Deletes telemetry older than `before_ms`; returns rows deleted. With several
+    /// replicas one purges at a time; the others return 0 at once.
     async fn purge_telemetry(&self, before_ms: i64) -> Result<u64, StoreError>;
 }

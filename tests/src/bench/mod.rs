@@ -2,6 +2,7 @@
 //! process, on loopback. See BENCHMARKS.md for what each figure means.
 
 pub mod sim;
+pub mod workers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -131,14 +132,27 @@ async fn enroll_one(
         .into_inner();
     let certs = tether_shared::pki::certs_from_pem(resp.certificate_pem.as_bytes()).ok()?;
     let key = tether_shared::pki::key_from_pem(key.as_bytes()).ok()?;
+    let tls = TlsMaterial {
+        roots: ca.to_vec(),
+        client: Some((certs, Arc::new(key))),
+    };
     Some(Identity {
         tenant_id: tenant.to_owned(),
         cp_id,
-        tls: Arc::new(TlsMaterial {
-            roots: ca.to_vec(),
-            client: Some((certs, Arc::new(key))),
-        }),
+        config: agent_config(&tls)?,
+        tls: Arc::new(tls),
     })
+}
+
+/// A simulated agent's TLS client configuration, kept for its life as the real agent
+/// keeps its own (so reconnects resume); a few tickets are enough (two arrive per
+/// handshake, one is used per reconnect).
+pub fn agent_config(tls: &TlsMaterial) -> Option<Arc<rustls::ClientConfig>> {
+    let mut config = (*tether_agent::transport::new_client_config(tls).ok()?).clone();
+    config.resumption = rustls::client::Resumption::store(Arc::new(
+        rustls::client::ClientSessionMemoryCache::new(4),
+    ));
+    Some(Arc::new(config))
 }
 
 /// The running simulated fleet.
@@ -151,20 +165,25 @@ pub struct Running {
     pub ids: Vec<String>,
     /// Reference time of `AgentStats::last_push_ns`.
     pub epoch: Instant,
-    url: String,
+    urls: Arc<Vec<http::Uri>>,
     stop: watch::Sender<bool>,
 }
 
 impl Running {
-    /// An empty fleet for the control plane at `url`.
+    /// An empty fleet for the control plane at `url` (several replicas: comma-separated;
+    /// each agent starts at a random one and moves to the next when its session ends).
     pub fn new(url: &str) -> Running {
         let (stop, _) = watch::channel(false);
+        let urls = url
+            .split(',')
+            .filter_map(|u| tether_agent::transport::parse_control_plane_url(u.trim()).ok())
+            .collect();
         Running {
             fleet: Arc::new(Fleet::default()),
             stats: HashMap::new(),
             ids: Vec::new(),
             epoch: Instant::now(),
-            url: url.to_owned(),
+            urls: Arc::new(urls),
             stop,
         }
     }
@@ -172,7 +191,6 @@ impl Running {
     /// Starts one simulated agent per identity (in batches, so handshakes do not all
     /// collide) and waits until all are welcomed or `timeout`.
     pub async fn add(&mut self, ids: &[Identity], timeout: Duration) -> Option<Duration> {
-        let uri = tether_agent::transport::parse_control_plane_url(&self.url).expect("grpc url");
         let policy = RetryPolicy {
             initial: Duration::from_secs(1),
             max: Duration::from_secs(30),
@@ -184,7 +202,7 @@ impl Running {
             self.stats.insert(id.cp_id.clone(), s.clone());
             self.ids.push(id.cp_id.clone());
             tokio::spawn(sim::run(
-                uri.clone(),
+                self.urls.clone(),
                 id.clone(),
                 self.fleet.clone(),
                 s,
@@ -363,11 +381,15 @@ fn next_batch(seq: &mut u64, batch: usize, base: u64) -> pb::TelemetryBatch {
 /// Telemetry ingest: `agents` streams, each sending batches of `batch` records with at
 /// most `window` batches unacked, for `secs`. Returns acked records per second.
 pub async fn ingest(url: &str, ids: &[Identity], batch: usize, window: usize, secs: f64) -> f64 {
-    let uri = tether_agent::transport::parse_control_plane_url(url).expect("url");
+    // Several replicas: the agents are spread over them.
+    let uris: Vec<http::Uri> = url
+        .split(',')
+        .map(|u| tether_agent::transport::parse_control_plane_url(u.trim()).expect("url"))
+        .collect();
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let t0 = Instant::now();
     let totals = futures::future::join_all(ids.iter().enumerate().map(|(a, id)| {
-        let uri = uri.clone();
+        let uri = uris[a % uris.len()].clone();
         async move {
             let Ok(mut client) = sim::channel(&uri, id).await else {
                 return 0u64;
@@ -402,6 +424,50 @@ pub async fn ingest(url: &str, ids: &[Identity], batch: usize, window: usize, se
     .await;
     let total: u64 = totals.iter().sum();
     total as f64 / t0.elapsed().as_secs_f64()
+}
+
+/// TLS handshakes per second against `url`: each of `ids` connects once (mTLS and
+/// HTTP/2 set up, then dropped), 32 at a time. With `resumed`, each identity connected once
+/// before and offers the session ticket it got; otherwise a fresh client configuration (no
+/// ticket) makes every handshake a full one.
+pub async fn handshakes(url: &str, ids: &[Identity], resumed: bool) -> f64 {
+    let Ok(uri) = tether_agent::transport::parse_control_plane_url(url) else {
+        return 0.0;
+    };
+    let config = |id: &Identity| {
+        if resumed {
+            Some(id.config.clone())
+        } else {
+            tether_agent::transport::new_client_config(&id.tls).ok()
+        }
+    };
+    if resumed {
+        // Collect a ticket each.
+        futures::stream::iter(ids)
+            .for_each_concurrent(32, |id| {
+                let uri = uri.clone();
+                async move {
+                    let _ = tether_agent::transport::connect_with(&uri, id.config.clone()).await;
+                }
+            })
+            .await;
+    }
+    let ok = std::sync::atomic::AtomicUsize::new(0);
+    let t0 = Instant::now();
+    futures::stream::iter(ids)
+        .for_each_concurrent(32, |id| {
+            let (uri, ok) = (uri.clone(), &ok);
+            let config = config(id);
+            async move {
+                if let Some(c) = config
+                    && tether_agent::transport::connect_with(&uri, c).await.is_ok()
+                {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+        .await;
+    ok.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64()
 }
 
 /// The transport's limit: one tonic bidirectional stream of the same batches over TLS to

@@ -23,6 +23,9 @@ pub struct Identity {
     pub cp_id: String,
     /// Client certificate and key for the channel.
     pub tls: Arc<TlsMaterial>,
+    /// Its TLS client configuration, kept across reconnects as the real agent keeps its
+    /// own, so that a reconnect resumes with a session ticket.
+    pub config: Arc<rustls::ClientConfig>,
 }
 
 /// What every simulated agent reports, shared.
@@ -76,7 +79,7 @@ pub async fn channel(
     url: &http::Uri,
     id: &Identity,
 ) -> Result<AgentControlClient<Channel>, String> {
-    let ch = transport::connect(url, &id.tls)
+    let ch = transport::connect_with(url, id.config.clone())
         .await
         .map_err(|e| e.to_string())?;
     Ok(AgentControlClient::new(ch)
@@ -85,10 +88,10 @@ pub async fn channel(
 }
 
 /// Runs one simulated agent until `stop`: connect, Hello, ack pushes, heartbeat; on any
-/// end, back off and connect again.
+/// end, back off and connect again — to the next of `urls`, as the real agent does.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
-    url: http::Uri,
+    urls: Arc<Vec<http::Uri>>,
     id: Identity,
     fleet: Arc<Fleet>,
     stats: Arc<AgentStats>,
@@ -97,11 +100,14 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Retry::new(retry);
+    let mut at = rand::random::<u32>() as usize;
     loop {
         if *stop.borrow() {
             return;
         }
-        let (welcomed, retry_after) = session(&url, &id, &fleet, &stats, epoch, &mut stop).await;
+        let url = &urls[at % urls.len().max(1)];
+        at = at.wrapping_add(1);
+        let (welcomed, retry_after) = session(url, &id, &fleet, &stats, epoch, &mut stop).await;
         if welcomed {
             backoff.reset();
         }

@@ -38,9 +38,22 @@ struct Args {
     /// Seconds the real agent's idle CPU is measured over.
     #[arg(long, default_value_t = 30)]
     agent_idle_seconds: u64,
-    /// Phases to run (sessions always run): propagation, fanout, ingest, reconnect, agent.
-    #[arg(long, value_delimiter = ',', default_values_t = ["propagation".to_owned(), "fanout".into(), "ingest".into(), "reconnect".into(), "agent".into()])]
+    /// Phases to run (sessions always run): propagation, fanout, ingest, reconnect, agent,
+    /// replicas.
+    #[arg(long, value_delimiter = ',', default_values_t = ["propagation".to_owned(), "fanout".into(), "ingest".into(), "reconnect".into(), "agent".into(), "replicas".into()])]
     phases: Vec<String>,
+    /// Replicas of the control plane on PostgreSQL in the replica phase.
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
+    /// Sessions held across the replicas in the replica phase.
+    #[arg(long, default_value_t = 30_000)]
+    replica_sessions: usize,
+    /// (Internal) run as a worker process of simulated agents: their identities' file.
+    #[arg(long, hide = true)]
+    worker: Option<std::path::PathBuf>,
+    /// (Internal) the control-plane URLs of a worker.
+    #[arg(long, hide = true, default_value = "")]
+    worker_urls: String,
     /// Where the JSON results go.
     #[arg(long, default_value = "benchmarks/results.json")]
     out: std::path::PathBuf,
@@ -69,6 +82,10 @@ fn raise_nofile() -> u64 {
 async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut a = Args::parse();
+    if let Some(file) = &a.worker {
+        raise_nofile();
+        return bench::workers::worker_main(file, &a.worker_urls).await;
+    }
     if a.short {
         a.sessions = vec![200];
         a.propagation_agents = 100;
@@ -76,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
         a.ingest_agents = 10;
         a.ingest_seconds = 1.0;
         a.agent_idle_seconds = 3;
+        a.replica_sessions = 300;
     }
     a.sessions.sort_unstable();
     let nofile = raise_nofile();
@@ -318,6 +336,10 @@ async fn main() -> anyhow::Result<()> {
         drop(env);
     }
 
+    if run("replicas") {
+        replicas_phase(&a, &mut r, &mut notes).await;
+    }
+
     r.insert("machine".into(), bench::machine());
     r.insert(
         "command".into(),
@@ -348,4 +370,231 @@ async fn main() -> anyhow::Result<()> {
     }
     eprintln!("== wrote {} in {:.0?}", a.out.display(), started.elapsed());
     Ok(())
+}
+
+/// Sum of a counter over the replicas' `/metrics`.
+async fn counter_sum(replicas: &[ControlPlaneProc], line: &str) -> u64 {
+    let mut sum = 0;
+    for p in replicas {
+        let url = format!("http://{}/metrics", p.http);
+        if let Some(text) = match reqwest::get(&url).await {
+            Ok(resp) => resp.text().await.ok(),
+            Err(_) => None,
+        } {
+            sum += text
+                .lines()
+                .find_map(|l| l.strip_prefix(line)?.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    sum
+}
+
+/// The fleet on PostgreSQL: propagation from one replica to agents on another, sessions
+/// held across replicas, a tenant-wide fan-out, ingest through all of them, full and
+/// resumed TLS handshakes, a SIGKILL of one replica and a restart of all of them.
+async fn replicas_phase(
+    a: &Args,
+    r: &mut serde_json::Map<String, Value>,
+    notes: &mut serde_json::Map<String, Value>,
+) {
+    use tether_tests::harness::fleet::Fleet;
+    let n = a.replica_sessions;
+    eprintln!("== replicas: {} on PostgreSQL, {n} sessions", a.replicas);
+    // Durable commits (fsync on), as in production; the tests' servers run without.
+    let pg = tether_tests::harness::postgres::PgServer::start_durable();
+    let mut fl = Fleet::start(&pg, a.replicas.max(2), &[]).await;
+    let all_urls = fl.urls(&(0..fl.replicas.len()).collect::<Vec<_>>());
+    let t = Instant::now();
+    let ids = bench::provision(&fl.replicas[0], n, "provisioning on PostgreSQL").await;
+    eprintln!("  {} enrolled in {:.1?}", ids.len(), t.elapsed());
+    r.insert(
+        "enroll_pg_per_s".into(),
+        json!((ids.len() as f64 / t.elapsed().as_secs_f64()).round()),
+    );
+
+    // Cross-replica propagation: changes written on r1, agents on r2.
+    let k = a.propagation_agents.min(ids.len());
+    let mut on_r2 = Running::new(&fl.replicas[1].grpc_url());
+    on_r2.add(&ids[..k], Duration::from_secs(120)).await;
+    let lat = bench::propagation(&fl.api(0), &on_r2, k, a.changes).await;
+    let p = |q| (bench::percentile(&lat, q) * 100.0).round() / 100.0;
+    eprintln!(
+        "  cross-replica propagation: p50 {} ms, p99 {} ms ({} measured)",
+        p(50.0),
+        p(99.0),
+        lat.len()
+    );
+    r.insert("propagation_cross_replica_p50_ms".into(), json!(p(50.0)));
+    r.insert("propagation_cross_replica_p99_ms".into(), json!(p(99.0)));
+    on_r2.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // TLS handshakes against one replica, full and resumed.
+    let h = ids.len().min(2000);
+    let full = bench::handshakes(
+        &fl.replicas[2 % fl.replicas.len()].grpc_url(),
+        &ids[..h],
+        false,
+    )
+    .await;
+    let resumed = bench::handshakes(
+        &fl.replicas[2 % fl.replicas.len()].grpc_url(),
+        &ids[..h],
+        true,
+    )
+    .await;
+    eprintln!("  TLS handshakes: {full:.0}/s full, {resumed:.0}/s resumed");
+    r.insert("tls_handshakes_full_per_s".into(), json!(full.round()));
+    r.insert(
+        "tls_handshakes_resumed_per_s".into(),
+        json!(resumed.round()),
+    );
+
+    // Sessions held across the replicas, by simulated agents in worker processes.
+    let rss_before: u64 = fl.replicas.iter().map(|p| bench::rss_kib(p.pid())).sum();
+    let t0 = Instant::now();
+    let mut workers = match bench::workers::Workers::spawn(&ids, &all_urls).await {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("  cannot start worker processes: {e}");
+            return;
+        }
+    };
+    let took = workers
+        .wait_live(ids.len(), Duration::from_secs(900))
+        .await
+        .map(|_| t0.elapsed());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let live = workers.live();
+    let rss: u64 = fl.replicas.iter().map(|p| bench::rss_kib(p.pid())).sum();
+    let per = rss.saturating_sub(rss_before) as f64 / live.max(1) as f64;
+    let spread = fl.api(0).ok_get("/replicas").await;
+    eprintln!("  {live} live after {took:.1?}; replicas' RSS {rss} KiB ({per:.1} KiB per session)");
+    r.insert("sessions_held_total".into(), json!(live));
+    r.insert(
+        "replica_rss_per_session_kib".into(),
+        json!((per * 10.0).round() / 10.0),
+    );
+    r.insert(
+        "replica_sessions_spread".into(),
+        json!(spread["replicas"].as_array().map(|a| {
+            a.iter()
+                .map(|x| json!({"name": x["name"], "sessions": x["sessions"]}))
+                .collect::<Vec<_>>()
+        })),
+    );
+
+    // One tenant-wide change acked by every agent, across the replicas.
+    let tenant = ids.first().map(|i| i.tenant_id.clone()).unwrap_or_default();
+    let mut times = Vec::new();
+    for i in 0..3 {
+        if !workers.mark().await {
+            eprintln!("  fan-out: workers did not answer");
+            break;
+        }
+        let mode = if i % 2 == 0 { "none" } else { "full" };
+        let t0 = Instant::now();
+        let (status, _) = fl
+            .api(0)
+            .put(
+                &format!("/tenants/{tenant}/settings"),
+                &json!({"query_text_redaction": mode}),
+            )
+            .await;
+        if !status.is_success() {
+            break;
+        }
+        while workers.done() < live && t0.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let fan = (workers.done() >= live).then(|| t0.elapsed().as_secs_f64() * 1000.0);
+        eprintln!("  fan-out across replicas: all {live} had it after {fan:?} ms");
+        times.extend(fan);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times.get(times.len() / 2).map(|t| t.round());
+    r.insert(format!("fanout_replicas_{live}_ms"), json!(median));
+    if live >= 100_000 {
+        r.insert("fanout_100k_ms".into(), json!(median));
+    }
+
+    // Ingest through every replica into PostgreSQL.
+    let k = a.ingest_agents.min(ids.len());
+    let ingest = bench::ingest(&all_urls, &ids[..k], a.batch, 4, a.ingest_seconds).await;
+    eprintln!(
+        "  ingest through {} replicas into PostgreSQL: {ingest:.0} records/s",
+        fl.replicas.len()
+    );
+    r.insert("ingest_pg_records_per_s".into(), json!(ingest.round()));
+
+    // SIGKILL of one replica.
+    let want = live;
+    let t0 = Instant::now();
+    fl.replicas[0].kill();
+    // Until the killed replica's agents notice the connection is gone.
+    workers.wait_below(want, Duration::from_secs(10)).await;
+    let back = workers.wait_live(want, Duration::from_secs(120)).await;
+    eprintln!("  one replica SIGKILLed: all {want} back after {back:.1?}");
+    let one_back = back.map(|_| (t0.elapsed().as_secs_f64() * 10.0).round() / 10.0);
+    r.insert(format!("reconnect_replica_kill_{want}_s"), json!(one_back));
+    r.insert("reconnect_replica_kill_s".into(), json!(one_back));
+    let again = fl.replicas[0].same_place();
+    let mut again = again;
+    again.extra_args = tether_tests::harness::fleet::replica_args(&fl.db_url, &fl.key_file, "r1");
+    fl.replicas[0] = ControlPlaneProc::start(again).await;
+
+    // Every replica killed and restarted.
+    let places: Vec<_> = fl
+        .replicas
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut o = p.same_place();
+            o.extra_args = tether_tests::harness::fleet::replica_args(
+                &fl.db_url,
+                &fl.key_file,
+                &format!("r{}", i + 1),
+            );
+            o
+        })
+        .collect();
+    for p in &mut fl.replicas {
+        p.kill();
+    }
+    let t0 = Instant::now();
+    workers.wait_below(want, Duration::from_secs(10)).await;
+    let restarted =
+        futures::future::join_all(places.into_iter().map(ControlPlaneProc::start)).await;
+    fl.replicas = restarted;
+    let back = workers.wait_live(want, Duration::from_secs(180)).await;
+    let (full, resumed) = (
+        counter_sum(&fl.replicas, "tether_tls_handshakes_total{kind=\"full\"}").await,
+        counter_sum(
+            &fl.replicas,
+            "tether_tls_handshakes_total{kind=\"resumed\"}",
+        )
+        .await,
+    );
+    eprintln!(
+        "  every replica restarted: all {want} back after {back:.1?} ({resumed} resumed, {full} full handshakes)"
+    );
+    let all_back = back.map(|_| (t0.elapsed().as_secs_f64() * 10.0).round() / 10.0);
+    r.insert(format!("reconnect_all_replicas_{want}_s"), json!(all_back));
+    if want >= 100_000 {
+        r.insert("reconnect_100k_s".into(), json!(all_back));
+    }
+    r.insert(
+        "reconnect_all_replicas_resumed_handshakes".into(),
+        json!(resumed),
+    );
+    r.insert("reconnect_all_replicas_full_handshakes".into(), json!(full));
+    notes.insert("replicas".into(), json!(format!(
+        "{} tether-control-plane replicas on one PostgreSQL 15 server on the same machine (fsync and synchronous commit on); simulated agents in {} worker processes (at most {} each, under the open-file limit), each starting at a random replica and moving to the next when its session ends",
+        fl.replicas.len(),
+        workers.agents().div_ceil(bench::workers::PER_WORKER),
+        bench::workers::PER_WORKER
+    )));
+    workers.stop().await;
 }

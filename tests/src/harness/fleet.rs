@@ -9,6 +9,17 @@ use serde_json::Value;
 use super::postgres::PgServer;
 use super::{Api, ControlPlaneOptions, ControlPlaneProc, eventually};
 
+/// Flags that make replicas quick for tests: a short lease (a killed replica's sessions
+/// are marked disconnected within it), a short drain, frequent heartbeats.
+pub const TEST_REPLICA_ARGS: [&str; 6] = [
+    "--replica-lease",
+    "3s",
+    "--drain-spread",
+    "1s",
+    "--heartbeat-interval",
+    "1s",
+];
+
 /// Flags of a replica (besides the data dir and addresses).
 pub fn replica_args(db_url: &str, key_file: &std::path::Path, name: &str) -> Vec<String> {
     [
@@ -18,13 +29,6 @@ pub fn replica_args(db_url: &str, key_file: &std::path::Path, name: &str) -> Vec
         &key_file.display().to_string(),
         "--replica-name",
         name,
-        // A short lease: a killed replica's sessions are marked disconnected within it.
-        "--replica-lease",
-        "3s",
-        "--drain-spread",
-        "1s",
-        "--heartbeat-interval",
-        "1s",
     ]
     .iter()
     .map(|s| (*s).to_owned())

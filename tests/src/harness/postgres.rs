@@ -26,12 +26,13 @@ use sqlx::Connection;
 /// How long a server may take to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The watchdog: starts postgres (`$1` data dir, `$2` port, `$3` log file), prints its pid,
-/// then waits on stdin. `$4` is the directory to remove on end-of-file.
+/// The watchdog: starts postgres (`$1` data dir, `$2` port, `$3` log file, `$5` more
+/// `-c` options, which override the ones before), prints its pid, then waits on stdin. `$4`
+/// is the directory to remove on end-of-file.
 const WATCHDOG: &str = r#"
 postgres -D "$1" -k "$1" -p "$2" -c listen_addresses=127.0.0.1 \
   -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-  -c max_connections=200 >>"$3" 2>&1 &
+  -c max_connections=200 $5 >>"$3" 2>&1 &
 pid=$!
 echo "$pid"
 if read sig; then
@@ -58,6 +59,8 @@ pub struct PgServer {
 struct Local {
     port: u16,
     data: PathBuf,
+    /// More `-c` options for postgres.
+    options: String,
     log: PathBuf,
     /// The watchdog while the server runs.
     running: Option<Running>,
@@ -100,8 +103,19 @@ fn command(as_postgres_user: bool, program: &str) -> Command {
 
 impl PgServer {
     /// Initializes a data dir in a fresh temp dir and starts a server on a free port;
-    /// returns once it accepts connections.
+    /// returns once it accepts connections. Tests trade durability for speed (fsync and
+    /// synchronous commit off); see [`PgServer::start_durable`].
     pub fn start() -> PgServer {
+        Self::start_with("")
+    }
+
+    /// A server that makes every commit durable, as production would (fsync, synchronous
+    /// commit and full-page writes on): what the benchmark measures.
+    pub fn start_durable() -> PgServer {
+        Self::start_with("-c fsync=on -c synchronous_commit=on -c full_page_writes=on")
+    }
+
+    fn start_with(options: &str) -> PgServer {
         let as_postgres_user = is_root();
         let dir = tempfile::Builder::new()
             .prefix("tether-pg-")
@@ -133,6 +147,7 @@ impl PgServer {
         let port = free_port();
         let mut local = Local {
             port,
+            options: options.to_owned(),
             log: dir.path().join("postgres.log"),
             data,
             running: None,
@@ -242,6 +257,7 @@ impl Local {
             .arg(self.port.to_string())
             .arg(&self.log)
             .arg(self.dir.path())
+            .arg(&self.options)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use tether_control_plane::store::Store;
-use tether_shared::status::{ClusterStatus, Phase};
+use tether_control_plane::store::{PresenceUpdate, SessionStart, Store};
+use tether_shared::status::{ClusterStatus, Condition, Phase};
 
 use crate::desired::condition;
 use crate::{cluster, cp_now, generation, tenant_with_cp};
@@ -130,4 +130,119 @@ pub async fn cluster_status_round_trips_and_observed_never_goes_down(store: Arc<
         .await;
     assert_eq!(store.get_cluster(&cp.id, "ghost").await.expect("get"), None);
     assert_eq!(store.list_clusters(&cp.id).await.expect("list").len(), 1);
+}
+
+/// An ack's conditions replace the stored ones when its generation is at or above the
+/// applied one, also when it is capped; an older ack (late, or from before a restart of the
+/// agent) keeps them, through `record_applied` and through presence alike.
+pub async fn older_acks_keep_the_applied_conditions(store: Arc<dyn Store>) {
+    let (_t, cp) = tenant_with_cp(&*store, "acme").await;
+    for n in ["a", "b", "c", "d"] {
+        store
+            .put_cluster(&cp.id, n, &cluster(1, &[]), 0)
+            .await
+            .expect("put")
+            .expect("ok");
+    }
+    let conds = |tag: &str| -> Vec<Condition> { vec![condition("a", "Ready", tag)] };
+    let stored = |store: Arc<dyn Store>| {
+        let id = cp.id.clone();
+        async move {
+            let now = cp_now(&*store, &id).await;
+            (now.applied_generation, now.applied_conditions)
+        }
+    };
+
+    store
+        .record_applied(&cp.id, 3, &conds("at-3"))
+        .await
+        .expect("applied 3");
+    assert_eq!(stored(store.clone()).await, (3, conds("at-3")));
+    store
+        .record_applied(&cp.id, 2, &conds("late-2"))
+        .await
+        .expect("applied 2");
+    assert_eq!(
+        stored(store.clone()).await,
+        (3, conds("at-3")),
+        "an older ack keeps the conditions"
+    );
+    store
+        .record_applied(&cp.id, 3, &conds("again-3"))
+        .await
+        .expect("applied 3 again");
+    assert_eq!(
+        stored(store.clone()).await,
+        (3, conds("again-3")),
+        "an ack at the applied generation replaces them"
+    );
+    store
+        .record_applied(&cp.id, 99, &conds("over-99"))
+        .await
+        .expect("applied 99");
+    assert_eq!(
+        stored(store.clone()).await,
+        (4, conds("over-99")),
+        "an ack above it replaces them, capped at the generation"
+    );
+
+    // The same through presence, from the current session.
+    let ack = |generation: i64, tag: &str| PresenceUpdate {
+        compute_plane_id: cp.id.clone(),
+        connected: None,
+        heartbeat: None,
+        applied: Some(("s1".to_owned(), generation, conds(tag))),
+        disconnected: None,
+    };
+    store
+        .claim_session(
+            &cp.id,
+            &SessionStart {
+                session_id: "s1".into(),
+                at: 100,
+                version: "0.4.1".into(),
+                remote_addr: "203.0.113.7:40312".into(),
+                replica: "replica-a".into(),
+            },
+        )
+        .await
+        .expect("claim");
+    store
+        .put_cluster(&cp.id, "e", &cluster(1, &[]), 0)
+        .await
+        .expect("put")
+        .expect("ok");
+    store
+        .record_presence(&[ack(5, "presence-5")])
+        .await
+        .expect("presence");
+    assert_eq!(stored(store.clone()).await, (5, conds("presence-5")));
+    store
+        .record_presence(&[ack(4, "presence-late-4")])
+        .await
+        .expect("presence");
+    assert_eq!(
+        stored(store.clone()).await,
+        (5, conds("presence-5")),
+        "an older ack through presence keeps the conditions"
+    );
+    store
+        .record_presence(&[ack(5, "presence-again-5")])
+        .await
+        .expect("presence");
+    assert_eq!(
+        stored(store.clone()).await,
+        (5, conds("presence-again-5")),
+        "an ack at the applied generation through presence replaces them"
+    );
+    // Still older ones, by either path, change nothing.
+    store
+        .record_presence(&[ack(3, "presence-late-3")])
+        .await
+        .expect("presence");
+    store
+        .record_applied(&cp.id, 1, &conds("late-1"))
+        .await
+        .expect("applied 1");
+    assert_eq!(stored(store.clone()).await, (5, conds("presence-again-5")));
 }

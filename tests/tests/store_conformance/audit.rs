@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tether_control_plane::authz::Role;
 use tether_control_plane::store::{AuditEntry, AuditFilter, AuditResult, Store};
 
-use crate::tenant;
+use crate::{assert_conflict, assert_not_found, tenant};
 
 #[allow(clippy::too_many_arguments)]
 fn entry(
@@ -318,4 +318,52 @@ pub async fn dashboard_sessions_live_until_expiry(store: Arc<dyn Store>) {
         .delete_dashboard_session("no-such")
         .await
         .expect("deleting an absent session is fine");
+}
+
+/// A session of a token that does not exist is not stored; an id hash is one session, so
+/// a second live session with it is a conflict and the first stays as it was.
+pub async fn dashboard_sessions_need_their_token_and_a_unique_id(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    let token = store
+        .create_api_token(Some(&t.id), Role::Viewer, "hash-viewer", 0)
+        .await
+        .expect("token");
+    let other = store
+        .create_api_token(Some(&t.id), Role::Admin, "hash-admin", 0)
+        .await
+        .expect("token");
+
+    assert_not_found(
+        store
+            .create_dashboard_session("sess-orphan", "no-such-token", "csrf-0", 1_000, 5_000)
+            .await,
+        "a session of a missing token",
+    );
+    assert!(
+        store
+            .dashboard_session("sess-orphan", 2_000)
+            .await
+            .expect("read")
+            .is_none(),
+        "nothing was stored"
+    );
+
+    store
+        .create_dashboard_session("sess-1", &token.id, "csrf-1", 1_000, 5_000)
+        .await
+        .expect("create");
+    assert_conflict(
+        store
+            .create_dashboard_session("sess-1", &other.id, "csrf-2", 2_000, 9_000)
+            .await,
+        "a second live session with the same id hash",
+    );
+    let s = store
+        .dashboard_session("sess-1", 3_000)
+        .await
+        .expect("read")
+        .expect("live");
+    assert_eq!(s.token, token, "the first session's token");
+    assert_eq!(s.csrf, "csrf-1");
+    assert_eq!(s.expires_ms, 5_000);
 }

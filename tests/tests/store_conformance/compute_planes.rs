@@ -202,6 +202,32 @@ pub async fn enrollment_tokens_peek_and_redeem(store: Arc<dyn Store>) {
         "an enrollment token of a missing compute plane",
     );
     assert_eq!(peek("orphan-hash", 500).await, Err(RedeemError::Unknown));
+
+    // A hash is one token: stored again, for this or another compute plane, it is a
+    // conflict, and the stored token still enrolls into its own compute plane.
+    let other = compute_plane(&*store, &cp.tenant_id, "dev").await;
+    store
+        .create_enrollment_token(&cp.id, "dup-hash", 1_000, 100)
+        .await
+        .expect("token");
+    assert_conflict(
+        store
+            .create_enrollment_token(&cp.id, "dup-hash", 2_000, 100)
+            .await,
+        "an enrollment token hash stored twice",
+    );
+    assert_conflict(
+        store
+            .create_enrollment_token(&other.id, "dup-hash", 2_000, 100)
+            .await,
+        "an enrollment token hash stored for another compute plane",
+    );
+    assert_eq!(peek("dup-hash", 500).await, Ok(cp.id.clone()));
+    assert_eq!(
+        peek("dup-hash", 1_500).await,
+        Err(RedeemError::Expired),
+        "the first token's expiry"
+    );
 }
 
 /// Many agents racing with one token: exactly one enrolls, the others hear `Used`.
@@ -347,5 +373,26 @@ pub async fn certificates_are_allowed_until_revoked(store: Arc<dyn Store>) {
     assert_not_found(
         store.revoke_agent("no-such-cp").await,
         "revoking a missing compute plane",
+    );
+}
+
+/// A tenant's compute planes are listed in byte order of their names, whatever the
+/// database's collation.
+pub async fn compute_planes_are_listed_in_byte_order(store: Arc<dyn Store>) {
+    let t = tenant(&*store, "acme").await;
+    for name in ["alphab", "beta", "alpha-z", "alpha", "alpha-2"] {
+        compute_plane(&*store, &t.id, name).await;
+    }
+    let names: Vec<String> = store
+        .list_compute_planes(&t.id)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|cp| cp.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["alpha", "alpha-2", "alpha-z", "alphab", "beta"],
+        "byte order"
     );
 }

@@ -443,6 +443,22 @@ pub async fn missing_compute_plane_is_not_found(store: Arc<dyn Store>) {
             .await,
         "put_cluster without catalogs",
     );
+    // Not an unknown catalog: the compute plane is missing before any catalog is.
+    assert_not_found(
+        store
+            .put_cluster("no-such-cp", "etl", &cluster(1, &["lake"]), 0)
+            .await,
+        "put_cluster with catalogs",
+    );
+    // Not `Ok(None)` (no such cluster or catalog): there is no compute plane to look in.
+    assert_not_found(
+        store.delete_cluster("no-such-cp", "etl", 0).await,
+        "delete_cluster",
+    );
+    assert_not_found(
+        store.delete_catalog("no-such-cp", "lake").await,
+        "delete_catalog",
+    );
     assert!(
         store
             .list_clusters("no-such-cp")
@@ -457,4 +473,42 @@ pub async fn missing_compute_plane_is_not_found(store: Arc<dyn Store>) {
             .expect("list")
             .is_empty()
     );
+}
+
+/// Clusters and catalogs are listed in byte order of their names, whatever the database's
+/// collation ("alpha-z" before "alphab": a linguistic collation that skips punctuation
+/// puts them the other way round).
+pub async fn clusters_and_catalogs_are_listed_in_byte_order(store: Arc<dyn Store>) {
+    let (_t, cp) = tenant_with_cp(&*store, "acme").await;
+    let names = ["alphab", "beta", "alpha-z", "alpha", "alpha-2"];
+    for name in names {
+        store
+            .put_catalog(&cp.id, name, &glue_catalog("us-east-1"), 0)
+            .await
+            .expect("put catalog");
+    }
+    for name in names {
+        store
+            .put_cluster(&cp.id, name, &cluster(1, &[name]), 0)
+            .await
+            .expect("put cluster")
+            .expect("its catalog exists");
+    }
+    let byte_order = ["alpha", "alpha-2", "alpha-z", "alphab", "beta"];
+    let clusters: Vec<String> = store
+        .list_clusters(&cp.id)
+        .await
+        .expect("list clusters")
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(clusters, byte_order, "clusters in byte order");
+    let catalogs: Vec<String> = store
+        .list_catalogs(&cp.id)
+        .await
+        .expect("list catalogs")
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(catalogs, byte_order, "catalogs in byte order");
 }

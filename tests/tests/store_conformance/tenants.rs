@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tether_control_plane::authz::Role;
 use tether_control_plane::store::{ApiToken, Store, Tenant};
 
-use crate::{assert_conflict, settings};
+use crate::{assert_conflict, assert_not_found, settings};
 
 /// Tenants keep what they were created with, are listed by name, and a taken name is a
 /// conflict.
@@ -32,8 +32,8 @@ pub async fn tenants_are_unique_by_name_and_listed_by_name(store: Arc<dyn Store>
         .await
         .expect("create alpha");
     // Names whose byte order (SQLite's) differs from a linguistic collation's (glibc's
-    // en_US.UTF-8 skips the hyphen first: "alphab" < "alpha-z"): the order must not
-    // depend on the database's locale.
+    // en_US.UTF-8 skips the hyphen first: "alphab" < "alpha-z", and so does the suite's
+    // PostgreSQL database): the order must not depend on the database's locale.
     let mut others = Vec::new();
     for name in ["alphab", "alpha-z", "alpha-2"] {
         others.push(
@@ -143,6 +143,18 @@ pub async fn api_tokens_are_found_by_hash_and_id(store: Arc<dyn Store>) {
             tenant_id: Some(acme.id.clone()),
             role: Role::Viewer,
         })
+    );
+
+    // A token of a tenant that does not exist is not stored.
+    assert_not_found(
+        store
+            .create_api_token(Some("no-such-tenant"), Role::Admin, "hash-orphan", 14)
+            .await,
+        "a token of a missing tenant",
+    );
+    assert_eq!(
+        store.find_api_token("hash-orphan").await.expect("find"),
+        None
     );
 }
 

@@ -299,6 +299,36 @@ impl TelemetryStore for PgStore {
     }
 
     async fn purge_telemetry(&self, before_ms: i64) -> Result<u64, StoreError> {
+        // A singleton job: one replica at a time purges, under a session-level advisory
+        // lock held on one connection; the others find it taken and skip this round.
+        let mut lock = self.pool.acquire().await?;
+        let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+            .bind(RETENTION_LOCK)
+            .fetch_one(&mut *lock)
+            .await?;
+        if !got {
+            tracing::debug!("another replica is purging telemetry");
+            return Ok(0);
+        }
+        let purged = self.purge_batches(before_ms).await;
+        let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(RETENTION_LOCK)
+            .execute(&mut *lock)
+            .await;
+        if unlocked.is_err() {
+            // The lock goes with the session: do not return this connection to the pool.
+            drop(lock.detach());
+        }
+        purged
+    }
+}
+
+/// The advisory lock key of telemetry retention ("tether retention" as an integer).
+const RETENTION_LOCK: i64 = 0x7465_7468_6572_7265;
+
+impl PgStore {
+    /// Deletes what is older than `before_ms`, table by table, in short transactions.
+    async fn purge_batches(&self, before_ms: i64) -> Result<u64, StoreError> {
         let mut n = 0;
         for sql in [
             "DELETE FROM query_records WHERE id IN \
