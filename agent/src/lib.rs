@@ -324,6 +324,21 @@ async fn session_loop(
     loop {
         attempt += 1;
         let url = endpoints.current();
+        // An agent that was away longer than its certificate lives cannot renew it: say so
+        // (or enroll again with a given token) instead of dialling with it, whichever way
+        // the control plane would refuse it (a TLS alert on a full handshake, a refused
+        // session start on a resumed one).
+        let now = tether_shared::timestamps::now_unix_ms() / 1000;
+        if creds.info.not_after <= now {
+            let expired = AgentError::Refused(format!(
+                "this agent's certificate expired at {}: create a new enrollment token and enroll this agent again",
+                tether_shared::timestamps::rfc3339_from_ms(creds.info.not_after * 1000)
+                    .unwrap_or_default()
+            ));
+            *creds = reenroll(config, url, material, state, expired).await?;
+            retry.reset();
+            continue;
+        }
         tracing::info!(attempt, control_plane = %url, "dialing control plane");
         let started = Instant::now();
         let result = session::run(

@@ -27,6 +27,9 @@ use crate::store::{Replica, SessionStart, StoreError};
 
 /// The notification channel of the fleet.
 pub const CHANNEL: &str = "tether_events";
+/// How often a replica re-reads the state of its held sessions even without a lost
+/// notification connection.
+pub const RESYNC_EVERY: Duration = Duration::from_secs(60);
 
 /// Tunables of the fleet.
 #[derive(Debug, Clone)]
@@ -194,19 +197,45 @@ impl Fleet {
     }
 
     /// Renews this replica's lease and expires the leases of replicas that stopped
-    /// renewing, every third of the lease, until the task is stopped.
+    /// renewing, every third of the lease, until the task is stopped. With other replicas
+    /// about, it also catches up on its held sessions every [`RESYNC_EVERY`]: a
+    /// notification that another replica failed to send (its database connection broke
+    /// just then) delays a change by that much at most.
     pub async fn run_lease(self, state: AppState) {
         let mut every = tokio::time::interval(self.settings.lease / 3);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_resync = tokio::time::Instant::now();
         loop {
             every.tick().await;
-            if let Err(e) = state
+            if self.pg.is_some() && last_resync.elapsed() >= RESYNC_EVERY {
+                last_resync = tokio::time::Instant::now();
+                resync(&state).await;
+            }
+            match state
                 .store
                 .renew_replica(&self.lease(state.sessions.len()))
                 .await
             {
-                tracing::warn!(error = %e, "renewing this replica's lease failed");
-                continue;
+                Ok(created) => {
+                    let held = state.sessions.held();
+                    if created && !held.is_empty() {
+                        // The lease ran out while this replica could not reach the
+                        // database, and another one marked its sessions disconnected.
+                        match state.store.reclaim_sessions(self.replica(), &held).await {
+                            Ok(n) => tracing::warn!(
+                                sessions = n,
+                                "this replica's lease had run out; its live sessions are recorded again"
+                            ),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "recording this replica's sessions again failed")
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "renewing this replica's lease failed");
+                    continue;
+                }
             }
             match state
                 .store
@@ -401,5 +430,5 @@ pub async fn resync(state: &AppState) {
             pushed += 1;
         }
     }
-    tracing::info!(sessions = held.len(), pushed, "caught up on held sessions");
+    tracing::debug!(sessions = held.len(), pushed, "caught up on held sessions");
 }

@@ -136,9 +136,12 @@ impl ControlPlane {
         };
         let opened = open_store(&config).await?;
         let (store, secrets) = (opened.store, opened.secrets);
-        if !is_postgres(&config) {
-            // One process owns a SQLite database: no session survived the restart. (With
-            // PostgreSQL other replicas hold sessions; theirs end with their leases.)
+        if is_postgres(&config) {
+            // Sessions an earlier process of this replica (same name) held did not survive
+            // its end; those of other replicas end with their leases.
+            store.remove_replica(&config.fleet.replica_name).await?;
+        } else {
+            // One process owns a SQLite database: no session survived the restart.
             store.mark_all_disconnected().await?;
         }
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);

@@ -503,3 +503,46 @@ async fn a_session_ends_when_its_certificate_expires_unrenewed() {
     .await;
     drop(tx);
 }
+
+/// An agent that was stopped longer than its certificate lives cannot renew it: started
+/// again without an enrollment token it stops with a clear error (exit 4); with a new token
+/// it enrolls again and connects.
+#[tokio::test]
+async fn an_agent_whose_certificate_expired_while_stopped_says_so_or_enrolls_again() {
+    init();
+    let cp = ControlPlaneProc::start(ControlPlaneOptions {
+        extra_args: vec!["--agent-cert-ttl".into(), "3s".into()],
+        ..ControlPlaneOptions::default()
+    })
+    .await;
+    let api = cp.api();
+    let fx = TenantFixture::create(&api, "acme").await;
+    let token = fx.enrollment_token(&api, 600).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut agent = AgentProc::start(agent_opts(&cp, &dir, Some(token)));
+    connected(&api, &fx).await;
+    agent.terminate();
+    agent.wait_exit(Duration::from_secs(10)).await;
+    // Past the lifetime of the last certificate it renewed.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut agent = AgentProc::start(agent_opts(&cp, &dir, None));
+    let status = agent.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(status.code(), Some(4), "{}", agent.log());
+    assert!(
+        agent.log().contains("certificate expired"),
+        "{}",
+        agent.log()
+    );
+    let token = fx.enrollment_token(&api, 600).await;
+    let _agent = AgentProc::start(agent_opts(&cp, &dir, Some(token)));
+    eventually(
+        Duration::from_secs(15),
+        "enrolled again and connected",
+        || async {
+            let v = fx.get(&api).await;
+            (v["agent"]["connected"] == true && v["agent"]["certificate_expires_at"].is_string())
+                .then_some(())
+        },
+    )
+    .await;
+}

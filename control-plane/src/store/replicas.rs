@@ -46,8 +46,17 @@ pub struct HeldSession {
 pub trait ReplicaStore: Send + Sync + std::fmt::Debug + 'static {
     /// One round trip to the database.
     async fn ping(&self) -> Result<(), StoreError>;
-    /// Creates or renews a replica's lease.
-    async fn renew_replica(&self, r: &Replica) -> Result<(), StoreError>;
+    /// Creates or renews a replica's lease; true if it was created (a new replica, or one
+    /// whose lease had run out and been expired by another).
+    async fn renew_replica(&self, r: &Replica) -> Result<bool, StoreError>;
+    /// Records again that `replica` holds these sessions `(compute plane, session id)`
+    /// (those still current): after its lease ran out while it could not reach the
+    /// database, another replica marked them disconnected. Returns how many it took back.
+    async fn reclaim_sessions(
+        &self,
+        replica: &str,
+        sessions: &[(String, String)],
+    ) -> Result<u64, StoreError>;
     /// Replicas whose lease holds at `now_ms`, by name.
     async fn list_replicas(&self, now_ms: i64) -> Result<Vec<Replica>, StoreError>;
     /// Replicas whose lease ran out before `now_ms`: the sessions they still hold are marked

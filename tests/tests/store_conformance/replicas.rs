@@ -37,8 +37,14 @@ pub async fn replica_leases_expire_and_release_their_sessions(store: Arc<dyn Sto
 
     let a = lease("replica-a", 1_000, 10_000, 1);
     let b = lease("replica-b", 1_000, 2_000, 2);
-    store.renew_replica(&b).await.expect("renew b");
-    store.renew_replica(&a).await.expect("renew a");
+    assert!(
+        store.renew_replica(&b).await.expect("renew b"),
+        "a new lease"
+    );
+    assert!(
+        store.renew_replica(&a).await.expect("renew a"),
+        "a new lease"
+    );
     assert_eq!(
         store.list_replicas(2_500).await.expect("list"),
         vec![a.clone(), b.clone()]
@@ -60,7 +66,10 @@ pub async fn replica_leases_expire_and_release_their_sessions(store: Arc<dyn Sto
         draining: true,
         ..b.clone()
     };
-    store.renew_replica(&b2).await.expect("renew b again");
+    assert!(
+        !store.renew_replica(&b2).await.expect("renew b again"),
+        "a renewal, not a new lease"
+    );
     assert_eq!(
         store.list_replicas(4_000).await.expect("list"),
         vec![a.clone(), b2.clone()]
@@ -109,6 +118,32 @@ pub async fn replica_leases_expire_and_release_their_sessions(store: Arc<dyn Sto
         "a session b no longer holds"
     );
     assert_eq!(store.list_replicas(0).await.expect("list"), vec![a.clone()]);
+    // b was only cut off from the database: it comes back into a new lease and records
+    // again the session it still holds; a session it no longer holds stays as it is.
+    assert!(
+        store.renew_replica(&b2).await.expect("renew b"),
+        "expired: new lease"
+    );
+    let taken = store
+        .reclaim_sessions(
+            "replica-b",
+            &[
+                (cp2.id.clone(), "s2".to_owned()),
+                (cp3.id.clone(), "s3".to_owned()),
+            ],
+        )
+        .await
+        .expect("reclaim");
+    assert_eq!(taken, 1, "only the current session s2");
+    let now2 = cp_now(&*store, &cp2.id).await.agent;
+    assert!(now2.connected);
+    assert_eq!(now2.replica.as_deref(), Some("replica-b"));
+    assert_eq!(
+        cp_now(&*store, &cp3.id).await.agent.replica.as_deref(),
+        Some("replica-a")
+    );
+    store.remove_replica("replica-b").await.expect("remove b");
+    assert!(!cp_now(&*store, &cp2.id).await.agent.connected);
     assert!(
         store
             .expire_replicas(4_501)
@@ -126,7 +161,7 @@ pub async fn replica_leases_expire_and_release_their_sessions(store: Arc<dyn Sto
         .await
         .expect("removing an absent replica is fine");
     // A replica that comes back renews into a new lease.
-    store.renew_replica(&a).await.expect("renew a");
+    assert!(store.renew_replica(&a).await.expect("renew a"));
     assert_eq!(store.list_replicas(2_000).await.expect("list"), vec![a]);
 }
 

@@ -24,12 +24,14 @@ impl ReplicaStore for PgStore {
         Ok(())
     }
 
-    async fn renew_replica(&self, r: &Replica) -> Result<(), StoreError> {
-        sqlx::query(
+    async fn renew_replica(&self, r: &Replica) -> Result<bool, StoreError> {
+        // xmax is 0 for a row this statement inserted (PostgreSQL's MVCC bookkeeping).
+        let (created,): (bool,) = sqlx::query_as(
             "INSERT INTO replicas (name, started_ms, last_seen_ms, lease_ms, sessions, draining) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET \
              last_seen_ms = excluded.last_seen_ms, lease_ms = excluded.lease_ms, \
-             sessions = excluded.sessions, draining = excluded.draining",
+             sessions = excluded.sessions, draining = excluded.draining \
+             RETURNING (xmax = 0)",
         )
         .bind(&r.name)
         .bind(r.started_ms)
@@ -37,9 +39,29 @@ impl ReplicaStore for PgStore {
         .bind(r.lease_ms)
         .bind(i64::try_from(r.sessions).unwrap_or(i64::MAX))
         .bind(r.draining)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(created)
+    }
+
+    async fn reclaim_sessions(
+        &self,
+        replica: &str,
+        sessions: &[(String, String)],
+    ) -> Result<u64, StoreError> {
+        let cps: Vec<&str> = sessions.iter().map(|(cp, _)| cp.as_str()).collect();
+        let ids: Vec<&str> = sessions.iter().map(|(_, s)| s.as_str()).collect();
+        let done = sqlx::query(
+            "UPDATE compute_planes p SET agent_connected = TRUE, agent_replica = $1 \
+             FROM UNNEST($2::text[], $3::text[]) AS u(cp, session) \
+             WHERE p.id = u.cp AND p.agent_session_id = u.session",
+        )
+        .bind(replica)
+        .bind(&cps)
+        .bind(&ids)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected())
     }
 
     async fn list_replicas(&self, now_ms: i64) -> Result<Vec<Replica>, StoreError> {

@@ -24,7 +24,13 @@ impl ReplicaStore for SqliteStore {
         Ok(())
     }
 
-    async fn renew_replica(&self, r: &Replica) -> Result<(), StoreError> {
+    async fn renew_replica(&self, r: &Replica) -> Result<bool, StoreError> {
+        let (_turn, mut tx) = self.write_tx().await?;
+        let existed = sqlx::query("SELECT 1 FROM replicas WHERE name = ?")
+            .bind(&r.name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
         sqlx::query(
             "INSERT INTO replicas (name, started_ms, last_seen_ms, lease_ms, sessions, draining) \
              VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET \
@@ -37,9 +43,33 @@ impl ReplicaStore for SqliteStore {
         .bind(r.lease_ms)
         .bind(i64::try_from(r.sessions).unwrap_or(i64::MAX))
         .bind(r.draining)
-        .execute(&mut *self.writer().await?)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(!existed)
+    }
+
+    async fn reclaim_sessions(
+        &self,
+        replica: &str,
+        sessions: &[(String, String)],
+    ) -> Result<u64, StoreError> {
+        let (_turn, mut tx) = self.write_tx().await?;
+        let mut n = 0;
+        for (cp, session) in sessions {
+            n += sqlx::query(
+                "UPDATE compute_planes SET agent_connected = 1, agent_replica = ? \
+                 WHERE id = ? AND agent_session_id = ?",
+            )
+            .bind(replica)
+            .bind(cp)
+            .bind(session)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
     }
 
     async fn list_replicas(&self, now_ms: i64) -> Result<Vec<Replica>, StoreError> {
