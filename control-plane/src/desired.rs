@@ -81,7 +81,14 @@ pub async fn push_tenant(state: &AppState, tenant: &str) -> Result<usize, StoreE
 /// waited for on its own task, so one slow agent does not hold up the others. Returns how
 /// many sessions were sent to at once.
 pub async fn push_tenant_local(state: &AppState, tenant: &str) -> Result<usize, StoreError> {
-    let all = state.store.tenant_desired_states(tenant).await?;
+    // Only the documents of the sessions this replica holds (with SQLite: all of them).
+    let held: Vec<String> = state
+        .sessions
+        .held()
+        .into_iter()
+        .map(|(cp, _)| cp)
+        .collect();
+    let all = state.store.tenant_desired_states_of(tenant, &held).await?;
     let mut sent = 0;
     for (cp, stored) in all {
         let Some(tx) = state.sessions.sender(&cp) else {

@@ -128,6 +128,22 @@ pub trait DesiredStateStore: Send + Sync + std::fmt::Debug + 'static {
         &self,
         tenant: &str,
     ) -> Result<Vec<(String, StoredDesiredState)>, StoreError>;
+    /// Like [`DesiredStateStore::tenant_desired_states`], for those of `cps` only (a
+    /// replica pushes a tenant-wide change to the sessions it holds). The default reads
+    /// them all and keeps those.
+    async fn tenant_desired_states_of(
+        &self,
+        tenant: &str,
+        cps: &[String],
+    ) -> Result<Vec<(String, StoredDesiredState)>, StoreError> {
+        let wanted: std::collections::HashSet<&str> = cps.iter().map(String::as_str).collect();
+        Ok(self
+            .tenant_desired_states(tenant)
+            .await?
+            .into_iter()
+            .filter(|(cp, _)| wanted.contains(cp.as_str()))
+            .collect())
+    }
     /// The agent's status of one cluster; `observed_generation` never goes down.
     async fn record_cluster_status(
         &self,

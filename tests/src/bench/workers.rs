@@ -126,6 +126,11 @@ pub async fn worker_main(file: &Path, urls: &str) -> anyhow::Result<()> {
         out.flush().await?;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    eprintln!(
+        "  worker of {} agents: session failures by stage: {}",
+        ids.len(),
+        run.fleet.failure_summary()
+    );
     run.stop();
     Ok(())
 }

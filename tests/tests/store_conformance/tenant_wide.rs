@@ -190,6 +190,25 @@ pub async fn tenant_desired_states_cover_the_tenant_only(store: Arc<dyn Store>) 
     assert!(idle_state.clusters.is_empty() && idle_state.catalogs.is_empty());
     assert_eq!(idle_state.generation, 1);
 
+    // Only some compute planes (those a replica holds sessions of): the same documents,
+    // and never another tenant's, even when asked for.
+    let some = store
+        .tenant_desired_states_of(&t.id, &[dev.id.clone(), other_cp.id.clone()])
+        .await
+        .expect("some states");
+    assert_eq!(some.len(), 1, "dev only: other_cp is another tenant's");
+    assert_eq!(
+        &some[0],
+        all.iter().find(|(id, _)| *id == dev.id).expect("dev")
+    );
+    assert!(
+        store
+            .tenant_desired_states_of(&t.id, &[])
+            .await
+            .expect("none")
+            .is_empty()
+    );
+
     let others = store
         .tenant_desired_states(&other_t.id)
         .await

@@ -335,38 +335,15 @@ impl DesiredStateStore for PgStore {
         &self,
         tenant: &str,
     ) -> Result<Vec<(String, StoredDesiredState)>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let tenant_settings: Option<(String,)> =
-            sqlx::query_as("SELECT settings::text FROM tenants WHERE id = $1")
-                .bind(tenant)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (tenant_settings,) = tenant_settings.ok_or(StoreError::NotFound("tenant"))?;
-        let tenant_settings: Settings = from_json("tenant settings", tenant, &tenant_settings)?;
-        let cps: Vec<(String, i64, String)> = sqlx::query_as(
-            "SELECT id, generation, settings::text FROM compute_planes WHERE tenant_id = $1 ORDER BY id",
-        )
-        .bind(tenant)
-        .fetch_all(&mut *tx)
-        .await?;
-        let ids: Vec<String> = cps.iter().map(|(id, _, _)| id.clone()).collect();
-        let (mut clusters, mut catalogs) = specs_of(&mut tx, &ids).await?;
-        tx.commit().await?;
-        cps.into_iter()
-            .map(|(id, generation, settings)| {
-                let state = StoredDesiredState {
-                    generation,
-                    clusters: clusters.remove(&id).unwrap_or_default(),
-                    catalogs: catalogs.remove(&id).unwrap_or_default(),
-                    settings: from_json("settings", &id, &settings)?,
-                    tenant_settings: tenant_settings.clone(),
-                };
-                Ok((id, state))
-            })
-            .collect()
+        self.tenant_states(tenant, None).await
+    }
+
+    async fn tenant_desired_states_of(
+        &self,
+        tenant: &str,
+        cps: &[String],
+    ) -> Result<Vec<(String, StoredDesiredState)>, StoreError> {
+        self.tenant_states(tenant, Some(cps)).await
     }
 
     async fn record_cluster_status(
@@ -418,4 +395,49 @@ pub(super) async fn record_applied(
         .await?;
     }
     Ok(())
+}
+
+impl PgStore {
+    /// The desired states of the tenant's compute planes (only those of `only`, if given),
+    /// in one snapshot, one query per table.
+    async fn tenant_states(
+        &self,
+        tenant: &str,
+        only: Option<&[String]>,
+    ) -> Result<Vec<(String, StoredDesiredState)>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let tenant_settings: Option<(String,)> =
+            sqlx::query_as("SELECT settings::text FROM tenants WHERE id = $1")
+                .bind(tenant)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (tenant_settings,) = tenant_settings.ok_or(StoreError::NotFound("tenant"))?;
+        let tenant_settings: Settings = from_json("tenant settings", tenant, &tenant_settings)?;
+        let cps: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT id, generation, settings::text FROM compute_planes WHERE tenant_id = $1 \
+             AND ($2::text[] IS NULL OR id = ANY($2)) ORDER BY id",
+        )
+        .bind(tenant)
+        .bind(only)
+        .fetch_all(&mut *tx)
+        .await?;
+        let ids: Vec<String> = cps.iter().map(|(id, _, _)| id.clone()).collect();
+        let (mut clusters, mut catalogs) = specs_of(&mut tx, &ids).await?;
+        tx.commit().await?;
+        cps.into_iter()
+            .map(|(id, generation, settings)| {
+                let state = StoredDesiredState {
+                    generation,
+                    clusters: clusters.remove(&id).unwrap_or_default(),
+                    catalogs: catalogs.remove(&id).unwrap_or_default(),
+                    settings: from_json("settings", &id, &settings)?,
+                    tenant_settings: tenant_settings.clone(),
+                };
+                Ok((id, state))
+            })
+            .collect()
+    }
 }
