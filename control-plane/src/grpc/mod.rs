@@ -64,8 +64,39 @@ struct Peer {
 }
 
 fn internal(e: StoreError) -> Status {
-    tracing::error!(error = %e, "store failure");
-    Status::internal("internal error; try again")
+    match e {
+        StoreError::Unavailable(detail) => {
+            tracing::warn!(%detail, "store unavailable");
+            Status::unavailable(STORE_UNAVAILABLE)
+        }
+        e => {
+            tracing::error!(error = %e, "store failure");
+            Status::internal("internal error; try again")
+        }
+    }
+}
+
+/// The message of a `Status::unavailable` for a store that cannot be reached (or whose
+/// connections are all busy).
+const STORE_UNAVAILABLE: &str = "the control plane's database is unavailable; try again";
+
+/// A session start that failed because the store was unavailable (down, or every pooled
+/// connection busy under a reconnect storm) is answered with `Goodbye{overloaded}` and a
+/// `retry_after` spread over a few seconds, which the agent honours exactly without growing
+/// its backoff — instead of an error whose retries back off ever longer.
+fn overloaded_or(status: Status) -> Result<Response<ControlStream>, Status> {
+    if status.code() == tonic::Code::Unavailable && status.message() == STORE_UNAVAILABLE {
+        crate::metrics::METRICS
+            .sessions_deferred_total
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let bye = crate::sessions::goodbye(
+            reason::OVERLOADED,
+            "the control plane is busy; come back at the given time",
+            1000 + rand::random::<u64>() % 4000,
+        );
+        return Ok(Response::new(Box::pin(tokio_stream::once(Ok(bye)))));
+    }
+    Err(status)
 }
 
 fn redeem_status(e: RedeemError) -> Status {
@@ -279,7 +310,10 @@ impl AgentControl for AgentControlService {
         &self,
         req: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
-        let peer = self.authenticate_at_start(&req, true).await?;
+        let peer = match self.authenticate_at_start(&req, true).await {
+            Ok(p) => p,
+            Err(status) => return overloaded_or(status),
+        };
         let cp_id = peer.identity.compute_plane_id.clone();
         if self.state.fleet.is_draining() {
             let bye = crate::sessions::goodbye(
@@ -324,12 +358,10 @@ impl AgentControl for AgentControlService {
         check_len("hello.version", &hello.version, MAX_VERSION_LEN, false)?;
 
         let session_id = uuid::Uuid::new_v4().to_string();
-        let (telemetry_acked, _) = self
-            .state
-            .store
-            .telemetry_state(&cp_id)
-            .await
-            .map_err(internal)?;
+        let (telemetry_acked, _) = match self.state.store.telemetry_state(&cp_id).await {
+            Ok(t) => t,
+            Err(e) => return overloaded_or(internal(e)),
+        };
         let (tx, rx) = mpsc::channel::<Box<ControlMessage>>(64);
         let welcome = ControlMessage {
             kind: Some(control_message::Kind::Welcome(pb::Welcome {
