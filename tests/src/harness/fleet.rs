@@ -72,12 +72,17 @@ impl Fleet {
         fleet
     }
 
-    /// Starts replica `r{i}` (its own data dir).
+    /// Starts replica `r{i}` (its own data dir), on ports outside the ephemeral range: a
+    /// replica killed and started again on its address must find it free, and with tens of
+    /// thousands of agents connecting from 127.0.0.1 an ephemeral port is soon some
+    /// client's source port.
     pub async fn start_replica(&self, i: usize, extra: &[&str]) -> ControlPlaneProc {
         let mut args = replica_args(&self.db_url, &self.key_file, &format!("r{i}"));
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         ControlPlaneProc::start(ControlPlaneOptions {
             data_dir: Some(self.tmp.path().join(format!("r{i}"))),
+            http_listen: format!("127.0.0.1:{}", port_below_ephemeral_range()),
+            grpc_listen: format!("127.0.0.1:{}", port_below_ephemeral_range()),
             extra_args: args,
             ..ControlPlaneOptions::default()
         })
@@ -135,6 +140,23 @@ impl Fleet {
             .map(|i| i - 1)
             .unwrap_or_else(|_| panic!("replica name {name}"))
     }
+}
+
+/// A free loopback port below the kernel's ephemeral range (where no client socket takes
+/// its source port), or 0 (any) if none is found.
+pub fn port_below_ephemeral_range() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let base = 10_000u16.min(low.saturating_sub(1000));
+    for _ in 0..200 {
+        let port = base + rand::random::<u16>() % (low - base).max(1);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    0
 }
 
 /// Writes a fresh key-encryption key (32 random bytes, base64) with mode 0600.
