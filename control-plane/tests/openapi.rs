@@ -19,6 +19,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("POST", "/tenants/{tenant}/tokens"),
     ("GET", "/tenants/{tenant}/usage"),
     ("GET", "/audit-log"),
+    ("GET", "/replicas"),
     ("GET", "/tenants/{tenant}/compute-planes"),
     ("POST", "/tenants/{tenant}/compute-planes"),
     ("GET", "/compute-planes/{cp}"),

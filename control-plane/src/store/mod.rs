@@ -13,6 +13,7 @@ pub mod desired;
 pub mod postgres;
 pub mod presence;
 pub mod replicas;
+mod rows;
 pub mod secrets;
 pub mod sqlite;
 pub mod telemetry;

@@ -2,35 +2,12 @@
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::postgres::PgRow;
 
 use super::PgStore;
+use crate::store::rows;
 use crate::store::{
     AuditEntry, AuditFilter, AuditResult, AuditStore, DashboardSession, StoreError, page_of,
 };
-
-fn audit_entry(r: &PgRow) -> Result<AuditEntry, sqlx::Error> {
-    let result: String = r.try_get("result")?;
-    let status: i32 = r.try_get("status")?;
-    Ok(AuditEntry {
-        id: r.try_get("id")?,
-        at_ms: r.try_get("at_ms")?,
-        token_id: r.try_get("token_id")?,
-        role: r.try_get("role")?,
-        tenant_id: r.try_get("tenant_id")?,
-        action: r.try_get("action")?,
-        target: r.try_get("target")?,
-        result: match result.as_str() {
-            "ok" => AuditResult::Ok,
-            "denied" => AuditResult::Denied,
-            "rejected" => AuditResult::Rejected,
-            _ => AuditResult::Error,
-        },
-        status: u16::try_from(status).unwrap_or(0),
-        client_addr: r.try_get("client_addr")?,
-        via: r.try_get("via")?,
-    })
-}
 
 #[async_trait]
 impl AuditStore for PgStore {
@@ -80,7 +57,7 @@ impl AuditStore for PgStore {
         let (page, more) = page_of(rows, limit);
         let entries = page
             .iter()
-            .map(audit_entry)
+            .map(rows::audit_entry)
             .collect::<Result<Vec<_>, _>>()?;
         let next = if more {
             entries.last().map(|e| e.id)
@@ -137,7 +114,7 @@ impl AuditStore for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let Some(token) = super::tenants::api_token(&row)? else {
+        let Some(token) = rows::api_token(&row)? else {
             return Ok(None);
         };
         Ok(Some(DashboardSession {

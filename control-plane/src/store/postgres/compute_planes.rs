@@ -2,12 +2,12 @@
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::postgres::PgRow;
 
 use super::{PgStore, Tx};
+use crate::store::rows;
 use crate::store::{
-    AgentState, ComputePlane, ComputePlaneStore, NewCertificate, RedeemError, StoreError,
-    conflict_or, from_json, missing_or, new_id,
+    ComputePlane, ComputePlaneStore, NewCertificate, RedeemError, StoreError, conflict_or,
+    missing_or, new_id,
 };
 
 /// The columns [`compute_plane`] reads.
@@ -15,34 +15,6 @@ pub(super) const CP_COLUMNS: &str = "id, tenant_id, name, region, created_at, ag
      agent_session_id, agent_connected_since, agent_version, agent_last_heartbeat, \
      agent_remote_addr, agent_cert_serial, agent_cert_expires_at, agent_revoked, agent_replica, generation, \
      applied_generation, applied_conditions::text AS applied_conditions, telemetry_dropped";
-
-fn compute_plane(row: &PgRow) -> Result<ComputePlane, StoreError> {
-    let id: String = row.try_get("id")?;
-    let conditions: String = row.try_get("applied_conditions")?;
-    Ok(ComputePlane {
-        applied_conditions: from_json("applied conditions", &id, &conditions)?,
-        id,
-        tenant_id: row.try_get("tenant_id")?,
-        name: row.try_get("name")?,
-        region: row.try_get("region")?,
-        created_at: row.try_get("created_at")?,
-        agent: AgentState {
-            connected: row.try_get("agent_connected")?,
-            session_id: row.try_get("agent_session_id")?,
-            connected_since: row.try_get("agent_connected_since")?,
-            version: row.try_get("agent_version")?,
-            last_heartbeat: row.try_get("agent_last_heartbeat")?,
-            remote_addr: row.try_get("agent_remote_addr")?,
-            certificate_serial: row.try_get("agent_cert_serial")?,
-            certificate_expires_at: row.try_get("agent_cert_expires_at")?,
-            revoked: row.try_get("agent_revoked")?,
-            replica: row.try_get("agent_replica")?,
-        },
-        generation: row.try_get("generation")?,
-        applied_generation: row.try_get("applied_generation")?,
-        telemetry_dropped: row.try_get::<i64, _>("telemetry_dropped")?.max(0) as u64,
-    })
-}
 
 #[async_trait]
 impl ComputePlaneStore for PgStore {
@@ -82,7 +54,7 @@ impl ComputePlaneStore for PgStore {
         .bind(tenant_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(compute_plane).collect()
+        rows.iter().map(rows::compute_plane).collect()
     }
 
     async fn get_compute_plane(&self, id: &str) -> Result<Option<ComputePlane>, StoreError> {
@@ -92,7 +64,7 @@ impl ComputePlaneStore for PgStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(compute_plane).transpose()
+        row.as_ref().map(rows::compute_plane).transpose()
     }
 
     async fn create_enrollment_token(

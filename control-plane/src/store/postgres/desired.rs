@@ -3,12 +3,11 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::postgres::PgRow;
 use tether_shared::spec::{CatalogSpec, ClusterSpec};
 use tether_shared::status::{ClusterStatus, Condition};
 
 use super::{PgStore, Tx, bump};
+use crate::store::rows;
 use crate::store::{
     CatalogRow, ClusterRow, DesiredStateConflict, DesiredStateStore, Settings, StoreError,
     StoredDesiredState, from_json, to_json,
@@ -17,32 +16,6 @@ use crate::store::{
 const CLUSTER_COLUMNS: &str = "name, spec::text AS spec, generation, deleted_generation, \
      status::text AS status, observed_generation";
 const CATALOG_COLUMNS: &str = "name, spec::text AS spec, generation";
-
-fn cluster_row(r: &PgRow) -> Result<ClusterRow, StoreError> {
-    let name: String = r.try_get("name")?;
-    let spec: String = r.try_get("spec")?;
-    let status: Option<String> = r.try_get("status")?;
-    Ok(ClusterRow {
-        spec: from_json("cluster", &name, &spec)?,
-        status: status
-            .map(|s| from_json::<ClusterStatus>("cluster status", &name, &s))
-            .transpose()?,
-        generation: r.try_get("generation")?,
-        deleted_generation: r.try_get("deleted_generation")?,
-        observed_generation: r.try_get("observed_generation")?,
-        name,
-    })
-}
-
-fn catalog_row(r: &PgRow) -> Result<CatalogRow, StoreError> {
-    let name: String = r.try_get("name")?;
-    let spec: String = r.try_get("spec")?;
-    Ok(CatalogRow {
-        spec: from_json("catalog", &name, &spec)?,
-        generation: r.try_get("generation")?,
-        name,
-    })
-}
 
 /// Rows `(owner, name, spec)` as specs by name, grouped by owner.
 fn specs_by_owner<T: serde::de::DeserializeOwned>(
@@ -161,7 +134,7 @@ impl DesiredStateStore for PgStore {
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(cluster_row).transpose()
+        row.as_ref().map(rows::cluster).transpose()
     }
 
     async fn list_clusters(&self, cp: &str) -> Result<Vec<ClusterRow>, StoreError> {
@@ -171,7 +144,7 @@ impl DesiredStateStore for PgStore {
         .bind(cp)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(cluster_row).collect()
+        rows.iter().map(rows::cluster).collect()
     }
 
     async fn put_catalog(
@@ -242,7 +215,7 @@ impl DesiredStateStore for PgStore {
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(catalog_row).transpose()
+        row.as_ref().map(rows::catalog).transpose()
     }
 
     async fn list_catalogs(&self, cp: &str) -> Result<Vec<CatalogRow>, StoreError> {
@@ -252,7 +225,7 @@ impl DesiredStateStore for PgStore {
         .bind(cp)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(catalog_row).collect()
+        rows.iter().map(rows::catalog).collect()
     }
 
     async fn desired_state(&self, cp: &str) -> Result<StoredDesiredState, StoreError> {

@@ -6,44 +6,19 @@
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::postgres::PgRow;
 
 use super::{PgStore, Tx};
+use crate::store::rows;
 use crate::store::{QueryFilter, QueryRow, StoreError, TelemetryItem, TelemetryStore, page_of};
 
 /// Rows per retention `DELETE`, so no delete holds its locks for long or bloats one
 /// transaction; between batches other writers go on.
 const PURGE_BATCH: i64 = 5_000;
 
-const QUERY_COLUMNS: &str = "id, query_id, cluster, user_name, source, catalog, schema_name, \
+/// The columns [`rows::query`] reads (PostgreSQL reserves `user`; the table says `user_name`).
+const QUERY_COLUMNS: &str = "id, query_id, cluster, user_name AS \"user\", source, catalog, schema_name AS \"schema\", \
      state, error_type, error_code, error_message, create_time_ms, end_time_ms, queued_time_ms, \
      elapsed_time_ms, cpu_time_ms, peak_memory_bytes, input_rows, input_bytes, output_rows, query, fingerprint";
-
-fn query_row(r: &PgRow) -> Result<QueryRow, sqlx::Error> {
-    Ok(QueryRow {
-        query_id: r.try_get("query_id")?,
-        cluster: r.try_get("cluster")?,
-        user: r.try_get("user_name")?,
-        source: r.try_get("source")?,
-        catalog: r.try_get("catalog")?,
-        schema: r.try_get("schema_name")?,
-        state: r.try_get("state")?,
-        error_type: r.try_get("error_type")?,
-        error_code: r.try_get("error_code")?,
-        error_message: r.try_get("error_message")?,
-        create_time_ms: r.try_get("create_time_ms")?,
-        end_time_ms: r.try_get("end_time_ms")?,
-        queued_time_ms: r.try_get("queued_time_ms")?,
-        elapsed_time_ms: r.try_get("elapsed_time_ms")?,
-        cpu_time_ms: r.try_get("cpu_time_ms")?,
-        peak_memory_bytes: r.try_get("peak_memory_bytes")?,
-        input_rows: r.try_get("input_rows")?,
-        input_bytes: r.try_get("input_bytes")?,
-        output_rows: r.try_get("output_rows")?,
-        query: r.try_get("query")?,
-        fingerprint: r.try_get("fingerprint")?,
-    })
-}
 
 /// Query records column by column, as `UNNEST` takes them.
 #[derive(Default)]
@@ -272,7 +247,10 @@ impl TelemetryStore for PgStore {
         } else {
             None
         };
-        Ok((page.iter().map(query_row).collect::<Result<_, _>>()?, next))
+        Ok((
+            page.iter().map(rows::query).collect::<Result<_, _>>()?,
+            next,
+        ))
     }
 
     async fn metric_samples(

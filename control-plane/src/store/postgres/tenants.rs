@@ -1,44 +1,14 @@
 //! PostgreSQL: tenants and API tokens.
 
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::postgres::PgRow;
 
 use super::PgStore;
 use crate::authz::Role;
-use crate::store::{
-    ApiToken, Settings, StoreError, Tenant, TenantStore, conflict_or, from_json, new_id,
-};
+use crate::store::rows;
+use crate::store::{ApiToken, Settings, StoreError, Tenant, TenantStore, conflict_or, new_id};
 
 const TENANT_COLUMNS: &str =
     "id, name, aws_account_id, account_binding, settings::text AS settings, created_at";
-
-fn tenant(row: &PgRow) -> Result<Tenant, StoreError> {
-    let name: String = row.try_get("name")?;
-    let settings: String = row.try_get("settings")?;
-    Ok(Tenant {
-        settings: from_json::<Settings>("settings", &name, &settings)?,
-        id: row.try_get("id")?,
-        name,
-        aws_account_id: row.try_get("aws_account_id")?,
-        account_binding: row.try_get("account_binding")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-/// An API token row (`id`, `tenant_id`, `role`); `None` for a role this version does not
-/// know.
-pub(super) fn api_token(row: &PgRow) -> Result<Option<ApiToken>, sqlx::Error> {
-    let role: String = row.try_get("role")?;
-    Ok(match Role::parse(&role) {
-        Some(role) => Some(ApiToken {
-            id: row.try_get("id")?,
-            tenant_id: row.try_get("tenant_id")?,
-            role,
-        }),
-        None => None,
-    })
-}
 
 #[async_trait]
 impl TenantStore for PgStore {
@@ -77,7 +47,7 @@ impl TenantStore for PgStore {
         )))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(tenant).collect()
+        rows.iter().map(rows::tenant).collect()
     }
 
     async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
@@ -87,7 +57,7 @@ impl TenantStore for PgStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(tenant).transpose()
+        row.as_ref().map(rows::tenant).transpose()
     }
 
     async fn create_api_token(
@@ -126,7 +96,7 @@ impl TenantStore for PgStore {
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(api_token).transpose()?.flatten())
+        Ok(row.as_ref().map(rows::api_token).transpose()?.flatten())
     }
 
     async fn api_token_by_id(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
@@ -134,7 +104,7 @@ impl TenantStore for PgStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(api_token).transpose()?.flatten())
+        Ok(row.as_ref().map(rows::api_token).transpose()?.flatten())
     }
 
     async fn bootstrap_platform_admin(

@@ -2,35 +2,12 @@
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
+use crate::store::rows;
 use crate::store::{
     AuditEntry, AuditFilter, AuditResult, AuditStore, DashboardSession, StoreError, page_of,
 };
-
-fn audit_entry(r: &SqliteRow) -> Result<AuditEntry, sqlx::Error> {
-    let result: String = r.try_get("result")?;
-    let status: i64 = r.try_get("status")?;
-    Ok(AuditEntry {
-        id: r.try_get("id")?,
-        at_ms: r.try_get("at_ms")?,
-        token_id: r.try_get("token_id")?,
-        role: r.try_get("role")?,
-        tenant_id: r.try_get("tenant_id")?,
-        action: r.try_get("action")?,
-        target: r.try_get("target")?,
-        result: match result.as_str() {
-            "ok" => AuditResult::Ok,
-            "denied" => AuditResult::Denied,
-            "rejected" => AuditResult::Rejected,
-            _ => AuditResult::Error,
-        },
-        status: u16::try_from(status).unwrap_or(0),
-        client_addr: r.try_get("client_addr")?,
-        via: r.try_get("via")?,
-    })
-}
 
 #[async_trait]
 impl AuditStore for SqliteStore {
@@ -87,7 +64,7 @@ impl AuditStore for SqliteStore {
         let (page, more) = page_of(rows, limit);
         let entries = page
             .iter()
-            .map(audit_entry)
+            .map(rows::audit_entry)
             .collect::<Result<Vec<_>, _>>()?;
         let next = if more {
             entries.last().map(|e| e.id)
@@ -144,7 +121,7 @@ impl AuditStore for SqliteStore {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let Some(token) = super::tenants::api_token(&row)? else {
+        let Some(token) = rows::api_token(&row)? else {
             return Ok(None);
         };
         Ok(Some(DashboardSession {

@@ -2,41 +2,13 @@
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::{SqliteStore, Tx};
+use crate::store::rows;
 use crate::store::{
-    AgentState, ComputePlane, ComputePlaneStore, NewCertificate, RedeemError, StoreError,
-    conflict_or, from_json, missing_or, new_id,
+    ComputePlane, ComputePlaneStore, NewCertificate, RedeemError, StoreError, conflict_or,
+    missing_or, new_id,
 };
-
-fn compute_plane(row: &SqliteRow) -> Result<ComputePlane, StoreError> {
-    let id: String = row.try_get("id")?;
-    let conditions: String = row.try_get("applied_conditions")?;
-    Ok(ComputePlane {
-        applied_conditions: from_json("applied conditions", &id, &conditions)?,
-        id,
-        tenant_id: row.try_get("tenant_id")?,
-        name: row.try_get("name")?,
-        region: row.try_get("region")?,
-        created_at: row.try_get("created_at")?,
-        agent: AgentState {
-            connected: row.try_get::<i64, _>("agent_connected")? != 0,
-            session_id: row.try_get("agent_session_id")?,
-            connected_since: row.try_get("agent_connected_since")?,
-            version: row.try_get("agent_version")?,
-            last_heartbeat: row.try_get("agent_last_heartbeat")?,
-            remote_addr: row.try_get("agent_remote_addr")?,
-            certificate_serial: row.try_get("agent_cert_serial")?,
-            certificate_expires_at: row.try_get("agent_cert_expires_at")?,
-            revoked: row.try_get::<i64, _>("agent_revoked")? != 0,
-            replica: row.try_get("agent_replica")?,
-        },
-        generation: row.try_get("generation")?,
-        applied_generation: row.try_get("applied_generation")?,
-        telemetry_dropped: row.try_get::<i64, _>("telemetry_dropped")? as u64,
-    })
-}
 
 #[async_trait]
 impl ComputePlaneStore for SqliteStore {
@@ -72,7 +44,7 @@ impl ComputePlaneStore for SqliteStore {
             .bind(tenant_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(compute_plane).collect()
+        rows.iter().map(rows::compute_plane).collect()
     }
 
     async fn get_compute_plane(&self, id: &str) -> Result<Option<ComputePlane>, StoreError> {
@@ -80,7 +52,7 @@ impl ComputePlaneStore for SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(compute_plane).transpose()
+        row.as_ref().map(rows::compute_plane).transpose()
     }
 
     async fn create_enrollment_token(

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 use tether_shared::spec::{CatalogSpec, ClusterSpec};
 use tether_shared::status::{ClusterStatus, Condition};
 
 use super::{SqliteStore, Tx};
+use crate::store::rows;
 use crate::store::{
     CatalogRow, ClusterRow, DesiredStateConflict, DesiredStateStore, Settings, StoreError,
     StoredDesiredState, from_json, to_json,
@@ -46,32 +46,6 @@ async fn named_specs<'q>(
         })
         .collect::<Result<_, sqlx::Error>>()
         .map_err(StoreError::from)
-}
-
-fn cluster_row(r: &SqliteRow) -> Result<ClusterRow, StoreError> {
-    let name: String = r.try_get("name")?;
-    let spec: String = r.try_get("spec")?;
-    let status: Option<String> = r.try_get("status")?;
-    Ok(ClusterRow {
-        spec: from_json("cluster", &name, &spec)?,
-        status: status
-            .map(|s| from_json::<ClusterStatus>("cluster status", &name, &s))
-            .transpose()?,
-        generation: r.try_get("generation")?,
-        deleted_generation: r.try_get("deleted_generation")?,
-        observed_generation: r.try_get("observed_generation")?,
-        name,
-    })
-}
-
-fn catalog_row(r: &SqliteRow) -> Result<CatalogRow, StoreError> {
-    let name: String = r.try_get("name")?;
-    let spec: String = r.try_get("spec")?;
-    Ok(CatalogRow {
-        spec: from_json("catalog", &name, &spec)?,
-        generation: r.try_get("generation")?,
-        name,
-    })
 }
 
 /// `(name, spec)` rows as specs by name.
@@ -164,7 +138,7 @@ impl DesiredStateStore for SqliteStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(cluster_row).transpose()
+        row.as_ref().map(rows::cluster).transpose()
     }
 
     async fn list_clusters(&self, cp: &str) -> Result<Vec<ClusterRow>, StoreError> {
@@ -172,7 +146,7 @@ impl DesiredStateStore for SqliteStore {
             .bind(cp)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(cluster_row).collect()
+        rows.iter().map(rows::cluster).collect()
     }
 
     async fn put_catalog(
@@ -247,7 +221,7 @@ impl DesiredStateStore for SqliteStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(catalog_row).transpose()
+        row.as_ref().map(rows::catalog).transpose()
     }
 
     async fn list_catalogs(&self, cp: &str) -> Result<Vec<CatalogRow>, StoreError> {
@@ -255,7 +229,7 @@ impl DesiredStateStore for SqliteStore {
             .bind(cp)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(catalog_row).collect()
+        rows.iter().map(rows::catalog).collect()
     }
 
     async fn desired_state(&self, cp: &str) -> Result<StoredDesiredState, StoreError> {

@@ -4,18 +4,8 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::SqliteStore;
+use crate::store::rows;
 use crate::store::{HeldSession, Replica, ReplicaStore, StoreError};
-
-fn replica(r: &sqlx::sqlite::SqliteRow) -> Result<Replica, sqlx::Error> {
-    Ok(Replica {
-        name: r.try_get("name")?,
-        started_ms: r.try_get("started_ms")?,
-        last_seen_ms: r.try_get("last_seen_ms")?,
-        lease_ms: r.try_get("lease_ms")?,
-        sessions: r.try_get::<i64, _>("sessions")?.max(0) as u64,
-        draining: r.try_get::<i64, _>("draining")? != 0,
-    })
-}
 
 #[async_trait]
 impl ReplicaStore for SqliteStore {
@@ -78,7 +68,7 @@ impl ReplicaStore for SqliteStore {
                 .bind(now_ms)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows.iter().map(replica).collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(rows::replica).collect::<Result<_, _>>()?)
     }
 
     async fn expire_replicas(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {

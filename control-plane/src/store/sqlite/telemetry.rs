@@ -5,33 +5,8 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{SqliteStore, Tx};
+use crate::store::rows;
 use crate::store::{QueryFilter, QueryRow, StoreError, TelemetryItem, TelemetryStore, page_of};
-
-fn query_row(r: &sqlx::sqlite::SqliteRow) -> Result<QueryRow, sqlx::Error> {
-    Ok(QueryRow {
-        query_id: r.try_get("query_id")?,
-        cluster: r.try_get("cluster")?,
-        user: r.try_get("user")?,
-        source: r.try_get("source")?,
-        catalog: r.try_get("catalog")?,
-        schema: r.try_get("schema")?,
-        state: r.try_get("state")?,
-        error_type: r.try_get("error_type")?,
-        error_code: r.try_get("error_code")?,
-        error_message: r.try_get("error_message")?,
-        create_time_ms: r.try_get("create_time_ms")?,
-        end_time_ms: r.try_get("end_time_ms")?,
-        queued_time_ms: r.try_get("queued_time_ms")?,
-        elapsed_time_ms: r.try_get("elapsed_time_ms")?,
-        cpu_time_ms: r.try_get("cpu_time_ms")?,
-        peak_memory_bytes: r.try_get("peak_memory_bytes")?,
-        input_rows: r.try_get("input_rows")?,
-        input_bytes: r.try_get("input_bytes")?,
-        output_rows: r.try_get("output_rows")?,
-        query: r.try_get("query")?,
-        fingerprint: r.try_get("fingerprint")?,
-    })
-}
 
 /// Query records per `INSERT` statement: each statement is one round trip to SQLite's
 /// worker thread, so many rows per statement make ingest several times faster than one row
@@ -222,7 +197,10 @@ impl TelemetryStore for SqliteStore {
         } else {
             None
         };
-        Ok((page.iter().map(query_row).collect::<Result<_, _>>()?, next))
+        Ok((
+            page.iter().map(rows::query).collect::<Result<_, _>>()?,
+            next,
+        ))
     }
 
     async fn metric_samples(

@@ -1,41 +1,11 @@
 //! SQLite: tenants and API tokens.
 
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
 use crate::authz::Role;
-use crate::store::{
-    ApiToken, Settings, StoreError, Tenant, TenantStore, conflict_or, from_json, new_id,
-};
-
-fn tenant(row: &SqliteRow) -> Result<Tenant, StoreError> {
-    let name: String = row.try_get("name")?;
-    let settings: String = row.try_get("settings")?;
-    Ok(Tenant {
-        settings: from_json::<Settings>("settings", &name, &settings)?,
-        id: row.try_get("id")?,
-        name,
-        aws_account_id: row.try_get("aws_account_id")?,
-        account_binding: row.try_get::<i64, _>("account_binding")? != 0,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-/// An API token row (`id`, `tenant_id`, `role`); `None` for a role this version does not
-/// know.
-pub(super) fn api_token(row: &SqliteRow) -> Result<Option<ApiToken>, sqlx::Error> {
-    let role: String = row.try_get("role")?;
-    Ok(match Role::parse(&role) {
-        Some(role) => Some(ApiToken {
-            id: row.try_get("id")?,
-            tenant_id: row.try_get("tenant_id")?,
-            role,
-        }),
-        None => None,
-    })
-}
+use crate::store::rows;
+use crate::store::{ApiToken, Settings, StoreError, Tenant, TenantStore, conflict_or, new_id};
 
 #[async_trait]
 impl TenantStore for SqliteStore {
@@ -72,7 +42,7 @@ impl TenantStore for SqliteStore {
         let rows = sqlx::query("SELECT * FROM tenants ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(tenant).collect()
+        rows.iter().map(rows::tenant).collect()
     }
 
     async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
@@ -80,7 +50,7 @@ impl TenantStore for SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(tenant).transpose()
+        row.as_ref().map(rows::tenant).transpose()
     }
 
     async fn create_api_token(
@@ -119,7 +89,7 @@ impl TenantStore for SqliteStore {
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(api_token).transpose()?.flatten())
+        Ok(row.as_ref().map(rows::api_token).transpose()?.flatten())
     }
 
     async fn api_token_by_id(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
@@ -127,7 +97,7 @@ impl TenantStore for SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(api_token).transpose()?.flatten())
+        Ok(row.as_ref().map(rows::api_token).transpose()?.flatten())
     }
 
     async fn bootstrap_platform_admin(
