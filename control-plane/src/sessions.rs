@@ -142,19 +142,6 @@ impl Registry {
         reason: &str,
         message: &str,
     ) -> bool {
-        self.end_if_current_after(compute_plane_id, session_id, reason, message, 0)
-    }
-
-    /// Like [`Registry::end_if_current`], telling the agent to come back after
-    /// `retry_after_ms`.
-    pub fn end_if_current_after(
-        &self,
-        compute_plane_id: &str,
-        session_id: &str,
-        reason: &str,
-        message: &str,
-        retry_after_ms: u64,
-    ) -> bool {
         let entry = {
             let mut map = self.lock();
             if map
@@ -168,7 +155,7 @@ impl Registry {
         };
         match entry {
             Some(e) => {
-                finish(e, reason, message, retry_after_ms);
+                finish(e, reason, message, 0);
                 true
             }
             None => false,
