@@ -61,6 +61,8 @@ pub async fn client(
         config.root_cert = Some(certs.into_iter().map(|c| c.to_vec()).collect());
     }
     config.auth_info.token_file = Some(path.display().to_string());
+    // As in `reconcile::client`: the callers retry on their own schedule.
+    config.default_retry = false;
     let client = kube::Client::try_from(config).map_err(|e| format!("EKS client: {e}"))?;
     let settings = settings.clone();
     tokio::spawn(async move {

@@ -20,6 +20,7 @@ pub mod reconcile;
 pub mod render;
 pub mod report;
 pub mod retry;
+pub mod secrets;
 pub mod session;
 pub mod telemetry;
 pub mod transport;
@@ -65,6 +66,10 @@ pub struct Config {
     pub resync_interval: Duration,
     /// Grace period of drained workers before their pods are replaced.
     pub drain_grace: Duration,
+    /// IAM role of the Presto pods (IRSA), if the install made one.
+    pub presto_role_arn: Option<String>,
+    /// How catalog credentials in Secrets Manager are read.
+    pub secrets: secrets::SecretsSettings,
     /// How the Presto coordinators are reached.
     pub coordinator_access: collect::CoordinatorAccess,
     /// How often coordinators are scraped.
@@ -159,6 +164,7 @@ pub async fn run(
     // The sender lives as long as `run`, reconciler or not, so sessions never see the
     // report channel closed.
     let (report_tx, mut report_rx) = watch::channel(Report::default());
+    let (reach_tx, reach_rx) = watch::channel(collect::Reachability::new());
     // The reconciler and collector stop on shutdown, and also when the session loop ends
     // for good (e.g. revocation), so a fatal error exits at once.
     let (halt_tx, halt_rx) = watch::channel(false);
@@ -219,6 +225,7 @@ pub async fn run(
             k.clone(),
             &desired,
             report_tx.clone(),
+            reach_rx,
             halt_rx.clone(),
         )
     });
@@ -232,6 +239,7 @@ pub async fn run(
         telemetry.clone(),
         desired.subscribe(),
         report_rx.clone(),
+        reach_tx,
     );
     let collector = tokio::spawn(collector.run(halt_rx.clone()));
     if let Some(addr) = config.metrics_listen {
@@ -292,6 +300,7 @@ fn start_reconciler(
     kube: reconcile::kube_ops::Kube,
     desired: &DesiredStore,
     report: watch::Sender<Report>,
+    reach: watch::Receiver<collect::Reachability>,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let settings = reconcile::Settings {
@@ -300,8 +309,10 @@ fn start_reconciler(
         resync: config.resync_interval,
         drain_grace: config.drain_grace,
         endpoint: config.endpoint.clone(),
+        presto_role_arn: config.presto_role_arn.clone(),
+        secrets: config.secrets.clone(),
     };
-    let reconciler = reconcile::Reconciler::new(kube, settings, desired.subscribe(), report);
+    let reconciler = reconcile::Reconciler::new(kube, settings, desired.subscribe(), report, reach);
     tokio::spawn(reconciler.run(stop))
 }
 

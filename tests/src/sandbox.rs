@@ -154,6 +154,8 @@ pub async fn run(
         namespace: "tether".into(),
         resync_interval: Duration::from_secs(10),
         drain_grace: Duration::from_secs(2),
+        presto_role_arn: None,
+        secrets: tether_agent::secrets::SecretsSettings::default(),
         coordinator_access: tether_agent::collect::CoordinatorAccess::ApiProxy,
         scrape_interval: Duration::from_secs(5),
         spool_max_bytes: 64 << 20,

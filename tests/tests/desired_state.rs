@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tether_tests::harness::presto_env::{
     NAMESPACE, PrestoEnv, cluster_spec, glue_catalog, mysql_catalog,
 };
@@ -71,7 +71,7 @@ async fn cluster_is_applied_scaled_and_reapplied_without_writes() {
         ("v1", "configmaps", "analytics-worker"),
         ("v1", "configmaps", "analytics-catalog"),
         ("v1", "services", "analytics"),
-        ("v1", "serviceaccounts", "analytics"),
+        ("v1", "serviceaccounts", "tether-presto-analytics"),
         ("apps/v1", "deployments", "analytics-coordinator"),
         ("apps/v1", "deployments", "analytics-worker"),
         ("policy/v1", "poddisruptionbudgets", "analytics-worker"),
@@ -208,8 +208,16 @@ async fn detaching_a_catalog_drains_workers_before_replacing_them() {
     assert!(catalog["data"]["orders.properties"].is_null(), "{catalog}");
     assert!(catalog["data"]["lake.properties"].is_string());
 
+    // The old workers leave one by one as they finish draining.
+    let events = eventually(Duration::from_secs(20), "the old workers gone", || async {
+        let events = env.kube.pod_events();
+        old_workers
+            .iter()
+            .all(|pod| events.iter().any(|e| &e.pod == pod && !e.created))
+            .then_some(events)
+    })
+    .await;
     let drains = env.kube.drains();
-    let events = env.kube.pod_events();
     for pod in &old_workers {
         let drained = drains
             .iter()
@@ -237,6 +245,63 @@ async fn detaching_a_catalog_drains_workers_before_replacing_them() {
             .any(|e| e.owner == "analytics-coordinator"),
         "coordinator pods untouched"
     );
+}
+
+/// Fixed to autoscaling and back keeps the workers there are: the HPA takes the count over
+/// without a dip to one replica, and a fixed count applies again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_to_autoscaling_and_back_keeps_the_workers() {
+    init();
+    let env = PrestoEnv::start().await;
+    analytics(&env).await;
+    let worker = PrestoEnv::key("apps/v1", "deployments", "analytics-worker");
+    let events_before = env.kube.pod_events().len();
+    let mut spec = cluster_spec(3, &["lake", "orders"]);
+    spec["workers"] = json!({"min": 2, "max": 10, "target_cpu_percent": 70});
+    env.put_cluster("analytics", spec).await;
+    eventually(
+        Duration::from_secs(15),
+        "the HPA applied and the generation observed",
+        || async {
+            let c = env.cluster("analytics").await;
+            let hpa = env.object(
+                "autoscaling/v2",
+                "horizontalpodautoscalers",
+                "analytics-worker",
+            );
+            (hpa.is_some() && c["observed_generation"] == c["generation"]).then_some(())
+        },
+    )
+    .await;
+    // Several resyncs later, still three: nobody fell back to the default of one.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let d = env.kube.object(&worker).expect("worker Deployment");
+    assert_eq!(
+        d["spec"]["replicas"], 3,
+        "{}",
+        d["metadata"]["managedFields"]
+    );
+    let removed = env.kube.pod_events()[events_before..]
+        .iter()
+        .filter(|e| e.owner == "analytics-worker" && !e.created)
+        .count();
+    assert_eq!(removed, 0, "no worker was removed by the switch");
+
+    // And back to a fixed count, which applies as given.
+    env.put_cluster("analytics", cluster_spec(4, &["lake", "orders"]))
+        .await;
+    env.running("analytics", 4, 15).await;
+    assert!(
+        env.object(
+            "autoscaling/v2",
+            "horizontalpodautoscalers",
+            "analytics-worker"
+        )
+        .is_none(),
+        "the HPA is gone"
+    );
+    let d = env.kube.object(&worker).expect("worker Deployment");
+    assert_eq!(d["spec"]["replicas"], 4);
 }
 
 /// Acceptance 4: out-of-band changes are undone within a resync period.
@@ -367,8 +432,8 @@ async fn api_server_faults_are_retried_until_convergence() {
     env.put_catalog("lake", glue_catalog()).await;
     let faults = env.kube.faults();
     faults.set_latency(Duration::from_millis(150));
-    // kube-client retries 503s itself (the stand-in's own tests cover that); 500s and 409s
-    // reach the reconciler's error policy.
+    // 500s and 409s reach the reconciler's error policy (kube's own retry is off: the
+    // reconciler retries on its schedule).
     faults.fail_next(4, 500);
     faults.conflict_next_writes(3);
     env.put_cluster("analytics", cluster_spec(2, &["lake"]))
@@ -419,15 +484,20 @@ async fn deleting_a_cluster_removes_only_its_objects() {
         },
     )
     .await;
-    assert!(
+    // Its pods end gracefully (their drain), then they are gone too.
+    eventually(Duration::from_secs(15), "alpha's pods gone", || async {
         env.kube
             .list("v1", "pods", Some(NAMESPACE))
             .iter()
-            .all(|p| !p["metadata"]["name"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("alpha-"))
-    );
+            .all(|p| {
+                !p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("alpha-")
+            })
+            .then_some(())
+    })
+    .await;
     assert_eq!(
         resource_versions(&env, "beta"),
         beta_versions,

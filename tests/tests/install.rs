@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tether_tests::harness::moto::Moto;
 use tether_tests::harness::{ControlPlaneOptions, ControlPlaneProc, TenantFixture, init};
 
@@ -122,12 +122,6 @@ fn assert_secure(t: &Value, variant: &str) {
         secrets["Condition"]["StringEquals"]["secretsmanager:ResourceTag/tether.io/managed-by"],
         "tether"
     );
-    let bucket = by_sid("DataLakeObjects");
-    assert!(
-        bucket["Resource"]
-            .to_string()
-            .contains("${DataLakeBucket.Arn}/*")
-    );
     let eks = by_sid("OwnEksClusterOnly");
     assert_eq!(eks["Action"], "eks:DescribeCluster");
     assert!(
@@ -145,11 +139,94 @@ fn assert_secure(t: &Value, variant: &str) {
         .collect();
     for service in &mentioned {
         assert!(
-            ["logs", "secretsmanager", "s3", "eks", "elasticfilesystem"]
-                .contains(&service.as_str()),
+            ["logs", "secretsmanager", "eks", "elasticfilesystem"].contains(&service.as_str()),
             "{variant}: unexpected service {service}"
         );
     }
+    // The data lake and Glue are Presto's, through its own role, which only the Presto
+    // service accounts of this cluster's OIDC issuer can assume.
+    let presto = &t["Resources"]["PrestoRole"]["Properties"];
+    let presto_statements: Vec<Value> = presto["Policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| as_list(&p["PolicyDocument"]["Statement"]))
+        .collect();
+    for s in &presto_statements {
+        for a in as_list(&s["Action"]) {
+            let a = a.as_str().unwrap_or_default();
+            assert!(
+                !a.contains('*'),
+                "{variant}: Presto role wildcard action {a}"
+            );
+            assert!(
+                a.starts_with("s3:") || a.starts_with("glue:"),
+                "{variant}: Presto role action {a}"
+            );
+        }
+    }
+    let objects = presto_statements
+        .iter()
+        .find(|s| s["Sid"] == "DataLakeObjects")
+        .unwrap_or_else(|| panic!("{variant}: Presto role DataLakeObjects"));
+    assert!(
+        objects["Resource"]
+            .to_string()
+            .contains("${DataLakeBucket.Arn}/*")
+    );
+    let glue = presto_statements
+        .iter()
+        .find(|s| s["Sid"] == "GlueCatalog")
+        .unwrap_or_else(|| panic!("{variant}: Presto role GlueCatalog"));
+    assert!(
+        as_list(&glue["Resource"]).iter().all(|r| r
+            .to_string()
+            .contains(":glue:${AWS::Region}:${AWS::AccountId}:")),
+        "{variant}: Glue scoped to this account and region: {glue}"
+    );
+    let trust_text = presto["AssumeRolePolicyDocument"]["Fn::Sub"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("{variant}: the Presto trust is one Fn::Sub of JSON text"));
+    let trust: Value = serde_json::from_str(trust_text).expect("trust policy JSON");
+    let stmt = &trust["Statement"][0];
+    assert_eq!(stmt["Action"], "sts:AssumeRoleWithWebIdentity");
+    assert_eq!(stmt["Principal"]["Federated"], "${EksOidcProvider}");
+    assert_eq!(
+        stmt["Condition"]["StringEquals"]["${Issuer}:aud"],
+        "sts.amazonaws.com"
+    );
+    assert_eq!(
+        stmt["Condition"]["StringLike"]["${Issuer}:sub"],
+        "system:serviceaccount:default:tether-presto-*"
+    );
+    assert_eq!(
+        t["Resources"]["EksOidcProvider"]["Properties"]["Url"]["Fn::GetAtt"],
+        json!(["EksCluster", "OpenIdConnectIssuerUrl"])
+    );
+    // What the agent is told: its Presto pods' role, and coordinators through the API
+    // server (a Fargate task cannot resolve cluster DNS).
+    let env = as_list(
+        &t["Resources"]["AgentTask"]["Properties"]["ContainerDefinitions"][0]["Environment"],
+    );
+    let var = |name: &str| {
+        env.iter()
+            .find(|e| e["Name"] == name)
+            .map(|e| e["Value"].clone())
+    };
+    assert_eq!(var("TETHER_COORDINATOR_ACCESS"), Some(json!("api-proxy")));
+    assert_eq!(
+        var("TETHER_PRESTO_ROLE_ARN"),
+        Some(json!({"Fn::GetAtt": ["PrestoRole", "Arn"]}))
+    );
+    // The worker autoscaler has a metrics source.
+    let addons: Vec<String> = resources_of(t, "AWS::EKS::Addon")
+        .iter()
+        .filter_map(|(_, a)| a["Properties"]["AddonName"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        addons.contains(&"metrics-server".to_owned()),
+        "{variant}: {addons:?}"
+    );
     // The bucket: encrypted, no public access, TLS only.
     let b = &t["Resources"]["DataLakeBucket"]["Properties"];
     assert!(b["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"].is_string());
@@ -372,7 +449,8 @@ async fn install_artefacts_set_only_what_the_agent_reads() {
         ("poddisruptionbudgets", "delete"),
         ("pods", "watch"),
         ("pods/log", "get"),
-        ("pods/proxy", "update"),
+        ("secrets", "patch"),
+        ("secrets", "delete"),
         ("services/proxy", "get"),
     ] {
         assert!(

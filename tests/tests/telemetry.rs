@@ -321,3 +321,130 @@ fn rand_ms(max: u64) -> u64 {
     h.write_u64(max);
     h.finish() % max.max(1)
 }
+
+/// The `CoordinatorReachable` condition of cluster `name`, as the API shows it.
+async fn reachable(env: &PrestoEnv, name: &str) -> Option<(String, String)> {
+    let c = env.cluster(name).await;
+    c["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "CoordinatorReachable")
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or("").to_owned(),
+                c["message"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+}
+
+/// Records attributed to `cluster`.
+fn of_cluster<'a>(records: &'a [Value], cluster: &str) -> Vec<&'a Value> {
+    records.iter().filter(|r| r["cluster"] == cluster).collect()
+}
+
+/// One cluster's coordinator that cannot be reached — no Presto behind its Service yet, or
+/// one that accepts connections and never answers — does not hold up another cluster's
+/// query log; each is a condition on its own cluster, and a coordinator that appears later
+/// is collected from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_coordinator_stops_only_its_own_cluster() {
+    init();
+    let (env, presto) = env_with_presto(PrestoOptions::default()).await;
+    // A coordinator that accepts and then never says a word (a hung JVM).
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hung_addr = hung.local_addr().expect("addr");
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = hung.accept().await {
+            held.push(s);
+        }
+    });
+    env.kube.register_service_backend(
+        tether_tests::harness::presto_env::NAMESPACE,
+        "stuck",
+        hung_addr,
+    );
+    for name in ["stuck", "fresh"] {
+        env.put_cluster(
+            name,
+            tether_tests::harness::presto_env::cluster_spec(1, &["lake"]),
+        )
+        .await;
+    }
+    for name in ["stuck", "fresh"] {
+        let (status, message) = eventually(
+            Duration::from_secs(30),
+            &format!("{name}: CoordinatorReachable False"),
+            || async { reachable(&env, name).await.filter(|(s, _)| s == "False") },
+        )
+        .await;
+        assert_eq!(status, "False");
+        assert!(!message.is_empty(), "{name}: the condition says why");
+    }
+    assert_eq!(
+        reachable(&env, "analytics")
+            .await
+            .map(|(s, _)| s)
+            .as_deref(),
+        Some("True")
+    );
+
+    // The reachable cluster's queries arrive meanwhile.
+    let workload = presto.start_workload(Workload {
+        count: Some(20),
+        per_second: 40.0,
+        run_time: Duration::from_millis(100),
+        fail_ratio: 0.0,
+        ..Workload::default()
+    });
+    let records = eventually(
+        Duration::from_secs(20),
+        "the 20 queries of analytics",
+        || async {
+            let r = all_records(&env).await;
+            (workload.is_done() && of_cluster(&r, "analytics").len() == 20).then_some(r)
+        },
+    )
+    .await;
+    assert!(of_cluster(&records, "fresh").is_empty());
+    assert!(of_cluster(&records, "stuck").is_empty());
+
+    // Presto behind `fresh` now: collected from then on, attributed to it.
+    let second = PrestoStandIn::start(PrestoOptions::default())
+        .await
+        .expect("presto stand-in");
+    env.kube.register_service_backend(
+        tether_tests::harness::presto_env::NAMESPACE,
+        "fresh",
+        second.addr(),
+    );
+    let more = second.start_workload(Workload {
+        count: Some(5),
+        per_second: 20.0,
+        run_time: Duration::from_millis(100),
+        fail_ratio: 0.0,
+        ..Workload::default()
+    });
+    eventually(
+        Duration::from_secs(30),
+        "the 5 queries of fresh",
+        || async {
+            let r = all_records(&env).await;
+            (more.is_done() && of_cluster(&r, "fresh").len() == 5).then_some(())
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "fresh: CoordinatorReachable True",
+        || async { reachable(&env, "fresh").await.filter(|(s, _)| s == "True") },
+    )
+    .await;
+    assert_eq!(
+        reachable(&env, "stuck").await.map(|(s, _)| s).as_deref(),
+        Some("False")
+    );
+    holder.abort();
+}

@@ -83,9 +83,23 @@ struct RunArgs {
     /// Full resync period of the reconciler.
     #[arg(long, env = "TETHER_RESYNC_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     resync_interval: std::time::Duration,
-    /// Grace period of drained Presto workers before their pods are replaced.
+    /// Drain budget of a leaving Presto worker: how long its running tasks may take to
+    /// finish before the kubelet kills it (it also sets `shutdown.grace-period`, at most 30 s).
     #[arg(long, env = "TETHER_DRAIN_GRACE", default_value = "120s", value_parser = humantime::parse_duration)]
     drain_grace: std::time::Duration,
+    /// IAM role the Presto and metastore pods assume (EKS IRSA): annotated on their
+    /// ServiceAccounts. The CloudFormation install sets it; the agent's own role never
+    /// reaches the data lake.
+    #[arg(long, env = "TETHER_PRESTO_ROLE_ARN", value_parser = presto_role_arn)]
+    presto_role_arn: Option<String>,
+    /// Secrets Manager endpoint for catalog credentials given as ARNs (default: the
+    /// regional endpoint of the ARN's region).
+    #[arg(long, env = "TETHER_SECRETS_MANAGER_ENDPOINT")]
+    secrets_manager_endpoint: Option<String>,
+    /// How often a catalog secret in Secrets Manager is read again (a new version rolls
+    /// the workers).
+    #[arg(long, env = "TETHER_SECRET_REFRESH", default_value = "60s", value_parser = humantime::parse_duration)]
+    secret_refresh: std::time::Duration,
     /// How to reach the Presto coordinators: in-cluster DNS, or the API server's service proxy.
     #[arg(
         long,
@@ -223,6 +237,12 @@ async fn main() {
         namespace: args.namespace,
         resync_interval: args.resync_interval,
         drain_grace: args.drain_grace,
+        presto_role_arn: args.presto_role_arn,
+        secrets: tether_agent::secrets::SecretsSettings {
+            endpoint_url: args.secrets_manager_endpoint,
+            region: args.aws_region.clone(),
+            refresh: args.secret_refresh,
+        },
         coordinator_access: args.coordinator_access,
         scrape_interval: args.scrape_interval,
         spool_max_bytes: args.spool_max,
@@ -251,6 +271,26 @@ fn default_stream() -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     let host = host.trim();
     format!("agent-{}", if host.is_empty() { "unknown" } else { host })
+}
+
+/// An IAM role ARN (`arn:<partition>:iam::<12 digits>:role/<path and name>`).
+fn presto_role_arn(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("arn:")
+        .and_then(|r| r.split_once(":iam::"))
+        .map(|(_, r)| r);
+    match rest.and_then(|r| r.split_once(":role/")) {
+        Some((account, name))
+            if account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && !name.is_empty() =>
+        {
+            Ok(s.to_owned())
+        }
+        _ => Err(format!(
+            "{s:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)"
+        )),
+    }
 }
 
 fn parse_bytes(s: &str) -> Result<u64, String> {

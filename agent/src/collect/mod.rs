@@ -3,13 +3,19 @@
 //! *metadata* — text and error messages treated per the compute plane's redaction mode,
 //! applied here, inside the VPC.
 //!
+//! Each cluster is collected by a task of its own, on its own schedule, and each pass is
+//! bounded by [`COLLECT_TIMEOUT`]: a coordinator that does not answer (just created,
+//! crashed, no Presto behind its Service) delays only its own cluster's telemetry, and is
+//! published as that cluster's reachability, which the reconciler reports as a condition.
+//!
 //! The coordinator is reached through its Service's in-cluster DNS name by default, or
 //! through the Kubernetes API server's service proxy (`--coordinator-access api-proxy`),
 //! which needs no network path to the pods — the tests use it.
 
 pub mod presto_json;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -25,8 +31,14 @@ use crate::telemetry::Telemetry;
 
 /// The desired-state setting that picks the redaction mode.
 pub const REDACTION_SETTING: &str = "query_text_redaction";
-/// Query ids remembered to send each query once (Presto keeps ~100 by default).
+/// Query ids remembered per cluster to send each query once (Presto keeps ~100 by default).
 const SEEN_CAPACITY: usize = 100_000;
+/// Longest one collection pass of one cluster may take.
+pub const COLLECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Per cluster, whether its coordinator answered the last collection: `None` when it did,
+/// else why not. Clusters not yet collected are absent.
+pub type Reachability = BTreeMap<String, Option<String>>;
 
 /// How the coordinator is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -48,63 +60,190 @@ pub struct CollectSettings {
     pub namespace: String,
 }
 
-/// The collector of one compute plane.
+/// What every cluster's collection task shares.
 #[derive(Debug)]
-pub struct Collector {
+struct Shared {
     settings: CollectSettings,
     kube: Option<Kube>,
     http: reqwest::Client,
     telemetry: Telemetry,
     desired: watch::Receiver<Desired>,
     report: watch::Receiver<Report>,
-    /// 64-bit hashes of the query ids already sent (a collision would skip one record in
-    /// about 2^32 queries' worth of ids held at once; the set holds at most 100,000).
-    seen: HashSet<u64>,
-    seen_order: VecDeque<u64>,
-    last_error: Option<String>,
+    reach: watch::Sender<Reachability>,
+}
+
+/// The collector of one compute plane.
+#[derive(Debug)]
+pub struct Collector {
+    shared: Arc<Shared>,
+    desired: watch::Receiver<Desired>,
 }
 
 impl Collector {
-    /// A collector writing into `telemetry`.
+    /// A collector writing into `telemetry` and publishing reachability on `reach`.
     pub fn new(
         settings: CollectSettings,
         kube: Option<Kube>,
         telemetry: Telemetry,
         desired: watch::Receiver<Desired>,
         report: watch::Receiver<Report>,
+        reach: watch::Sender<Reachability>,
     ) -> Self {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(COLLECT_TIMEOUT)
             .build()
             .unwrap_or_default();
         Self {
-            settings,
-            kube,
-            http,
-            telemetry,
+            shared: Arc::new(Shared {
+                settings,
+                kube,
+                http,
+                telemetry,
+                desired: desired.clone(),
+                report,
+                reach,
+            }),
             desired,
-            report,
-            seen: HashSet::new(),
-            seen_order: VecDeque::new(),
-            last_error: None,
         }
     }
 
-    /// Runs until `stop` fires.
+    /// Runs until `stop` fires: one task per desired cluster, started and stopped as the
+    /// desired state gains and loses clusters.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(self.settings.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tasks: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
         let mut sync = tokio::time::interval(Duration::from_secs(1));
+        self.follow(&mut tasks);
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
-                _ = sync.tick() => self.telemetry.sync(),
-                _ = tick.tick() => self.collect_once().await,
+                _ = sync.tick() => self.shared.telemetry.sync(),
+                changed = self.desired.changed() => {
+                    if changed.is_err() { break; }
+                    self.follow(&mut tasks);
+                }
             }
         }
-        self.telemetry.sync();
+        for (_, t) in tasks {
+            t.abort();
+        }
+        self.shared.telemetry.sync();
     }
 
+    /// Starts a task for each desired cluster without one; stops those no longer desired.
+    fn follow(&mut self, tasks: &mut HashMap<String, tokio::task::JoinHandle<()>>) {
+        let clusters: HashSet<String> = self
+            .desired
+            .borrow_and_update()
+            .as_ref()
+            .map(|d| d.clusters.keys().cloned().collect())
+            .unwrap_or_default();
+        tasks.retain(|name, task| {
+            let keep = clusters.contains(name);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        self.shared.reach.send_if_modified(|r| {
+            let before = r.len();
+            r.retain(|name, _| clusters.contains(name));
+            r.len() != before
+        });
+        for name in clusters {
+            if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(name) {
+                let shared = self.shared.clone();
+                let name = slot.key().clone();
+                slot.insert(tokio::spawn(collect_cluster_forever(shared, name)));
+            }
+        }
+    }
+}
+
+/// The query ids of one cluster already sent.
+#[derive(Debug, Default)]
+struct Seen {
+    /// 64-bit hashes of the ids (a collision would skip one record in about 2^32 queries'
+    /// worth of ids held at once; the set holds at most 100,000).
+    set: HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+impl Seen {
+    fn remember(&mut self, id: &str) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        let key = h.finish();
+        if !self.set.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > SEEN_CAPACITY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        true
+    }
+}
+
+/// Collects `cluster` every interval until aborted.
+async fn collect_cluster_forever(shared: Arc<Shared>, cluster: String) {
+    let mut tick = tokio::time::interval(shared.settings.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = Seen::default();
+    loop {
+        tick.tick().await;
+        let mode: RedactionMode = shared
+            .desired
+            .borrow()
+            .as_ref()
+            .and_then(|d| d.settings.get(REDACTION_SETTING).cloned())
+            .and_then(|m| m.parse().ok())
+            .unwrap_or_default();
+        let now = tether_shared::timestamps::now_unix_ms();
+        let status = shared
+            .report
+            .borrow()
+            .clusters
+            .iter()
+            .find(|c| c.name == cluster)
+            .map(|st| (st.ready_workers, st.coordinator_ready));
+        if let Some((ready_workers, coordinator_ready)) = status {
+            shared.metric(&cluster, "ready_workers", f64::from(ready_workers), now);
+            shared.metric(
+                &cluster,
+                "coordinator_ready",
+                f64::from(u8::from(coordinator_ready)),
+                now,
+            );
+        }
+        let pass = shared.collect_cluster(&cluster, &mut seen, mode, now);
+        let result = match tokio::time::timeout(COLLECT_TIMEOUT, pass).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "the coordinator did not answer within {} s",
+                COLLECT_TIMEOUT.as_secs()
+            )),
+        };
+        let error = result.err();
+        shared.reach.send_if_modified(|r| {
+            let before = r.get(&cluster);
+            if before == Some(&error) {
+                return false;
+            }
+            match (&error, before) {
+                (None, Some(Some(_))) => tracing::info!(cluster, "coordinator reachable again"),
+                (Some(e), _) => tracing::warn!(cluster, "cannot read the coordinator: {e}"),
+                _ => {}
+            }
+            r.insert(cluster.clone(), error.clone());
+            true
+        });
+    }
+}
+
+impl Shared {
     async fn get<T: serde::de::DeserializeOwned>(
         &self,
         cluster: &str,
@@ -123,7 +262,7 @@ impl Collector {
                 kube.client()
                     .request_text(req)
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("{path} through the API server's service proxy: {e}"))?
             }
             (CoordinatorAccess::ApiProxy, None) => {
                 return Err("api-proxy access needs Kubernetes".into());
@@ -136,7 +275,7 @@ impl Collector {
                     .header("X-Presto-User", "tether-agent")
                     .send()
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| format!("{path}: {e}"))?;
                 if !resp.status().is_success() {
                     return Err(format!("{path}: HTTP {}", resp.status()));
                 }
@@ -144,23 +283,6 @@ impl Collector {
             }
         };
         serde_json::from_str(&body).map_err(|e| format!("{path}: not JSON: {e}"))
-    }
-
-    fn remember(&mut self, id: &str) -> bool {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        id.hash(&mut h);
-        let key = h.finish();
-        if !self.seen.insert(key) {
-            return false;
-        }
-        self.seen_order.push_back(key);
-        if self.seen_order.len() > SEEN_CAPACITY
-            && let Some(old) = self.seen_order.pop_front()
-        {
-            self.seen.remove(&old);
-        }
-        true
     }
 
     fn metric(&self, cluster: &str, name: &str, value: f64, ts: i64) {
@@ -173,46 +295,10 @@ impl Collector {
             }));
     }
 
-    /// One pass over every desired cluster.
-    pub async fn collect_once(&mut self) {
-        let Some(desired) = self.desired.borrow().clone() else {
-            return;
-        };
-        let mode: RedactionMode = desired
-            .settings
-            .get(REDACTION_SETTING)
-            .and_then(|m| m.parse().ok())
-            .unwrap_or_default();
-        let now = tether_shared::timestamps::now_unix_ms();
-        let report = self.report.borrow().clone();
-        for cluster in desired.clusters.keys() {
-            if let Some(st) = report.clusters.iter().find(|c| &c.name == cluster) {
-                self.metric(cluster, "ready_workers", f64::from(st.ready_workers), now);
-                self.metric(
-                    cluster,
-                    "coordinator_ready",
-                    f64::from(u8::from(st.coordinator_ready)),
-                    now,
-                );
-            }
-            let result = self.collect_cluster(cluster, mode, now).await;
-            match (result, &self.last_error) {
-                (Ok(()), Some(_)) => {
-                    tracing::info!(cluster, "coordinator reachable again");
-                    self.last_error = None;
-                }
-                (Err(e), last) if last.as_deref() != Some(e.as_str()) => {
-                    tracing::warn!(cluster, "cannot read the coordinator: {e}");
-                    self.last_error = Some(e);
-                }
-                _ => {}
-            }
-        }
-    }
-
     async fn collect_cluster(
-        &mut self,
+        &self,
         cluster: &str,
+        seen: &mut Seen,
         mode: RedactionMode,
         now: i64,
     ) -> Result<(), String> {
@@ -235,7 +321,7 @@ impl Collector {
         for q in &queries {
             if !q.query_id.is_empty()
                 && presto_json::is_terminal(&q.state)
-                && self.remember(&q.query_id)
+                && seen.remember(&q.query_id)
             {
                 let record = presto_json::query_record(cluster, q, mode);
                 self.telemetry.record(telemetry_record::Kind::Query(record));

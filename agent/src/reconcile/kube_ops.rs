@@ -1,15 +1,15 @@
 //! The Kubernetes operations of the reconciler, over the real `kube` client: server-side
-//! apply under one field manager, listing and pruning what Tether owns, draining workers
-//! through the API server's pod proxy, and reading Deployment status.
+//! apply under one field manager, listing and pruning what Tether owns, and reading
+//! Deployment status. Workers drain themselves (their `preStop` hook, see
+//! `render::workloads`); the reconciler never waits for a drain.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use kube::Client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::Value;
 
-use crate::render::{MANAGED_KINDS, PRESTO_PORT};
+use crate::render::MANAGED_KINDS;
 
 /// The field manager of every write.
 pub const FIELD_MANAGER: &str = "tether";
@@ -91,6 +91,9 @@ fn plural_of(api_version: &str, kind: &str) -> Option<(&'static str, bool)> {
         .map(|(_, _, plural, namespaced)| (*plural, *namespaced))
         .or(match kind {
             "Namespace" => Some(("namespaces", false)),
+            // Written (synced catalog credentials) and deleted by name, never listed: a
+            // list would read every Secret of the namespace.
+            "Secret" => Some(("secrets", true)),
             _ => None,
         })
 }
@@ -151,18 +154,35 @@ impl Kube {
 
     /// Server-side applies `obj` (force: Tether owns these fields).
     pub async fn apply(&self, obj: &Value) -> Result<(), KubeError> {
+        self.apply_as(obj, FIELD_MANAGER).await
+    }
+
+    /// Server-side applies `obj` as field manager `manager`.
+    pub async fn apply_as(&self, obj: &Value, manager: &str) -> Result<(), KubeError> {
         let (api_version, kind, name) = object_id(obj);
         let api = self
             .api(&api_version, &kind)
             .ok_or_else(|| KubeError::UnknownKind(kind.clone()))?;
         api.patch(
             &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
+            &PatchParams::apply(manager).force(),
             &Patch::Apply(obj),
         )
         .await
         .map(|_| ())
         .map_err(|source| KubeError::call("apply", &kind, &name, source))
+    }
+
+    /// Deletes one object by name; gone already is fine.
+    pub async fn delete(&self, api_version: &str, kind: &str, name: &str) -> Result<(), KubeError> {
+        let api = self
+            .api(api_version, kind)
+            .ok_or_else(|| KubeError::UnknownKind(kind.to_owned()))?;
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(source) => Err(KubeError::call("delete", kind, name, source)),
+        }
     }
 
     /// Reads one object.
@@ -211,40 +231,20 @@ impl Kube {
         }
         Ok(deleted)
     }
+}
 
-    /// Names of pods matching `selector`.
-    pub async fn pods(&self, selector: &str) -> Result<Vec<String>, KubeError> {
-        let ar = resource("v1", "Pod", "pods");
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &self.namespace, &ar);
-        let list = api
-            .list(&ListParams::default().labels(selector))
-            .await
-            .map_err(|source| KubeError::call("list", "Pod", selector, source))?;
-        Ok(list
-            .items
-            .into_iter()
-            .filter_map(|p| p.metadata.name)
-            .collect())
+/// How far a Deployment's roll is: Pods of the current template and all its Pods, as its
+/// status counts them (`None` while the status is of an older generation).
+pub fn deployment_rollout(d: &DynamicObject) -> Option<(u32, u32)> {
+    let n = |v: &Value| v.as_u64().map(|x| x as u32).unwrap_or(0);
+    let observed = d.data["status"]["observedGeneration"].as_i64().unwrap_or(0);
+    if observed < d.metadata.generation.unwrap_or(0) {
+        return None;
     }
-
-    /// Tells one Presto worker to shut down gracefully: `PUT /v1/info/state
-    /// "SHUTTING_DOWN"` through the API server's pod proxy.
-    pub async fn drain_pod(&self, pod: &str) -> Result<(), KubeError> {
-        let uri = format!(
-            "/api/v1/namespaces/{}/pods/{pod}:{PRESTO_PORT}/proxy/v1/info/state",
-            self.namespace
-        );
-        let req = http::Request::put(uri)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(b"\"SHUTTING_DOWN\"".to_vec())
-            .map_err(|e| KubeError::Request(pod.to_owned(), e.to_string()))?;
-        self.client
-            .request_text(req)
-            .await
-            .map(|_| ())
-            .map_err(|source| KubeError::call("drain", "Pod", pod, source))
-    }
+    Some((
+        n(&d.data["status"]["updatedReplicas"]),
+        n(&d.data["status"]["replicas"]),
+    ))
 }
 
 /// Ready and desired replicas of a Deployment object.
@@ -256,9 +256,4 @@ pub fn deployment_replicas(d: &DynamicObject) -> (u32, Option<u32>) {
     // Status of an older generation says nothing about the current spec.
     let ready = if observed >= current { ready } else { 0 };
     (ready, n(&d.data["spec"]["replicas"]))
-}
-
-/// Waits `grace`, the time a drained worker gets to finish its tasks.
-pub async fn drain_grace(grace: Duration) {
-    tokio::time::sleep(grace).await;
 }

@@ -23,7 +23,6 @@ use tokio::time::Instant;
 use crate::desired::Desired;
 use crate::render::{
     self, RenderContext, Rendered, coordinator_name, render_cluster, service_name, worker_name,
-    worker_pod_selector,
 };
 use crate::report::Report;
 use crate::retry::{Retry, RetryPolicy};
@@ -38,10 +37,14 @@ pub struct Settings {
     pub compute_plane_id: String,
     /// Full resync period.
     pub resync: Duration,
-    /// How long drained workers get before their pods are replaced.
+    /// Drain budget of a leaving worker (rendered into its pod template; never waited for).
     pub drain_grace: Duration,
     /// How clients reach a cluster's coordinator, reported as `status.endpoint`.
     pub endpoint: EndpointTemplate,
+    /// IAM role of the Presto pods (IRSA), annotated on their ServiceAccounts.
+    pub presto_role_arn: Option<String>,
+    /// How catalog credentials in Secrets Manager are read.
+    pub secrets: crate::secrets::SecretsSettings,
 }
 
 /// The coordinator URL reported for a cluster, e.g. the default
@@ -97,6 +100,8 @@ impl Default for EndpointTemplate {
 
 /// Annotation carrying the rendered worker pod template hash.
 pub const WORKER_HASH_ANNOTATION: &str = "tether.io/worker-template-hash";
+/// The field manager that holds the worker count between Tether and the HPA.
+pub const HANDOVER_MANAGER: &str = "tether-handover-to-hpa";
 /// While clusters are not yet Running, status is re-read this often.
 const STATUS_POLL: Duration = Duration::from_secs(1);
 /// Drift events are gathered this long before one reconcile.
@@ -109,6 +114,8 @@ pub struct Reconciler {
     settings: Settings,
     desired: watch::Receiver<Desired>,
     report: watch::Sender<Report>,
+    /// Whether each cluster's coordinator answered the collector.
+    reach: watch::Receiver<crate::collect::Reachability>,
     /// Per cluster, the generation last applied without error.
     observed: BTreeMap<String, i64>,
     /// Per cluster, the error of its last apply.
@@ -117,6 +124,12 @@ pub struct Reconciler {
     conditions: Vec<pb::ClusterCondition>,
     /// Generation whose apply pass (with pruning) completed.
     applied_generation: i64,
+    /// Catalog credentials read from Secrets Manager.
+    secrets: crate::secrets::CatalogSecrets,
+    /// Per catalog, the version of its secret now in the Kubernetes Secret.
+    secret_versions: BTreeMap<String, String>,
+    /// The synced Secrets this process wrote, deleted by name once no catalog needs them.
+    synced_secrets: BTreeSet<String>,
 }
 
 fn condition(
@@ -143,16 +156,22 @@ impl Reconciler {
         settings: Settings,
         desired: watch::Receiver<Desired>,
         report: watch::Sender<Report>,
+        reach: watch::Receiver<crate::collect::Reachability>,
     ) -> Self {
+        let secrets = crate::secrets::CatalogSecrets::new(settings.secrets.clone());
         Self {
             kube,
             settings,
             desired,
             report,
+            reach,
             observed: BTreeMap::new(),
             errors: BTreeMap::new(),
             conditions: Vec::new(),
             applied_generation: 0,
+            secrets,
+            secret_versions: BTreeMap::new(),
+            synced_secrets: BTreeSet::new(),
         }
     }
 
@@ -170,6 +189,8 @@ impl Reconciler {
             namespace: self.settings.namespace.clone(),
             compute_plane_id: self.settings.compute_plane_id.clone(),
             drain_grace_seconds: self.settings.drain_grace.as_secs() as u32,
+            presto_role_arn: self.settings.presto_role_arn.clone(),
+            secret_versions: self.secret_versions.clone(),
         }
     }
 
@@ -187,6 +208,7 @@ impl Reconciler {
         let mut due: Option<Instant> = Some(Instant::now());
         let mut poll: Option<Instant> = None;
         let far = || Instant::now() + Duration::from_secs(3600);
+        let mut reach_open = true;
         loop {
             let apply_at = due.unwrap_or_else(far);
             let poll_at = poll.unwrap_or_else(far);
@@ -201,6 +223,14 @@ impl Reconciler {
                     due = Some(due.map_or(soon, |d| d.min(soon)));
                 }
                 _ = resync.tick() => due = Some(Instant::now()),
+                r = self.reach.changed(), if reach_open => {
+                    if r.is_err() {
+                        reach_open = false;
+                        continue;
+                    }
+                    let converged = self.observe_all().await;
+                    poll = (!converged).then(|| Instant::now() + STATUS_POLL);
+                }
                 () = tokio::time::sleep_until(apply_at), if due.is_some() => {
                     let began = std::time::Instant::now();
                     let applied = self.apply_all().await;
@@ -300,13 +330,33 @@ impl Reconciler {
             }) if status.code == 403 => {}
             Err(e) => return Err(e),
         }
-        let ctx = self.context();
         let mut keep: BTreeSet<ObjectId> = BTreeSet::new();
+        let credentials = self.sync_catalog_secrets(&desired).await?;
+        let ctx = self.context();
         let mut conditions = Vec::new();
         let mut first_err: Option<KubeError> = None;
         for (name, spec) in &desired.clusters {
             let rendered = render_cluster(name, spec, &desired.catalogs, &ctx);
             keep.extend(rendered.objects.iter().map(object_id));
+            let problems: Vec<String> = spec
+                .catalogs
+                .iter()
+                .filter_map(|c| credentials.get(c).map(|u| (c, u)))
+                .map(|(c, u)| format!("catalog {c}: {}", u.message))
+                .collect();
+            if let Some(reason) = spec
+                .catalogs
+                .iter()
+                .find_map(|c| credentials.get(c).map(|u| u.reason))
+            {
+                conditions.push(condition(
+                    name,
+                    "CatalogCredentials",
+                    false,
+                    reason,
+                    &problems.join("; "),
+                ));
+            }
             match self.apply_cluster(name, &rendered).await {
                 Ok(()) => {
                     conditions.push(condition(name, "Applied", true, "Applied", ""));
@@ -363,7 +413,12 @@ impl Reconciler {
                 keep_transition_times(&mut st.conditions, &old.conditions);
             }
         }
-        let converged = statuses.iter().all(|s| s.phase == "Running");
+        let converged = statuses.iter().all(|s| {
+            s.phase == "Running"
+                && s.conditions
+                    .iter()
+                    .all(|c| c.r#type != "WorkersRolledOut" || c.status == "True")
+        });
         let report = Report {
             applied_generation: self.applied_generation,
             conditions: self.conditions.clone(),
@@ -379,8 +434,9 @@ impl Reconciler {
         converged
     }
 
-    /// Applies one cluster's objects in order. Before a change that replaces the worker
-    /// pods (new pod template), the workers are drained and given their grace period.
+    /// Applies one cluster's objects in order. A change that replaces the worker pods (a
+    /// new pod template) is rolled by the Deployment one worker at a time, each draining
+    /// itself in its `preStop` hook: nothing here waits for it.
     async fn apply_cluster(&self, cluster: &str, rendered: &Rendered) -> Result<(), KubeError> {
         let worker = worker_name(cluster);
         for obj in &rendered.objects {
@@ -392,7 +448,13 @@ impl Reconciler {
                     .and_then(|d| d.metadata.annotations.as_ref())
                     .and_then(|a| a.get(WORKER_HASH_ANNOTATION).cloned());
                 if live_hash.is_some_and(|h| h != rendered.worker_template_hash) {
-                    self.drain_workers(cluster).await?;
+                    // Kubernetes rolls them one at a time; each drains itself first.
+                    tracing::info!(cluster, "worker pod template changed: rolling the workers");
+                }
+                if obj["spec"].get("replicas").is_none()
+                    && let Some(live) = &live
+                {
+                    self.hand_replicas_to_hpa(live).await?;
                 }
             }
             self.kube.apply(obj).await?;
@@ -400,30 +462,145 @@ impl Reconciler {
         Ok(())
     }
 
-    async fn drain_workers(&self, cluster: &str) -> Result<(), KubeError> {
-        let selector = format!(
-            "{},{}={}",
-            worker_pod_selector(cluster),
-            render::labels::COMPUTE_PLANE_LABEL,
-            self.settings.compute_plane_id
-        );
-        let pods = self.kube.pods(&selector).await?;
-        tracing::info!(
-            cluster,
-            workers = pods.len(),
-            grace_s = self.settings.drain_grace.as_secs(),
-            "draining workers before replacing them"
-        );
-        for pod in &pods {
-            if let Err(e) = self.kube.drain_pod(pod).await {
-                // A worker that cannot be told still gets its grace period below.
-                tracing::warn!(cluster, pod, "drain request failed: {e}");
+    /// Resolves the credentials of every catalog a cluster attaches ([`crate::secrets`]):
+    /// writes `tether-catalog-<name>` from Secrets Manager, checks a `k8s:` Secret exists.
+    /// Returns what could not be resolved, by catalog. A secret that cannot be read now
+    /// keeps its last Kubernetes Secret (and version), so running pods are not disturbed.
+    /// Synced Secrets are deleted by name when no attached catalog needs them any more
+    /// (those of an earlier agent process that no catalog needs stay: the agent never
+    /// lists Secrets).
+    async fn sync_catalog_secrets(
+        &mut self,
+        desired: &tether_shared::spec::DesiredState,
+    ) -> Result<BTreeMap<String, crate::secrets::Unresolved>, KubeError> {
+        use tether_shared::spec::SecretRef;
+        let attached: BTreeSet<&String> = desired
+            .clusters
+            .values()
+            .flat_map(|c| &c.catalogs)
+            .collect();
+        let mut problems = BTreeMap::new();
+        let mut arns = BTreeSet::new();
+        let mut versions = BTreeMap::new();
+        let mut wanted = BTreeSet::new();
+        for name in attached {
+            let Some(catalog) = desired.catalogs.get(name) else {
+                continue;
+            };
+            if !catalog.connector.needs_credentials() {
+                continue;
+            }
+            let Some(Ok(reference)) = catalog.credentials.as_ref().map(|c| c.parse()) else {
+                continue;
+            };
+            match reference {
+                SecretRef::Kubernetes(secret) => {
+                    // Only where the agent may read Secrets (the EKS access policy); the
+                    // manifest install grants no `get` on Secrets, and then the pods'
+                    // status is where a missing one shows.
+                    let found = match self.kube.get("v1", "Secret", &secret).await {
+                        Ok(found) => found.is_some(),
+                        Err(KubeError::Call {
+                            source: kube::Error::Api(ref s),
+                            ..
+                        }) if s.code == 403 => true,
+                        Err(e) => return Err(e),
+                    };
+                    if !found {
+                        problems.insert(
+                            name.clone(),
+                            crate::secrets::Unresolved {
+                                reason: "SecretMissing",
+                                message: format!(
+                                    "Kubernetes Secret {secret} (keys username and password) does not exist in namespace {}",
+                                    self.settings.namespace
+                                ),
+                            },
+                        );
+                    }
+                }
+                SecretRef::SecretsManager(arn) => {
+                    arns.insert(arn.clone());
+                    let secret = render::catalog::credentials_secret(name, catalog);
+                    let user = catalog
+                        .properties
+                        .get("connection-user")
+                        .map(String::as_str);
+                    match self.secrets.resolve(&arn, user).await {
+                        Ok(r) => {
+                            let obj = render::objects::catalog_secret(
+                                &secret,
+                                &self.context(),
+                                &r.username,
+                                &r.password,
+                                &r.version,
+                            );
+                            self.kube.apply(&obj).await?;
+                            wanted.insert(secret);
+                            versions.insert(name.clone(), r.version);
+                        }
+                        Err(u) => {
+                            // Keep what the pods run with until the secret reads again.
+                            wanted.insert(secret);
+                            if let Some(v) = self.secret_versions.get(name) {
+                                versions.insert(name.clone(), v.clone());
+                            }
+                            problems.insert(name.clone(), u);
+                        }
+                    }
+                }
             }
         }
-        if !pods.is_empty() {
-            kube_ops::drain_grace(self.settings.drain_grace).await;
+        for gone in self.synced_secrets.difference(&wanted) {
+            self.kube.delete("v1", "Secret", gone).await?;
+            tracing::info!(
+                secret = gone,
+                "deleted a synced catalog Secret no catalog uses"
+            );
         }
-        Ok(())
+        self.synced_secrets = wanted;
+        self.secrets.retain(&arns);
+        self.secret_versions = versions;
+        Ok(problems)
+    }
+
+    /// Before the first apply that leaves `replicas` to the HPA: while Tether's manager
+    /// still owns the field, leaving it out would remove it and the Deployment would fall
+    /// back to one replica until the HPA scales it again. As the Kubernetes documentation
+    /// on Server-Side Apply advises ("Transferring ownership"), a manager of its own first
+    /// applies only the current count, so the field has another owner and keeps its value;
+    /// the HPA's writes take it over from there.
+    async fn hand_replicas_to_hpa(&self, live: &DynamicObject) -> Result<(), KubeError> {
+        let ours = live
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter(|e| {
+                e.manager.as_deref() == Some(kube_ops::FIELD_MANAGER)
+                    && e.operation.as_deref() == Some("Apply")
+            })
+            .any(|e| {
+                e.fields_v1
+                    .as_ref()
+                    .is_some_and(|f| f.0["f:spec"].get("f:replicas").is_some())
+            });
+        let Some(replicas) = live.data["spec"]["replicas"].as_i64().filter(|_| ours) else {
+            return Ok(());
+        };
+        let name = live.metadata.name.clone().unwrap_or_default();
+        tracing::info!(
+            deployment = name,
+            replicas,
+            "handing the worker count to the autoscaler"
+        );
+        let handover = serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": self.settings.namespace},
+            "spec": {"replicas": replicas},
+        });
+        self.kube.apply_as(&handover, HANDOVER_MANAGER).await
     }
 
     /// Reads the cluster's Deployments and says what phase it is in.
@@ -451,6 +628,12 @@ impl Reconciler {
             Workers::Fixed { count } => count,
             Workers::Autoscaling { min, .. } => replicas.unwrap_or(min),
         };
+        // A roll in progress: old workers still there, or not all of them replaced yet.
+        let rollout = workers
+            .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
+            .and_then(kube_ops::deployment_rollout);
         let read_error = coordinator.err().or(workers.err()).map(|e| e.to_string());
         let last_error = last_error.or(read_error);
         let phase = if last_error.is_some() && coord_ready == 0 {
@@ -466,6 +649,53 @@ impl Reconciler {
         } else {
             "Running"
         };
+        let mut conditions = vec![condition(name, "Ready", phase == "Running", phase, "")];
+        if let Some((updated, total)) = rollout {
+            let done = updated >= desired_workers && total <= updated;
+            let message = if done {
+                String::new()
+            } else {
+                format!(
+                    "{updated} of {desired_workers} workers run the current configuration; {} still to replace",
+                    total
+                        .saturating_sub(updated)
+                        .max(desired_workers.saturating_sub(updated))
+                )
+            };
+            conditions.push(condition(
+                name,
+                "WorkersRolledOut",
+                done,
+                if done { "RolledOut" } else { "Rolling" },
+                &message,
+            ));
+        }
+        // What the last apply pass found about this cluster's inputs (its catalogs'
+        // credentials), beside the status.
+        conditions.extend(
+            self.conditions
+                .iter()
+                .filter(|c| c.cluster == name && c.r#type != "Applied")
+                .cloned(),
+        );
+        // What the collector found when it last read the coordinator (absent until then).
+        match self.reach.borrow().get(name) {
+            Some(None) => conditions.push(condition(
+                name,
+                "CoordinatorReachable",
+                true,
+                "Reachable",
+                "",
+            )),
+            Some(Some(why)) => conditions.push(condition(
+                name,
+                "CoordinatorReachable",
+                false,
+                "Unreachable",
+                why,
+            )),
+            None => {}
+        }
         pb::ClusterStatus {
             name: name.to_owned(),
             phase: phase.to_owned(),
@@ -477,7 +707,7 @@ impl Reconciler {
                 .endpoint
                 .render(name, &self.settings.namespace),
             observed_generation,
-            conditions: vec![condition(name, "Ready", phase == "Running", phase, "")],
+            conditions,
             last_error: last_error.unwrap_or_default(),
         }
     }
@@ -503,8 +733,12 @@ fn keep_transition_times(
 
 /// Builds a Kubernetes client: from `kubeconfig` if given, else the in-cluster service
 /// account when running in a pod, else `None` (desired state is then kept but not applied).
+///
+/// kube's own retry of 429/503/504 (up to 15 times, backing off to minutes) is off: every
+/// caller here retries on its own schedule, and a retry hidden inside one call would stall
+/// everything behind it (a service proxy to a coordinator without endpoints answers 503).
 pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Option<kube::Client>, String> {
-    let config = match kubeconfig {
+    let mut config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
                 .map_err(|e| format!("--kubeconfig {}: {e}", path.display()))?;
@@ -517,6 +751,7 @@ pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<Option<kube:
         }
         None => return Ok(None),
     };
+    config.default_retry = false;
     kube::Client::try_from(config)
         .map(Some)
         .map_err(|e| format!("Kubernetes client: {e}"))

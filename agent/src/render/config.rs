@@ -24,6 +24,9 @@ use super::{PRESTO_PORT, RenderContext, service_name};
 pub const ETC_DIR: &str = "/opt/presto-server/etc";
 /// `node.data-dir` (the image's default).
 pub const DATA_DIR: &str = "/var/lib/presto/data";
+/// Where a heap dump goes: a volume of its own, sized for one dump (see
+/// [`heap_dump_size_limit`]), so a dump never fills the data volume or the node.
+pub const HEAP_DUMP_DIR: &str = "/var/lib/presto/heapdump";
 /// The keys of the coordinator and worker ConfigMaps.
 pub const NODE_CONFIG_KEYS: [&str; 4] = [
     "config.properties",
@@ -133,6 +136,13 @@ pub fn config_properties(
             ("node-scheduler.include-coordinator", "false".into()),
             ("http-server.http.port", PRESTO_PORT.to_string()),
             ("discovery-server.enabled", "true".into()),
+            // With the reserved pool off, a cluster out of memory blocks until something
+            // is killed: kill the query holding the most on the blocked workers
+            // (`MemoryManagerConfig`; the default `none` kills nothing).
+            (
+                "query.low-memory-killer.policy",
+                "total-reservation-on-blocked-nodes".into(),
+            ),
         ],
         Role::Worker => vec![
             ("coordinator", "false".into()),
@@ -152,10 +162,19 @@ pub fn config_properties(
         ("experimental.reserved-pool-enabled", "false".into()),
         (
             "shutdown.grace-period",
-            format!("{}s", ctx.drain_grace_seconds),
+            format!("{}s", shutdown_grace_seconds(ctx.drain_grace_seconds)),
         ),
     ]);
     properties(p)
+}
+
+/// `shutdown.grace-period` for a drain budget: how long a worker told to shut down waits
+/// before it looks at its tasks, and again after they finished (`GracefulShutdownHandler`).
+/// It must outlast the coordinator's refresh of node states (every 5 s,
+/// `DiscoveryNodeManager`) so no new task lands after the worker started waiting; more than
+/// 30 s only delays the exit.
+pub fn shutdown_grace_seconds(drain_grace_seconds: u32) -> u32 {
+    drain_grace_seconds.clamp(1, 30)
 }
 
 /// `node.properties`. `node.id` is the pod name, read by Presto at start, as the official
@@ -178,12 +197,21 @@ pub fn jvm_config(resources: &Resources) -> String {
         "-XX:G1HeapRegionSize=32M",
         "-XX:+ExitOnOutOfMemoryError",
         "-XX:+HeapDumpOnOutOfMemoryError",
+        &format!("-XX:HeapDumpPath={HEAP_DUMP_DIR}"),
         "-Djdk.attach.allowAttachSelf=true",
     ] {
         out.push_str(flag);
         out.push('\n');
     }
     out
+}
+
+/// The `sizeLimit` of the heap-dump volume: one dump (at most the heap) and 1 GiB more.
+pub fn heap_dump_size_limit(resources: &Resources) -> String {
+    match Heap::for_limit(&resources.memory) {
+        Heap::Gib(g) => format!("{}Gi", g + 1),
+        Heap::Mib(m) => format!("{}Mi", m + 1024),
+    }
 }
 
 /// `log.properties`.
@@ -416,7 +444,7 @@ pub(crate) mod tests {
             jvm,
             "-server\n-Xmx12G\n-XX:+UseG1GC\n-XX:G1HeapRegionSize=32M\n\
              -XX:+ExitOnOutOfMemoryError\n-XX:+HeapDumpOnOutOfMemoryError\n\
-             -Djdk.attach.allowAttachSelf=true\n"
+             -XX:HeapDumpPath=/var/lib/presto/heapdump\n-Djdk.attach.allowAttachSelf=true\n"
         );
     }
 

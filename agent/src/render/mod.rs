@@ -42,9 +42,15 @@ pub struct RenderContext {
     pub namespace: String,
     /// The compute plane the agent serves (a label on every object).
     pub compute_plane_id: String,
-    /// How long a worker may take to drain: Presto's `shutdown.grace-period`, the worker's
-    /// preStop wait, and (plus 30 s) its `terminationGracePeriodSeconds`.
+    /// The drain budget of a leaving worker (see `workloads::worker_termination_grace_seconds`).
     pub drain_grace_seconds: u32,
+    /// The IAM role the Presto and metastore pods assume through their ServiceAccount
+    /// (IRSA: the `eks.amazonaws.com/role-arn` annotation), when the install made one.
+    pub presto_role_arn: Option<String>,
+    /// Per catalog whose credentials come from Secrets Manager, the version of the secret
+    /// in its Kubernetes Secret: part of the workers' catalog hash, so a rotation rolls
+    /// them (Presto reads the credentials at start).
+    pub secret_versions: BTreeMap<String, String>,
 }
 
 /// The objects of one cluster, in apply order (ServiceAccount, ConfigMaps, Services,
@@ -96,9 +102,16 @@ pub fn worker_name(cluster: &str) -> String {
     format!("{cluster}-worker")
 }
 
-/// The coordinator's Service (port 8080, named `http`) and the ServiceAccount: `<cluster>`.
+/// The coordinator's Service (port 8080, named `http`): `<cluster>`.
 pub fn service_name(cluster: &str) -> String {
     cluster.to_owned()
+}
+
+/// The ServiceAccount of the cluster's pods: `tether-presto-<cluster>`. The install's
+/// Presto role trusts exactly the service accounts named so (`tether-presto-*` in the
+/// namespace), and no other pod of the namespace.
+pub fn presto_service_account(cluster: &str) -> String {
+    format!("tether-presto-{cluster}")
 }
 
 /// The ConfigMap holding `catalog/*.properties`: `<cluster>-catalog`.
@@ -161,8 +174,14 @@ pub fn render_cluster(
         coordinator_env: &catalog_files.coordinator_env,
     };
     objects.push(pods.coordinator_deployment(&data_hash(&coordinator_config)));
+    let mut catalog_inputs = catalog_files.data.clone();
+    for c in &spec.catalogs {
+        if let Some(v) = ctx.secret_versions.get(c) {
+            catalog_inputs.insert(format!("secret-version/{c}"), v.clone());
+        }
+    }
     let (worker, worker_template_hash) =
-        pods.worker_deployment(&data_hash(&worker_config), &data_hash(&catalog_files.data));
+        pods.worker_deployment(&data_hash(&worker_config), &data_hash(&catalog_inputs));
     objects.push(worker);
     if let Workers::Autoscaling {
         min,

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::labels::{Component, labels, selector};
 use super::{
-    METASTORE_PORT, PRESTO_PORT, RenderContext, metastore_name, service_name, worker_name,
+    METASTORE_PORT, PRESTO_PORT, RenderContext, metastore_name, presto_service_account,
+    service_name, worker_name,
 };
 
 /// `metadata` of an object: name, namespace, labels.
@@ -19,13 +20,57 @@ pub fn metadata(name: &str, component: Component, cluster: &str, ctx: &RenderCon
     })
 }
 
-/// ServiceAccount `<cluster>`, the identity of the cluster's pods (S3 access through an
-/// IAM role is bound to it).
+/// ServiceAccount `tether-presto-<cluster>`, the identity of the cluster's pods. With an
+/// install's Presto role it carries `eks.amazonaws.com/role-arn`: EKS then gives the pods a
+/// web-identity token for that role (IRSA), which the AWS SDK in Presto and the metastore
+/// picks up through its default credential chain — the data lake and Glue, never the
+/// agent's role.
 pub fn service_account(cluster: &str, ctx: &RenderContext) -> Value {
+    let mut meta = metadata(
+        &presto_service_account(cluster),
+        Component::Cluster,
+        cluster,
+        ctx,
+    );
+    if let Some(arn) = &ctx.presto_role_arn {
+        meta["annotations"] = json!({ IRSA_ROLE_ANNOTATION: arn });
+    }
     json!({
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": metadata(&service_name(cluster), Component::Cluster, cluster, ctx),
+        "metadata": meta,
+    })
+}
+
+/// The ServiceAccount annotation naming the IAM role its pods assume (EKS IRSA).
+pub const IRSA_ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+
+/// Secret `tether-catalog-<catalog>`: a catalog's `username` and `password` as the agent
+/// read them from Secrets Manager, labelled as Tether's (pruned with the catalog).
+pub fn catalog_secret(
+    name: &str,
+    ctx: &RenderContext,
+    username: &str,
+    password: &str,
+    version: &str,
+) -> Value {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": ctx.namespace,
+            "labels": {
+                super::labels::MANAGED_BY.0: super::labels::MANAGED_BY.1,
+                super::labels::COMPONENT_LABEL: Component::Catalog.as_str(),
+                super::labels::COMPUTE_PLANE_LABEL: ctx.compute_plane_id,
+            },
+            "annotations": {"tether.io/secret-version": version},
+        },
+        "type": "Opaque",
+        "data": {"username": b64(username), "password": b64(password)},
     })
 }
 

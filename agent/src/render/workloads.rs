@@ -18,12 +18,12 @@
 use serde_json::{Map, Value, json};
 use tether_shared::spec::{ClusterSpec, Resources, Toleration, Workers};
 
-use super::config::{DATA_DIR, ETC_DIR, NODE_CONFIG_KEYS};
+use super::config::{DATA_DIR, ETC_DIR, HEAP_DUMP_DIR, NODE_CONFIG_KEYS, heap_dump_size_limit};
 use super::labels::{Component, labels, selector};
 use super::objects::metadata;
 use super::{
     METASTORE_PORT, PRESTO_PORT, RenderContext, catalog_configmap_name, coordinator_name,
-    metastore_name, service_name, short_hash, worker_name,
+    metastore_name, presto_service_account, short_hash, worker_name,
 };
 
 /// Pod template annotation: hash of the node's ConfigMap data.
@@ -36,8 +36,20 @@ pub const WORKER_TEMPLATE_HASH: &str = "tether.io/worker-template-hash";
 /// Image of the built-in metastore.
 pub const METASTORE_IMAGE: &str = "apache/hive:4.0.0";
 
-/// Seconds the kubelet waits, after the drain, before killing a worker.
-const KILL_MARGIN_SECONDS: u32 = 30;
+/// Seconds beyond Presto's own shutdown before the kubelet kills a worker: up to 30 s for
+/// the lifecycle stop `GracefulShutdownHandler` runs before `System.exit`, and 10 s more.
+const KILL_MARGIN_SECONDS: u32 = 40;
+
+/// `terminationGracePeriodSeconds` of a worker: Presto's shutdown takes the grace period,
+/// then as long as the running tasks need (the drain budget), then the grace period again,
+/// then its lifecycle stop (`GracefulShutdownHandler`); the kubelet must not kill it
+/// before that.
+pub fn worker_termination_grace_seconds(drain_grace_seconds: u32) -> u32 {
+    let grace = super::config::shutdown_grace_seconds(drain_grace_seconds);
+    drain_grace_seconds
+        .saturating_add(grace.saturating_mul(2))
+        .saturating_add(KILL_MARGIN_SECONDS)
+}
 
 /// What the coordinator and worker pods are rendered from.
 pub struct PrestoPods<'a> {
@@ -82,11 +94,9 @@ impl PrestoPods<'_> {
         let mut pod = self.pod_spec(&self.spec.worker, &name, self.catalog_env);
         pod.insert(
             "terminationGracePeriodSeconds".into(),
-            json!(
-                self.ctx
-                    .drain_grace_seconds
-                    .saturating_add(KILL_MARGIN_SECONDS)
-            ),
+            json!(worker_termination_grace_seconds(
+                self.ctx.drain_grace_seconds
+            )),
         );
         if let Some(Value::Object(container)) = pod.get_mut("containers").and_then(|c| c.get_mut(0))
         {
@@ -98,9 +108,11 @@ impl PrestoPods<'_> {
         meta["annotations"] = json!({ WORKER_TEMPLATE_HASH: hash });
         let mut spec = json!({
             "selector": {"matchLabels": selector(self.cluster, Component::Worker)},
+            // One worker at a time, the new one Ready before an old one drains: the
+            // cluster never has fewer workers than asked for during a roll.
             "strategy": {
                 "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1},
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
             "template": template,
         });
@@ -117,13 +129,15 @@ impl PrestoPods<'_> {
     }
 
     /// The worker drains itself before it stops: it tells Presto it is shutting down (the
-    /// coordinator stops giving it work; running tasks go on), then waits out the grace
-    /// period before the kubelet's SIGTERM.
+    /// coordinator stops giving it work; running tasks go on), then waits until Presto has
+    /// finished them and exited (`GracefulShutdownHandler` ends the process). The kubelet
+    /// sends SIGTERM only when the hook returns, and kills the container at
+    /// `terminationGracePeriodSeconds`, which bounds the wait.
     fn drain_hook(&self) -> Value {
         let script = format!(
             "curl -s -X PUT -H 'Content-Type: application/json' -d '\"SHUTTING_DOWN\"' \
-             http://localhost:{PRESTO_PORT}/v1/info/state; sleep {}",
-            self.ctx.drain_grace_seconds
+             http://localhost:{PRESTO_PORT}/v1/info/state; \
+             while curl -s -o /dev/null http://localhost:{PRESTO_PORT}/v1/info/state; do sleep 2; done"
         );
         json!({"preStop": {"exec": {"command": ["/bin/sh", "-c", script]}}})
     }
@@ -159,6 +173,7 @@ impl PrestoPods<'_> {
                 {"name": "config", "mountPath": ETC_DIR},
                 {"name": "catalog", "mountPath": format!("{ETC_DIR}/catalog")},
                 {"name": "data", "mountPath": DATA_DIR},
+                {"name": "heapdump", "mountPath": HEAP_DUMP_DIR},
             ],
             // `/v1/info` answers once the HTTP server is up; `/v1/status` is what the
             // Helm chart probes for liveness.
@@ -183,7 +198,7 @@ impl PrestoPods<'_> {
         let mut pod = Map::new();
         pod.insert(
             "serviceAccountName".into(),
-            json!(service_name(self.cluster)),
+            json!(presto_service_account(self.cluster)),
         );
         placement(self.spec, &mut pod);
         pod.insert("containers".into(), json!([container]));
@@ -193,6 +208,7 @@ impl PrestoPods<'_> {
                 {"name": "config", "configMap": {"name": config_map, "items": items}},
                 {"name": "catalog", "configMap": {"name": catalog_configmap_name(self.cluster)}},
                 {"name": "data", "emptyDir": {}},
+                {"name": "heapdump", "emptyDir": {"sizeLimit": heap_dump_size_limit(resources)}},
             ]),
         );
         pod
@@ -224,7 +240,10 @@ pub fn metastore_deployment(cluster: &str, spec: &ClusterSpec, ctx: &RenderConte
         }));
     }
     let mut pod = Map::new();
-    pod.insert("serviceAccountName".into(), json!(service_name(cluster)));
+    pod.insert(
+        "serviceAccountName".into(),
+        json!(presto_service_account(cluster)),
+    );
     placement(spec, &mut pod);
     pod.insert(
         "containers".into(),

@@ -1,15 +1,18 @@
 //! The CloudFormation template that installs a compute plane into a customer's account:
 //! network (a new VPC with private subnets and one NAT gateway, or the customer's VPC and
 //! private subnets), an EKS cluster and managed node group, the data-lake bucket, the log
-//! group, the enrollment token as a secret, and the agent on ECS Fargate in the private
-//! subnets with an EKS access entry.
+//! group, the enrollment token as a secret, the agent on ECS Fargate in the private
+//! subnets with an EKS access entry, Presto's own IAM role (IRSA) and the metrics-server
+//! add-on for the worker autoscaler.
 //!
 //! Security properties the tests check on the parsed template: no security-group rule
 //! admits traffic from outside the VPC (ingress only from other security groups of the
 //! stack); the enrollment token is a `NoEcho` parameter kept in Secrets Manager; the
 //! agent's role may write only its own log group, read only secrets tagged for Tether,
-//! read and write only the data-lake bucket, and describe only its own EKS cluster; the
-//! bucket is encrypted, blocks public access and refuses plain HTTP.
+//! and describe only its own EKS cluster — no S3 object and no Glue action; the Presto role
+//! alone reads and writes the data-lake bucket and the Glue catalog, trusted only by the
+//! Presto service accounts; the bucket is encrypted, blocks public access and refuses
+//! plain HTTP.
 
 use serde_json::{Value, json};
 
@@ -71,6 +74,65 @@ fn assume(service: &str) -> Value {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
     })
+}
+
+/// The prefix of the service accounts the Presto role trusts: the agent names the
+/// service account of each cluster's pods `tether-presto-<cluster>`.
+pub const PRESTO_SERVICE_ACCOUNT_PREFIX: &str = "tether-presto-";
+
+/// The Presto role's trust: web identities of the EKS cluster's OIDC issuer, audience STS,
+/// subject a `tether-presto-*` service account in the Presto namespace. The condition keys
+/// must contain the issuer's host, and a map key cannot be an intrinsic function, so the
+/// whole document is one `Fn::Sub` of its JSON text (the property accepts a string).
+fn presto_trust() -> Value {
+    let doc = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "PrestoServiceAccounts",
+            "Effect": "Allow",
+            "Principal": {"Federated": "${EksOidcProvider}"},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {
+                "StringEquals": {"${Issuer}:aud": "sts.amazonaws.com"},
+                "StringLike": {"${Issuer}:sub": format!(
+                    "system:serviceaccount:{PRESTO_NAMESPACE}:{PRESTO_SERVICE_ACCOUNT_PREFIX}*")},
+            },
+        }],
+    });
+    json!({"Fn::Sub": [
+        doc.to_string(),
+        // `https://oidc.eks.…/id/…` without the scheme.
+        {"Issuer": {"Fn::Select": [1, {"Fn::Split": ["//", att("EksCluster", "OpenIdConnectIssuerUrl")]}]}},
+    ]})
+}
+
+/// What Presto's Hive connector does with the data lake and the Glue Data Catalog
+/// (`GlueHiveMetastore` and the S3 file system of prestodb's presto-hive), scoped to the
+/// stack's bucket and this account's and region's catalog.
+fn presto_statements() -> Value {
+    let glue = |what: &str| {
+        sub(&format!(
+            "arn:${{AWS::Partition}}:glue:${{AWS::Region}}:${{AWS::AccountId}}:{what}"
+        ))
+    };
+    json!([
+        {"Sid": "DataLakeBucket", "Effect": "Allow",
+         "Action": ["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"],
+         "Resource": att("DataLakeBucket", "Arn")},
+        {"Sid": "DataLakeObjects", "Effect": "Allow",
+         "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject",
+                    "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+         "Resource": sub("${DataLakeBucket.Arn}/*")},
+        {"Sid": "GlueCatalog", "Effect": "Allow",
+         "Action": ["glue:GetDatabase", "glue:GetDatabases", "glue:CreateDatabase",
+                    "glue:UpdateDatabase", "glue:DeleteDatabase",
+                    "glue:GetTable", "glue:GetTables", "glue:CreateTable", "glue:UpdateTable",
+                    "glue:DeleteTable",
+                    "glue:GetPartition", "glue:GetPartitions", "glue:BatchGetPartition",
+                    "glue:BatchCreatePartition", "glue:UpdatePartition", "glue:DeletePartition"],
+         "Resource": [glue("catalog"), glue("database/*"), glue("table/*/*"),
+                      glue("userDefinedFunction/*/*")]},
+    ])
 }
 
 fn private_subnets(network: Network) -> Value {
@@ -328,11 +390,6 @@ fn resources(input: &TemplateInput) -> Value {
                  "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
                  "Resource": sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*"),
                  "Condition": {"StringEquals": {format!("secretsmanager:ResourceTag/{SECRET_TAG}"): "tether"}}},
-                {"Sid": "DataLakeBucketList", "Effect": "Allow", "Action": "s3:ListBucket",
-                 "Resource": att("DataLakeBucket", "Arn")},
-                {"Sid": "DataLakeObjects", "Effect": "Allow",
-                 "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                 "Resource": sub("${DataLakeBucket.Arn}/*")},
                 {"Sid": "OwnEksClusterOnly", "Effect": "Allow", "Action": "eks:DescribeCluster",
                  "Resource": cluster_arn},
                 {"Sid": "StateFileSystem", "Effect": "Allow",
@@ -341,6 +398,26 @@ fn resources(input: &TemplateInput) -> Value {
                  "Condition": {"StringEquals": {"elasticfilesystem:AccessPointArn": att("StateAccessPoint", "Arn")}}},
             ]}}],
             "Tags": tags("agent")}},
+        // --- Presto's own AWS identity (IRSA): the data lake and Glue, for the Presto and
+        // metastore pods' service accounts only; the agent's role has neither.
+        "EksOidcProvider": {"Type": "AWS::IAM::OIDCProvider", "Properties": {
+            "Url": att("EksCluster", "OpenIdConnectIssuerUrl"),
+            "ClientIdList": ["sts.amazonaws.com"],
+            "Tags": tags("eks-oidc")}},
+        "PrestoRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "Description": "Presto and Hive metastore pods (not the Tether agent): the data-lake bucket and the Glue Data Catalog",
+            "AssumeRolePolicyDocument": presto_trust(),
+            "Policies": [{"PolicyName": "tether-presto", "PolicyDocument": {"Version": "2012-10-17",
+                "Statement": presto_statements()}}],
+            "Tags": tags("presto")}},
+
+        // --- metrics for the worker autoscaler (the HPA reads CPU from metrics-server)
+        "MetricsServer": {"Type": "AWS::EKS::Addon", "Properties": {
+            "ClusterName": r("EksCluster"),
+            "AddonName": "metrics-server",
+            "ResolveConflicts": "OVERWRITE",
+            "Tags": tags("metrics-server")}},
+
         "AgentAccessEntry": {"Type": "AWS::EKS::AccessEntry", "Properties": {
             "ClusterName": r("EksCluster"),
             "PrincipalArn": att("AgentRole", "Arn"),
@@ -378,6 +455,10 @@ fn resources(input: &TemplateInput) -> Value {
                     {"Name": "TETHER_COMPUTE_PLANE", "Value": r("ComputePlaneId")},
                     {"Name": "TETHER_STATE_DIR", "Value": "/var/lib/tether"},
                     {"Name": "TETHER_NAMESPACE", "Value": PRESTO_NAMESPACE},
+                    // Fargate tasks cannot resolve cluster DNS: coordinators through the
+                    // API server's service proxy.
+                    {"Name": "TETHER_COORDINATOR_ACCESS", "Value": "api-proxy"},
+                    {"Name": "TETHER_PRESTO_ROLE_ARN", "Value": att("PrestoRole", "Arn")},
                     {"Name": "TETHER_EKS_CLUSTER", "Value": r("EksCluster")},
                     {"Name": "TETHER_EKS_ENDPOINT", "Value": att("EksCluster", "Endpoint")},
                     {"Name": "TETHER_EKS_CA_DATA", "Value": att("EksCluster", "CertificateAuthorityData")},
@@ -447,6 +528,7 @@ fn outputs(n: Network) -> Value {
         "DataLakeBucketName": {"Description": "S3 data-lake bucket", "Value": r("DataLakeBucket")},
         "AgentLogGroupName": {"Description": "CloudWatch log group of the agent and Presto", "Value": r("AgentLogGroup")},
         "AgentRoleArn": {"Description": "IAM role of the agent", "Value": att("AgentRole", "Arn")},
+        "PrestoRoleArn": {"Description": "IAM role of the Presto pods (data lake and Glue)", "Value": att("PrestoRole", "Arn")},
         "AgentServiceName": {"Description": "ECS service running the agent", "Value": att("AgentService", "Name")},
         "EnrollmentTokenSecretArn": {"Description": "Secret holding the enrollment token", "Value": r("EnrollmentTokenSecret")},
         "AgentSecurityGroupId": {"Description": "Security group of the agent (no inbound rules)", "Value": r("AgentSecurityGroup")},

@@ -48,12 +48,19 @@ impl Connector {
                 "hive.compression-codec",
                 "hive.recursive-directories",
             ],
+            // `connection-user`: the user when the credentials secret is a plain string
+            // (the password); a JSON secret's `username` takes its place.
             Connector::Mysql => &[
                 "connection-url",
+                "connection-user",
                 "mysql.auto-reconnect",
                 "mysql.connection-timeout",
             ],
-            Connector::Postgresql => &["connection-url", "postgresql.include-system-tables"],
+            Connector::Postgresql => &[
+                "connection-url",
+                "connection-user",
+                "postgresql.include-system-tables",
+            ],
         }
     }
 

@@ -84,6 +84,24 @@ impl Moto {
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     }
 
+    /// Calls a Secrets Manager action (JSON protocol).
+    pub async fn secrets(&self, action: &str, body: &Value) -> Value {
+        let resp = reqwest::Client::new()
+            .post(&self.url)
+            .header("X-Amz-Target", format!("secretsmanager.{action}"))
+            .header("Content-Type", "application/x-amz-json-1.1")
+            .header(
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
+            )
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("moto answers");
+        let text = resp.text().await.unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    }
+
     /// Every message of a log stream, oldest first.
     pub async fn log_messages(&self, group: &str, stream: &str) -> Vec<String> {
         let mut out = Vec::new();

@@ -105,6 +105,17 @@ impl PrestoEnv {
         self.agent = Some(AgentProc::start(opts));
     }
 
+    /// (Re)starts the agent with `args` and environment `env` beside the defaults.
+    pub fn start_agent_with_env(&mut self, args: &[&str], env: &[(&str, &str)]) {
+        self.agent = None;
+        let mut opts = AgentOptions::for_control_plane(&self.cp, self.agent_dir.clone(), None)
+            .with_args(args)
+            .with_args(&["--kubeconfig", &self.kubeconfig.display().to_string()]);
+        opts.env
+            .extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        self.agent = Some(AgentProc::start(opts));
+    }
+
     /// The API as the tenant's admin.
     pub fn api(&self) -> Api {
         self.cp.api().as_token(&self.fx.admin_token)

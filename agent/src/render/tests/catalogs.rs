@@ -138,7 +138,7 @@ fn built_in_metastore_serves_hive_catalogs() {
     assert_eq!(
         kinds_and_names(&r),
         pairs(&[
-            ("ServiceAccount", "analytics"),
+            ("ServiceAccount", "tether-presto-analytics"),
             ("ConfigMap", "analytics-coordinator"),
             ("ConfigMap", "analytics-worker"),
             ("ConfigMap", "analytics-catalog"),

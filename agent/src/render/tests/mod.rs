@@ -20,6 +20,8 @@ fn ctx() -> RenderContext {
         namespace: "presto".into(),
         compute_plane_id: "cp-1".into(),
         drain_grace_seconds: 120,
+        presto_role_arn: None,
+        secret_versions: BTreeMap::new(),
     }
 }
 
@@ -159,7 +161,7 @@ fn fixed_cluster_renders_the_expected_objects_in_apply_order() {
     assert_eq!(
         kinds_and_names(&r),
         pairs(&[
-            ("ServiceAccount", "analytics"),
+            ("ServiceAccount", "tether-presto-analytics"),
             ("ConfigMap", "analytics-coordinator"),
             ("ConfigMap", "analytics-worker"),
             ("ConfigMap", "analytics-catalog"),
@@ -262,7 +264,9 @@ fn node_config_has_the_presto_settings() {
         "http-server.http.port=8080",
         "discovery-server.enabled=true",
         "discovery.uri=http://analytics:8080",
-        "shutdown.grace-period=120s",
+        // A 120 s drain budget: Presto's grace period at its most, 30 s.
+        "shutdown.grace-period=30s",
+        "query.low-memory-killer.policy=total-reservation-on-blocked-nodes",
         // 8Gi coordinator: 6G heap, 60 %.
         "query.max-memory-per-node=3686MB",
         "query.max-total-memory-per-node=3686MB",
@@ -277,7 +281,7 @@ fn node_config_has_the_presto_settings() {
         "coordinator=false",
         "http-server.http.port=8080",
         "discovery.uri=http://analytics:8080",
-        "shutdown.grace-period=120s",
+        "shutdown.grace-period=30s",
         // 16Gi worker: 12G heap, 60 %.
         "query.max-memory-per-node=7372MB",
     ] {
@@ -289,6 +293,10 @@ fn node_config_has_the_presto_settings() {
     assert!(
         !w.iter().any(|l| l.starts_with("discovery-server")),
         "{w:?}"
+    );
+    assert!(
+        !w.iter().any(|l| l.starts_with("query.low-memory-killer")),
+        "the coordinator's setting: {w:?}"
     );
     let max_memory = |l: &[String]| {
         l.iter()
@@ -315,7 +323,7 @@ fn deployments_mount_config_and_probe_presto() {
     assert_eq!(coord["spec"]["replicas"], 1);
     assert_eq!(coord["spec"]["strategy"]["type"], "Recreate");
     let pod = &coord["spec"]["template"]["spec"];
-    assert_eq!(pod["serviceAccountName"], "analytics");
+    assert_eq!(pod["serviceAccountName"], "tether-presto-analytics");
     assert_eq!(pod["nodeSelector"]["tether.io/node-group"], "analytics");
     assert_eq!(
         pod["tolerations"][0],
@@ -374,10 +382,17 @@ fn workers_drain_before_they_stop() {
     let worker = find(&r, "Deployment", "analytics-worker");
     assert_eq!(
         worker["spec"]["strategy"],
-        serde_json::json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}})
+        serde_json::json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}})
     );
     let pod = &worker["spec"]["template"]["spec"];
-    assert_eq!(pod["terminationGracePeriodSeconds"], 150);
+    // The 120 s budget, twice the 30 s grace period, 40 s for Presto's stop and a margin.
+    assert_eq!(pod["terminationGracePeriodSeconds"], 220);
+    let heapdump = pod["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["name"] == "heapdump"))
+        .expect("a heap-dump volume");
+    // A 16Gi worker: a 12 GiB heap, one dump and a GiB more.
+    assert_eq!(heapdump["emptyDir"]["sizeLimit"], "13Gi");
     assert_eq!(pod["volumes"][0]["configMap"]["name"], "analytics-worker");
     let c = container(worker);
     assert_eq!(c["resources"]["limits"]["memory"], "16Gi");
@@ -390,7 +405,13 @@ fn workers_drain_before_they_stop() {
         script.contains("http://localhost:8080/v1/info/state"),
         "{script}"
     );
-    assert!(script.ends_with("sleep 120"), "{script}");
+    // Then it waits for Presto to finish its tasks and exit, not a fixed time.
+    assert!(
+        script.ends_with(
+            "while curl -s -o /dev/null http://localhost:8080/v1/info/state; do sleep 2; done"
+        ),
+        "{script}"
+    );
     let annotations = &worker["spec"]["template"]["metadata"]["annotations"];
     assert!(annotations["tether.io/config-hash"].is_string());
     assert!(annotations["tether.io/catalog-hash"].is_string());
@@ -428,4 +449,25 @@ fn selectors_and_names() {
     assert_eq!(service_name("a"), "a");
     assert_eq!(catalog_configmap_name("a"), "a-catalog");
     assert_eq!(PRESTO_PORT, 8080);
+}
+
+#[test]
+fn pods_run_as_the_presto_service_account_with_the_install_role() {
+    let mut ctx = ctx();
+    ctx.presto_role_arn = Some("arn:aws:iam::123456789012:role/tether-presto".into());
+    let spec = cluster(Workers::Fixed { count: 3 });
+    let r = render_cluster("analytics", &spec, &catalogs(), &ctx);
+    let sa = find(&r, "ServiceAccount", "tether-presto-analytics");
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::123456789012:role/tether-presto"
+    );
+    for d in ["analytics-coordinator", "analytics-worker"] {
+        let pod = &find(&r, "Deployment", d)["spec"]["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], "tether-presto-analytics", "{d}");
+    }
+    // Without an install role: no annotation (the pods get no AWS identity of their own).
+    let plain = fixed3();
+    let sa = find(&plain, "ServiceAccount", "tether-presto-analytics");
+    assert!(sa["metadata"]["annotations"].is_null(), "{sa}");
 }

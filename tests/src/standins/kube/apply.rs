@@ -1,8 +1,12 @@
 //! Server-side apply, simplified: the applied object is merged into the stored one (maps
 //! merged key by key, lists and scalars replaced), and each field manager owns the fields it
-//! applied, recorded in `metadata.managedFields` as `FieldsV1`. Fields a manager applied
-//! before and leaves out now are removed, as the real server does. Lists are atomic (no
-//! `k:`/`v:` keys) and there are no conflicts between managers (as if `force` were always set).
+//! applied, recorded in `metadata.managedFields` as `FieldsV1`. Lists are atomic (no
+//! `k:`/`v:` keys) and there are no conflicts between managers (as if `force` were always
+//! set: the applier takes the fields it applies from every other manager).
+//!
+//! As the Kubernetes documentation on Server-Side Apply describes ("Field management",
+//! "Transferring ownership"): a field a manager applied before and leaves out now is
+//! removed only when no other manager owns it; otherwise it stays, owned by the others.
 
 use std::collections::BTreeSet;
 
@@ -35,8 +39,11 @@ pub(crate) fn apply(
         None => applied.clone(),
         Some(cur) => {
             let mut result = cur.clone();
+            let others = owned_by_others(cur, manager);
             for stale in previously_owned(cur, manager).difference(&owned) {
-                remove_path(&mut result, stale);
+                if !others.contains(stale) {
+                    remove_path(&mut result, stale);
+                }
             }
             merge(&mut result, applied);
             result
@@ -47,6 +54,17 @@ pub(crate) fn apply(
         .unwrap_or_default()
         .into_iter()
         .filter(|e| !(e["manager"] == manager && e["operation"] == "Apply"))
+        .filter_map(|mut e| {
+            // Forced: what this manager applies is no longer the others'.
+            let mut theirs = BTreeSet::new();
+            read_fields_v1(&e["fieldsV1"], &mut Vec::new(), &mut theirs);
+            let left: BTreeSet<Path> = theirs.difference(&owned).cloned().collect();
+            if left.is_empty() {
+                return None;
+            }
+            e["fieldsV1"] = fields_v1(&left);
+            Some(e)
+        })
         .collect();
     entries.push(json!({
         "manager": manager,
@@ -129,6 +147,21 @@ fn previously_owned(obj: &Value, manager: &str) -> BTreeSet<Path> {
     out
 }
 
+/// The paths every other entry of `managedFields` owns.
+fn owned_by_others(obj: &Value, manager: &str) -> BTreeSet<Path> {
+    let mut out = BTreeSet::new();
+    for e in obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if !(e["manager"] == manager && e["operation"] == "Apply") {
+            read_fields_v1(&e["fieldsV1"], &mut Vec::new(), &mut out);
+        }
+    }
+    out
+}
+
 fn read_fields_v1(tree: &Value, prefix: &mut Path, out: &mut BTreeSet<Path>) {
     let Some(m) = tree.as_object() else {
         return;
@@ -205,6 +238,16 @@ mod tests {
             second["metadata"]["managedFields"].as_array().map(Vec::len),
             Some(1)
         );
+    }
+
+    #[test]
+    fn a_field_another_manager_owns_stays_when_left_out() {
+        let first = apply(None, &cm(json!({"a": "1", "b": "2"})), "tether", "v1");
+        let handover = apply(Some(&first), &cm(json!({"b": "2"})), "handover", "v1");
+        let second = apply(Some(&handover), &cm(json!({"a": "1"})), "tether", "v1");
+        assert_eq!(second["data"], json!({"a": "1", "b": "2"}));
+        let third = apply(Some(&second), &cm(json!({})), "handover", "v1");
+        assert_eq!(third["data"], json!({"a": "1"}), "unowned now: removed");
     }
 
     #[test]

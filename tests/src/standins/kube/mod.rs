@@ -5,8 +5,9 @@
 //! resourceVersion, with bookmarks and 410 Expired), create, replace, PATCH (server-side
 //! apply, merge, strategic-merge-as-merge, JSON patch), DELETE; the `status` and `scale`
 //! subresources; the service proxy (to registered backends) and the pod proxy (answering as
-//! a Presto worker for graceful shutdown). A simulated controller runs Deployments' Pods and
-//! reports Deployments ready after a delay. Faults (errors, conflicts, latency) are
+//! a Presto worker for graceful shutdown). A simulated controller runs Deployments' Pods by
+//! their strategy (rolling or recreate), ready after a delay, and ends them gracefully
+//! (`preStop`, Presto's shutdown, the grace period) with the tasks placed on them. Faults (errors, conflicts, latency) are
 //! injected through [`Faults`].
 //!
 //! Writes that change nothing (compared without `resourceVersion`, `generation` and
@@ -44,6 +45,7 @@ mod status;
 mod store;
 mod subresource;
 mod table;
+mod termination;
 mod watch;
 mod write;
 
@@ -63,6 +65,7 @@ pub use controller::PodEvent;
 pub use drain::DrainEvent;
 pub use faults::Faults;
 pub use key::ObjectKey;
+pub use termination::{TaskHandle, TaskOutcome};
 
 use server::Shared;
 
@@ -181,6 +184,28 @@ impl KubeStandIn {
     /// Pods created and deleted by the simulated controller, in order.
     pub fn pod_events(&self) -> Vec<PodEvent> {
         self.shared.pod_events().clone()
+    }
+
+    /// Places a Presto task of `duration` on the Pod (a query's split running on that
+    /// worker). Refused, as Presto's scheduler refuses a node in `SHUTTING_DOWN`, when the
+    /// Pod does not exist, is shutting down, or is terminating.
+    pub fn run_task(
+        &self,
+        namespace: &str,
+        pod: &str,
+        duration: Duration,
+    ) -> Result<TaskHandle, String> {
+        let key = ObjectKey::new("v1", "pods", Some(namespace), pod);
+        let obj = self
+            .shared
+            .store
+            .get(&key)
+            .ok_or_else(|| format!("pod {pod} does not exist"))?;
+        let id = (namespace.to_owned(), pod.to_owned());
+        if self.shared.drained().contains(&id) || !obj["metadata"]["deletionTimestamp"].is_null() {
+            return Err(format!("pod {pod} is shutting down"));
+        }
+        Ok(self.shared.tasks.start(id, duration))
     }
 
     /// Makes the service proxy for `namespace`/`service` forward to `target`.

@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub http: reqwest::Client,
     /// What the pods' containers have written.
     pub logs: PodLogs,
+    /// Presto tasks running on the Pods.
+    pub tasks: super::termination::Tasks,
     drains: Mutex<Vec<DrainEvent>>,
     drained: Mutex<HashSet<(String, String)>>,
     pod_events: Mutex<Vec<PodEvent>>,
@@ -75,6 +77,7 @@ impl Shared {
                 .build()
                 .unwrap_or_else(|_| reqwest::Client::new()),
             logs: PodLogs::default(),
+            tasks: super::termination::Tasks::default(),
             drains: Mutex::default(),
             drained: Mutex::default(),
             pod_events: Mutex::default(),

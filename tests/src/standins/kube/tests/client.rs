@@ -21,8 +21,12 @@ async fn ready(deps: &Api<Deployment>, name: &str, replicas: i32, generation: i6
     eventually(Duration::from_secs(10), "deployment ready", || async {
         let d = deps.get(name).await.ok()?;
         let s = d.status.clone()?;
-        (s.ready_replicas.unwrap_or(0) == replicas && s.observed_generation == Some(generation))
-            .then_some(d)
+        // What `kubectl rollout status` waits for: every Pod of the new template, no other.
+        (s.ready_replicas.unwrap_or(0) == replicas
+            && s.updated_replicas.unwrap_or(0) == replicas
+            && s.replicas.unwrap_or(0) == replicas
+            && s.observed_generation == Some(generation))
+        .then_some(d)
     })
     .await
 }
@@ -32,8 +36,10 @@ async fn pod_names(pods: &Api<Pod>, selector: &str) -> Vec<String> {
         .list(&ListParams::default().labels(selector))
         .await
         .expect("list pods");
+    // Not those on their way out (Terminating).
     list.items
         .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter_map(|p| p.metadata.name)
         .collect()
 }
@@ -130,7 +136,7 @@ async fn apply_twice_writes_once_and_the_controller_follows() {
         );
         assert!(pod_names(&pods, "role=coordinator").await.is_empty());
 
-        // A new template replaces every pod.
+        // A new template replaces every pod (rolling, as the Deployment's default strategy).
         deps.patch(
             "worker",
             &pp,
