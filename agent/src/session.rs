@@ -181,8 +181,13 @@ pub async fn run(
     // What this session has told the control plane, so only changes are sent.
     let mut sent = Report::default();
     let mut reports_open = true;
+    // The last pushed document this agent refused, reported until a valid one arrives.
+    let mut refused: Option<pb::ClusterCondition> = None;
     let current = report.borrow_and_update().clone();
-    if send_report(&tx, &mut sent, current).await.is_err() {
+    if send_report(&tx, &mut sent, with_refusal(current, &refused))
+        .await
+        .is_err()
+    {
         return Ok(SessionEnd::Closed);
     }
     loop {
@@ -194,7 +199,17 @@ pub async fn run(
                         tracing::info!(reason = %r.reason, "control plane asked for a new certificate");
                         renew_at = Instant::now();
                     }
-                    control_message::Kind::DesiredState(d) => accept_desired_state(desired, d),
+                    control_message::Kind::DesiredState(d) => {
+                        match accept_desired_state(desired, d) {
+                            Verdict::Refused(c) => refused = Some(c),
+                            Verdict::Accepted => refused = None,
+                            Verdict::NotNewer => {}
+                        }
+                        let current = report.borrow().clone();
+                        if send_report(&tx, &mut sent, with_refusal(current, &refused)).await.is_err() {
+                            return Ok(SessionEnd::Closed);
+                        }
+                    }
                     control_message::Kind::Command(c) => {
                         tracing::info!(command = %c.name, "command received; not supported by this agent version");
                     }
@@ -207,7 +222,7 @@ pub async fn run(
             changed = report.changed(), if reports_open => {
                 if changed.is_ok() {
                     let current = report.borrow_and_update().clone();
-                    if send_report(&tx, &mut sent, current).await.is_err() {
+                    if send_report(&tx, &mut sent, with_refusal(current, &refused)).await.is_err() {
                         return Ok(SessionEnd::Closed);
                     }
                 } else {
@@ -249,18 +264,67 @@ pub async fn run(
     }
 }
 
-/// Validates and keeps a pushed desired state; an invalid one is refused and logged
-/// (the control plane validated it too, so this means a bug or tampering).
-fn accept_desired_state(desired: &DesiredStore, d: pb::DesiredState) {
+/// What became of a pushed document.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// Kept; the reconciler applies it.
+    Accepted,
+    /// Not newer than the one the agent has.
+    NotNewer,
+    /// Refused: the condition the control plane is told.
+    Refused(pb::ClusterCondition),
+}
+
+/// The type of the compute-plane condition that reports a refused document.
+pub const REFUSED_CONDITION: &str = "DesiredStateRefused";
+
+/// Validates and keeps a pushed desired state. An invalid one (the control plane validated
+/// it too, so a version skew, a bug or tampering) is refused: nothing of it is applied,
+/// the clusters stay as they are, and the refusal becomes a compute-plane condition
+/// (`DesiredStateRefused`, with the generation and the reason) in the `Applied` report.
+fn accept_desired_state(desired: &DesiredStore, d: pb::DesiredState) -> Verdict {
     let generation = d.generation;
+    let refuse = |reason: &str, message: String| {
+        Verdict::Refused(pb::ClusterCondition {
+            cluster: String::new(),
+            r#type: REFUSED_CONDITION.into(),
+            status: "True".into(),
+            reason: reason.into(),
+            message: message.chars().take(512).collect(),
+            last_transition_unix_ms: tether_shared::timestamps::now_unix_ms(),
+        })
+    };
     match DesiredState::try_from(d) {
         Ok(state) => match desired.accept(state) {
-            Ok(true) => tracing::info!(generation, "desired state accepted"),
-            Ok(false) => tracing::debug!(generation, "desired state not newer than ours; ignored"),
-            Err(e) => tracing::error!(generation, "cannot persist desired state: {e}"),
+            Ok(true) => {
+                tracing::info!(generation, "desired state accepted");
+                Verdict::Accepted
+            }
+            Ok(false) => {
+                tracing::debug!(generation, "desired state not newer than ours; ignored");
+                Verdict::NotNewer
+            }
+            Err(e) => {
+                tracing::error!(generation, "cannot persist desired state: {e}");
+                refuse(
+                    "NotPersisted",
+                    format!(
+                        "generation {generation} could not be saved in the agent's state directory: {e}"
+                    ),
+                )
+            }
         },
-        Err(e) => tracing::error!(generation, "refusing invalid desired state: {e}"),
+        Err(e) => {
+            tracing::error!(generation, "refusing invalid desired state: {e}");
+            refuse("Invalid", format!("generation {generation} refused: {e}"))
+        }
     }
+}
+
+/// The report with the refusal, if any, among its conditions.
+fn with_refusal(mut report: Report, refused: &Option<pb::ClusterCondition>) -> Report {
+    report.conditions.extend(refused.iter().cloned());
+    report
 }
 
 /// Sends what changed in the report since `sent`.
@@ -343,4 +407,59 @@ async fn renew(
         .map_err(classify)?
         .into_inner();
     Ok(state.save(&resp.certificate_pem, &key_pem)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_document_is_a_condition_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = DesiredStore::open(dir.path(), "cp-1").expect("store");
+        let good = pb::DesiredState {
+            generation: 3,
+            ..pb::DesiredState::default()
+        };
+        assert_eq!(
+            accept_desired_state(&store, good.clone()),
+            Verdict::Accepted
+        );
+        let bad = pb::DesiredState {
+            generation: 4,
+            clusters: vec![pb::NamedSpec {
+                name: "etl".into(),
+                spec_json: r#"{"presto_version": "0.293", "workers": {"count": 1}, "gpu": true}"#
+                    .into(),
+            }],
+            ..pb::DesiredState::default()
+        };
+        let Verdict::Refused(c) = accept_desired_state(&store, bad) else {
+            panic!("an unknown field is refused");
+        };
+        assert_eq!(c.r#type, REFUSED_CONDITION);
+        assert!(c.cluster.is_empty(), "a compute-plane condition");
+        assert!(
+            c.message.contains("generation 4") && c.message.contains("gpu"),
+            "{}",
+            c.message
+        );
+        assert_eq!(
+            store.subscribe().borrow().as_ref().map(|d| d.generation),
+            Some(3),
+            "the refused document was not taken"
+        );
+        let report = with_refusal(Report::default(), &Some(c));
+        assert!(
+            report
+                .conditions
+                .iter()
+                .any(|c| c.r#type == REFUSED_CONDITION)
+        );
+        assert_eq!(
+            accept_desired_state(&store, good),
+            Verdict::NotNewer,
+            "an older or equal one is ignored"
+        );
+    }
 }

@@ -163,8 +163,21 @@ pub fn render_cluster(
         objects::coordinator_service(name, ctx),
     ];
     if metastore_enabled(spec) {
+        let config = workloads::metastore_config();
+        objects.push(objects::config_map(
+            &metastore_name(name),
+            labels::Component::Metastore,
+            name,
+            ctx,
+            &config,
+        ));
         objects.push(objects::metastore_service(name, ctx));
-        objects.push(workloads::metastore_deployment(name, spec, ctx));
+        objects.push(workloads::metastore_deployment(
+            name,
+            spec,
+            ctx,
+            &data_hash(&config),
+        ));
     }
     let pods = workloads::PrestoPods {
         cluster: name,

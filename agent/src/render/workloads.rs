@@ -35,6 +35,23 @@ pub const WORKER_TEMPLATE_HASH: &str = "tether.io/worker-template-hash";
 
 /// Image of the built-in metastore.
 pub const METASTORE_IMAGE: &str = "apache/hive:4.0.0";
+/// Where the metastore's own Hadoop configuration is mounted; the image's entrypoint links
+/// the files of `HIVE_CUSTOM_CONF_DIR` into its configuration directory and makes it
+/// `HADOOP_CONF_DIR`.
+const METASTORE_CONF_DIR: &str = "/opt/hive/custom-conf";
+
+/// The data of ConfigMap `<cluster>-hive-metastore`: `core-site.xml` telling Hadoop's S3A
+/// client (the warehouse on S3) to use the pod's web identity — the Presto role through
+/// the service account (IRSA) — before the node's instance profile. S3A's default chain has
+/// no web-identity provider, so without this the metastore would use the node's role.
+pub fn metastore_config() -> std::collections::BTreeMap<String, String> {
+    let core_site = "<?xml version=\"1.0\"?>\n<configuration>\n  <property>\n    \
+        <name>fs.s3a.aws.credentials.provider</name>\n    \
+        <value>com.amazonaws.auth.WebIdentityTokenCredentialsProvider,\
+        org.apache.hadoop.fs.s3a.auth.IAMInstanceCredentialsProvider</value>\n  \
+        </property>\n</configuration>\n";
+    std::collections::BTreeMap::from([("core-site.xml".to_owned(), core_site.to_owned())])
+}
 
 /// Seconds beyond Presto's own shutdown before the kubelet kills a worker: up to 30 s for
 /// the lifecycle stop `GracefulShutdownHandler` runs before `System.exit`, and 10 s more.
@@ -219,7 +236,12 @@ impl PrestoPods<'_> {
 /// metastore with its embedded Derby database, the warehouse at the spec's S3 location
 /// (as `s3a://`, the scheme Hadoop knows). Derby lives in the pod: table definitions do
 /// not survive a restart of the pod.
-pub fn metastore_deployment(cluster: &str, spec: &ClusterSpec, ctx: &RenderContext) -> Value {
+pub fn metastore_deployment(
+    cluster: &str,
+    spec: &ClusterSpec,
+    ctx: &RenderContext,
+    config_hash: &str,
+) -> Value {
     let name = metastore_name(cluster);
     let warehouse = spec
         .hive_metastore
@@ -232,6 +254,7 @@ pub fn metastore_deployment(cluster: &str, spec: &ClusterSpec, ctx: &RenderConte
     let mut env = vec![
         json!({"name": "SERVICE_NAME", "value": "metastore"}),
         json!({"name": "HADOOP_OPTIONAL_TOOLS", "value": "hadoop-aws"}),
+        json!({"name": "HIVE_CUSTOM_CONF_DIR", "value": METASTORE_CONF_DIR}),
     ];
     if !warehouse.is_empty() {
         env.push(json!({
@@ -246,12 +269,17 @@ pub fn metastore_deployment(cluster: &str, spec: &ClusterSpec, ctx: &RenderConte
     );
     placement(spec, &mut pod);
     pod.insert(
+        "volumes".into(),
+        json!([{"name": "config", "configMap": {"name": metastore_name(cluster)}}]),
+    );
+    pod.insert(
         "containers".into(),
         json!([{
             "name": "metastore",
             "image": METASTORE_IMAGE,
             "env": env,
             "ports": [{"name": "thrift", "containerPort": METASTORE_PORT, "protocol": "TCP"}],
+            "volumeMounts": [{"name": "config", "mountPath": METASTORE_CONF_DIR}],
             "resources": {
                 "requests": {"cpu": "500m", "memory": "2Gi"},
                 "limits": {"memory": "2Gi"},
@@ -272,7 +300,10 @@ pub fn metastore_deployment(cluster: &str, spec: &ClusterSpec, ctx: &RenderConte
             "selector": {"matchLabels": selector(cluster, Component::Metastore)},
             "strategy": {"type": "Recreate"},
             "template": {
-                "metadata": {"labels": labels(cluster, Component::Metastore, ctx)},
+                "metadata": {
+                    "labels": labels(cluster, Component::Metastore, ctx),
+                    "annotations": { CONFIG_HASH: config_hash },
+                },
                 "spec": pod,
             },
         },

@@ -382,6 +382,19 @@ async fn overview_page(
                     dt { "Desired generation" } dd { (s(&v["generation"])) " (applied " (s(&v["applied_generation"])) ")" }
                     dt { "Telemetry records dropped by the agent" } dd { (s(&v["telemetry_dropped_records"])) }
                 }
+                // What the agent reports about the compute plane as a whole (a refused
+                // desired-state document, for one); per-cluster ones are on the cluster pages.
+                @let plane: Vec<&Value> = v["applied_conditions"].as_array().into_iter().flatten()
+                    .filter(|c| c["cluster"].as_str().unwrap_or("").is_empty()).collect();
+                @if !plane.is_empty() {
+                    h3 { "Agent conditions" }
+                    table.list #agent-conditions {
+                        tr { th { "Type" } th { "Status" } th { "Reason" } th { "Message" } }
+                        @for c in plane {
+                            tr { td { (s(&c["type"])) } td { (s(&c["status"])) } td { (s(&c["reason"])) } td { (s(&c["message"])) } }
+                        }
+                    }
+                }
             }
             section.card {
                 h2 { "Install the agent" }

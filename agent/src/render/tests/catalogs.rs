@@ -143,6 +143,7 @@ fn built_in_metastore_serves_hive_catalogs() {
             ("ConfigMap", "analytics-worker"),
             ("ConfigMap", "analytics-catalog"),
             ("Service", "analytics"),
+            ("ConfigMap", "analytics-hive-metastore"),
             ("Service", "analytics-hive-metastore"),
             ("Deployment", "analytics-hive-metastore"),
             ("Deployment", "analytics-coordinator"),
@@ -187,6 +188,25 @@ fn built_in_metastore_serves_hive_catalogs() {
     );
     assert!(env.iter().any(|e| e["name"] == "SERVICE_OPTS"
         && e["value"] == "-Dhive.metastore.warehouse.dir=s3a://bucket/warehouse"));
+    // Hadoop's S3A uses the pod's web identity (the Presto role), from core-site.xml.
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "HIVE_CUSTOM_CONF_DIR" && e["value"] == "/opt/hive/custom-conf")
+    );
+    assert_eq!(c["volumeMounts"][0]["mountPath"], "/opt/hive/custom-conf");
+    let core = data(&r, "analytics-hive-metastore")["core-site.xml"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        core.contains("<name>fs.s3a.aws.credentials.provider</name>")
+            && core.contains("com.amazonaws.auth.WebIdentityTokenCredentialsProvider,"),
+        "{core}"
+    );
+    assert_eq!(
+        ms["spec"]["template"]["spec"]["serviceAccountName"],
+        "tether-presto-analytics"
+    );
     let svc = find(&r, "Service", "analytics-hive-metastore");
     assert_eq!(svc["spec"]["ports"][0]["port"], 9083);
     assert_eq!(
