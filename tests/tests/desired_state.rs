@@ -177,15 +177,26 @@ async fn cluster_is_applied_scaled_and_reapplied_without_writes() {
 }
 
 /// Acceptance 3: detaching a catalog drains the workers before they are replaced, and the
-/// coordinator keeps running.
+/// coordinator (which must load the new catalog set too) restarts only once its running
+/// query has finished.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detaching_a_catalog_drains_workers_before_replacing_them() {
     init();
     let env = PrestoEnv::start().await;
     analytics(&env).await;
-    let coordinator = PrestoEnv::key("apps/v1", "deployments", "analytics-coordinator");
-    let coord_writes = env.kube.writes(&coordinator);
     let events_before = env.kube.pod_events().len();
+    let old_coordinator = env
+        .kube
+        .list("v1", "pods", Some(NAMESPACE))
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+        .find(|n| n.starts_with("analytics-coordinator-"))
+        .expect("a coordinator pod");
+    let query = env
+        .kube
+        .run_task(NAMESPACE, &old_coordinator, Duration::from_secs(3))
+        .expect("a running query on the coordinator");
+    let asked = std::time::Instant::now();
     let old_workers: Vec<String> = env
         .kube
         .list("v1", "pods", Some(NAMESPACE))
@@ -237,13 +248,30 @@ async fn detaching_a_catalog_drains_workers_before_replacing_them() {
             "grace period given"
         );
     }
-    // The coordinator was neither rewritten nor restarted.
-    assert_eq!(env.kube.writes(&coordinator), coord_writes);
+    // The coordinator restarted, after its query finished.
+    let gone = eventually(
+        Duration::from_secs(20),
+        "the old coordinator replaced",
+        || async {
+            let events = env.kube.pod_events();
+            let gone = events[events_before..]
+                .iter()
+                .find(|e| e.pod == old_coordinator && !e.created)?
+                .at;
+            events[events_before..]
+                .iter()
+                .any(|e| e.owner == "analytics-coordinator" && e.created)
+                .then_some(gone)
+        },
+    )
+    .await;
+    assert_eq!(
+        query.outcome(),
+        tether_tests::standins::kube::TaskOutcome::Finished
+    );
     assert!(
-        !events[events_before..]
-            .iter()
-            .any(|e| e.owner == "analytics-coordinator"),
-        "coordinator pods untouched"
+        gone.duration_since(asked) >= Duration::from_millis(2900),
+        "the coordinator stopped before its query ended"
     );
 }
 

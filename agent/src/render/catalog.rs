@@ -20,13 +20,9 @@ use super::{METASTORE_PORT, config, metastore_enabled, metastore_name};
 pub struct CatalogFiles {
     /// The catalog ConfigMap's data: `<catalog>.properties` → file text.
     pub data: BTreeMap<String, String>,
-    /// Environment variables of the worker containers (`EnvVar` objects, all
+    /// Environment variables of the Presto containers (`EnvVar` objects, all
     /// `secretKeyRef`) for the attached catalogs, sorted by catalog.
     pub env: Vec<Value>,
-    /// Environment variables of the coordinator: optional references for *every*
-    /// credentialed catalog of the compute plane, so attaching or detaching a catalog never
-    /// changes the coordinator's pod template (it keeps serving; see `workloads`).
-    pub coordinator_env: Vec<Value>,
 }
 
 /// The name of the default catalog the built-in metastore serves.
@@ -108,18 +104,6 @@ pub fn render(
             format!("{name}.properties"),
             file(catalog.connector, &props),
         );
-    }
-    for (name, catalog) in catalogs
-        .iter()
-        .filter(|(_, c)| c.connector.needs_credentials())
-    {
-        let prefix = env_prefix(name);
-        let secret = credentials_secret(name, catalog);
-        for (var, key) in [("USER", "username"), ("PASSWORD", "password")] {
-            let mut env = secret_env(&format!("{prefix}_{var}"), &secret, key);
-            env["valueFrom"]["secretKeyRef"]["optional"] = Value::Bool(true);
-            out.coordinator_env.push(env);
-        }
     }
     let default_file = format!("{DEFAULT_HIVE_CATALOG}.properties");
     if let Some(uri) = metastore

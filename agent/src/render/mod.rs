@@ -184,15 +184,16 @@ pub fn render_cluster(
         spec,
         ctx,
         catalog_env: &catalog_files.env,
-        coordinator_env: &catalog_files.coordinator_env,
     };
-    objects.push(pods.coordinator_deployment(&data_hash(&coordinator_config)));
     let mut catalog_inputs = catalog_files.data.clone();
     for c in &spec.catalogs {
         if let Some(v) = ctx.secret_versions.get(c) {
             catalog_inputs.insert(format!("secret-version/{c}"), v.clone());
         }
     }
+    objects.push(
+        pods.coordinator_deployment(&data_hash(&coordinator_config), &data_hash(&catalog_inputs)),
+    );
     let (worker, worker_template_hash) =
         pods.worker_deployment(&data_hash(&worker_config), &data_hash(&catalog_inputs));
     objects.push(worker);

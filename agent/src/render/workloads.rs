@@ -2,18 +2,17 @@
 //!
 //! Pod templates carry hashes of what the pods read at start, so a change rolls exactly
 //! the pods that must restart to see it:
-//! - coordinator: `tether.io/config-hash` of its own ConfigMap;
-//! - workers: `tether.io/config-hash` of theirs and `tether.io/catalog-hash` of the
-//!   catalog ConfigMap.
+//! - coordinator and workers: `tether.io/config-hash` of their own ConfigMap and
+//!   `tether.io/catalog-hash` of the catalog ConfigMap (with the versions of synced
+//!   credentials).
 //!
-//! The coordinator deliberately has no catalog hash: a catalog change replaces the workers
-//! one at a time, each draining itself first, while the single coordinator keeps serving
-//! (restarting it would fail every running query and refuse new ones). Presto reads
-//! catalog files only at start, so the coordinator keeps planning with the catalogs it
-//! started with until something else restarts it. Its credential variables are optional
-//! references for every credentialed catalog of the compute plane, so attaching or
-//! detaching a catalog does not change its template either; only adding or removing a
-//! credentialed catalog of the compute plane, or moving its Secret, does.
+//! Presto reads catalog files only at start, and the coordinator plans with its own
+//! catalogs (a catalog it did not load does not exist for queries), so a catalog change
+//! restarts the coordinator too. prestodb refuses `SHUTTING_DOWN` on a coordinator
+//! (`GracefulShutdownHandler`: "Cannot shutdown coordinator"), so its `preStop` hook waits
+//! itself until no query is running or queued (`/v1/cluster`), bounded by its
+//! `terminationGracePeriodSeconds` (the drain budget and a margin); the workers roll one
+//! at a time, each draining itself.
 
 use serde_json::{Map, Value, json};
 use tether_shared::spec::{ClusterSpec, Resources, Toleration, Workers};
@@ -57,6 +56,20 @@ pub fn metastore_config() -> std::collections::BTreeMap<String, String> {
 /// the lifecycle stop `GracefulShutdownHandler` runs before `System.exit`, and 10 s more.
 const KILL_MARGIN_SECONDS: u32 = 40;
 
+/// Seconds beyond the drain budget before the kubelet kills a coordinator still waiting.
+const COORDINATOR_MARGIN_SECONDS: u32 = 10;
+
+/// The coordinator's `preStop`: wait while `/v1/cluster` counts running or queued queries
+/// (its JSON is compact: `"runningQueries":3`); a coordinator that does not answer ends
+/// the wait. SIGTERM follows when it returns.
+fn query_drain_hook() -> Value {
+    let script = format!(
+        "while curl -s http://localhost:{PRESTO_PORT}/v1/cluster \
+         | grep -Eq '\"(runningQueries|queuedQueries)\":[1-9]'; do sleep 2; done"
+    );
+    json!({"preStop": {"exec": {"command": ["/bin/sh", "-c", script]}}})
+}
+
 /// `terminationGracePeriodSeconds` of a worker: Presto's shutdown takes the grace period,
 /// then as long as the running tasks need (the drain budget), then the grace period again,
 /// then its lifecycle stop (`GracefulShutdownHandler`); the kubelet must not kill it
@@ -76,19 +89,29 @@ pub struct PrestoPods<'a> {
     pub spec: &'a ClusterSpec,
     /// Namespace and compute plane.
     pub ctx: &'a RenderContext,
-    /// Worker catalog credential variables (`secretKeyRef`s).
+    /// Catalog credential variables (`secretKeyRef`s) of the attached catalogs.
     pub catalog_env: &'a [Value],
-    /// Coordinator catalog credential variables (optional, every catalog).
-    pub coordinator_env: &'a [Value],
 }
 
 impl PrestoPods<'_> {
     /// Deployment `<cluster>-coordinator`: one replica, `Recreate` (two coordinators
-    /// would split the cluster).
-    pub fn coordinator_deployment(&self, config_hash: &str) -> Value {
+    /// would split the cluster), draining its queries before it stops.
+    pub fn coordinator_deployment(&self, config_hash: &str, catalog_hash: &str) -> Value {
         let name = coordinator_name(self.cluster);
-        let annotations = json!({ CONFIG_HASH: config_hash });
-        let pod = self.pod_spec(&self.spec.coordinator, &name, self.coordinator_env);
+        let annotations = json!({ CONFIG_HASH: config_hash, CATALOG_HASH: catalog_hash });
+        let mut pod = self.pod_spec(&self.spec.coordinator, &name, self.catalog_env);
+        pod.insert(
+            "terminationGracePeriodSeconds".into(),
+            json!(
+                self.ctx
+                    .drain_grace_seconds
+                    .saturating_add(COORDINATOR_MARGIN_SECONDS)
+            ),
+        );
+        if let Some(Value::Object(container)) = pod.get_mut("containers").and_then(|c| c.get_mut(0))
+        {
+            container.insert("lifecycle".into(), query_drain_hook());
+        }
         let template = self.template(Component::Coordinator, annotations, pod);
         json!({
             "apiVersion": "apps/v1",

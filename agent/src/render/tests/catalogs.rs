@@ -44,18 +44,13 @@ fn credentials_come_from_the_secret_and_never_appear_in_objects() {
         "a password leaked into the objects"
     );
 
-    // Workers carry the attached catalogs' variables; the coordinator optional ones for
-    // every catalog of the compute plane, so attaching/detaching never restarts it.
+    // Coordinator and workers carry the attached catalogs' variables (both load the
+    // catalogs, and the coordinator asks a JDBC source for its metadata), required.
     for (deployment, expected, optional) in [
         (
             "analytics-coordinator",
-            &[
-                "CATALOG_DB_PASSWORD",
-                "CATALOG_DB_USER",
-                "CATALOG_OTHER_PASSWORD",
-                "CATALOG_OTHER_USER",
-            ][..],
-            true,
+            &["CATALOG_DB_PASSWORD", "CATALOG_DB_USER"][..],
+            false,
         ),
         (
             "analytics-worker",
