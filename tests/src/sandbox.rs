@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use tether_control_plane::state::SessionSettings;
 use tether_control_plane::{Config as CpConfig, ControlPlane};
 
-use crate::standins::kube::{KubeOptions, KubeStandIn};
-use crate::standins::presto::{PrestoOptions, PrestoStandIn, Workload};
+use crate::standins::kube::{KubeOptions, KubeStandIn, Services};
+use crate::standins::presto::{PrestoOptions, PrestoStandIn, Workload, WorkloadHandle};
 
 /// Flags of `tether-sandbox`.
 #[derive(Debug, Clone, clap::Parser)]
@@ -121,12 +121,17 @@ pub async fn run(
     })?;
     let kubeconfig = dir.join("kubeconfig");
     kube.write_kubeconfig(&kubeconfig)?;
-    // The demo cluster's coordinator: a Presto stand-in behind its Service (with a trickle
-    // of simulated queries that the agent scrapes through the service proxy). Its URL is
-    // what the cluster reports as its endpoint, so clients can connect to it.
+    // Every cluster's coordinator: a Presto stand-in behind its Service (with a trickle of
+    // simulated queries that the agent scrapes through the service proxy), started when
+    // the cluster's Service appears, for the demo cluster and any cluster made later. A
+    // cluster's endpoint is its Service through the Kubernetes API (the stand-in's service
+    // proxy), so each answers as its own Presto.
     let presto = PrestoStandIn::start(PrestoOptions::default()).await?;
-    let endpoint = tether_agent::reconcile::EndpointTemplate::parse(&presto.url())
-        .map_err(anyhow::Error::msg)?;
+    let endpoint = tether_agent::reconcile::EndpointTemplate::parse(&format!(
+        "{}/api/v1/namespaces/{{namespace}}/services/{{service}}:{{port}}/proxy",
+        kube.url()
+    ))
+    .map_err(anyhow::Error::msg)?;
 
     let state_dir = dir.join("agent");
     let enrollment_token = if state_dir
@@ -202,12 +207,13 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    kube.register_service_backend("tether", "demo", presto.addr());
-    let _traffic = presto.start_workload(Workload {
-        count: None,
-        per_second: 0.5,
-        ..Workload::default()
-    });
+    let presto_url = presto.url();
+    let (prestos_stop, prestos_stopped) = tokio::sync::watch::channel(false);
+    let prestos = tokio::spawn(presto_for_every_cluster(
+        kube.services(),
+        presto,
+        prestos_stopped,
+    ));
     println!(
         "\n  Tether sandbox is running.\n\n  \
          Dashboard       http://{http_addr}/  (sign in with the admin token)\n  \
@@ -219,14 +225,13 @@ pub async fn run(
          compute plane   {cp_id}  (agent connected)\n  \
          Presto cluster  demo  ({phase}, 2 workers, catalog lake)\n  \
          Kubernetes      {kube_url}  (stand-in)\n  \
-         Presto          {presto_url}  (stand-in with simulated queries)\n\n  \
+         Presto          {presto_url}  (stand-in with simulated queries; every cluster you create gets one)\n\n  \
          Try:\n    curl -s -H 'Authorization: Bearer {admin_token}' http://{http_addr}/api/v1/compute-planes/{cp_id}/clusters/demo\n    \
          kubectl --server {kube_url} get deployments -A\n    \
          curl -s -H 'Authorization: Bearer {admin_token}' http://{http_addr}/api/v1/compute-planes/{cp_id}/query-log\n\n  \
          Ctrl-C stops everything.\n",
         ca = dir.join("ca.pem").display(),
         kube_url = kube.url(),
-        presto_url = presto.url(),
         dir = dir.display(),
     );
 
@@ -239,9 +244,79 @@ pub async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(5), agent_task).await;
     stop_tx.send_replace(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), cp_task).await;
-    presto.shutdown().await;
+    prestos_stop.send_replace(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), prestos).await;
     kube.shutdown().await;
     Ok(())
+}
+
+/// The sandbox's Presto coordinators: `demo` for the demo cluster, and a new stand-in for
+/// every other cluster's coordinator Service as it appears (stopped when it goes), each
+/// with a trickle of simulated queries, until `stop`.
+async fn presto_for_every_cluster(
+    services: Services,
+    demo: PrestoStandIn,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    const NS: &str = "tether";
+    let traffic = || Workload {
+        count: None,
+        per_second: 0.5,
+        ..Workload::default()
+    };
+    let mut running: std::collections::BTreeMap<String, (PrestoStandIn, WorkloadHandle)> =
+        std::collections::BTreeMap::new();
+    services.register(NS, "demo", demo.addr());
+    let demo_traffic = demo.start_workload(traffic());
+    running.insert("demo".into(), (demo, demo_traffic));
+    let coordinator = [
+        ("app.kubernetes.io/managed-by", "tether"),
+        ("app.kubernetes.io/component", "coordinator"),
+    ];
+    loop {
+        let now: std::collections::BTreeSet<String> =
+            services.named(NS, &coordinator).into_iter().collect();
+        let new: Vec<String> = now
+            .iter()
+            .filter(|n| !running.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in &new {
+            match PrestoStandIn::start(PrestoOptions::default()).await {
+                Ok(p) => {
+                    services.register(NS, name, p.addr());
+                    let _ = writeln!(
+                        std::io::stdout(),
+                        "  Presto stand-in for cluster {name}: {}",
+                        p.url()
+                    );
+                    let t = p.start_workload(traffic());
+                    running.insert(name.clone(), (p, t));
+                }
+                Err(e) => tracing::warn!(cluster = name, "cannot start a Presto stand-in: {e}"),
+            }
+        }
+        let gone: Vec<String> = running
+            .keys()
+            .filter(|n| *n != "demo" && !now.contains(*n))
+            .cloned()
+            .collect();
+        for name in gone {
+            services.unregister(NS, &name);
+            if let Some((p, t)) = running.remove(&name) {
+                drop(t);
+                p.shutdown().await;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    for (_, (p, t)) in running {
+        drop(t);
+        p.shutdown().await;
+    }
 }
 
 struct Client {

@@ -95,21 +95,76 @@ async fn sandbox_starts_a_connected_demo_and_stops_on_ctrl_c() {
         .await;
     assert_eq!(demo["status"]["phase"], "Running", "{demo}");
     assert_eq!(demo["status"]["ready_workers"], 2);
-    // The endpoint the cluster reports is the Presto stand-in, and it answers as Presto.
+    // The endpoint the cluster reports answers as Presto (its Service, through the
+    // Kubernetes stand-in), and so does the stand-in the banner names.
     let presto_url = lines
         .iter()
-        .find(|l| l.contains("(stand-in with simulated queries)"))
+        .find(|l| l.contains("(stand-in with simulated queries"))
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap_or_else(|| panic!("Presto URL missing from banner: {lines:#?}"))
         .to_owned();
-    assert_eq!(demo["status"]["endpoint"], presto_url.as_str(), "{demo}");
-    let info: serde_json::Value = reqwest::get(format!("{presto_url}/v1/info"))
+    let answers_as_presto = |url: String| async move {
+        let info: serde_json::Value = reqwest::get(format!("{url}/v1/info"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (info["coordinator"] == true).then_some(())
+    };
+    let endpoint = demo["status"]["endpoint"].as_str().unwrap_or("").to_owned();
+    answers_as_presto(endpoint.clone())
         .await
-        .expect("the endpoint answers")
-        .json()
+        .unwrap_or_else(|| panic!("the demo endpoint {endpoint} answers as Presto"));
+    answers_as_presto(presto_url.clone())
         .await
-        .expect("JSON");
-    assert_eq!(info["coordinator"], true, "{info}");
+        .expect("the banner's Presto answers");
+
+    // A cluster a newcomer creates gets a Presto of its own: its endpoint answers, and its
+    // queries reach the query log attributed to it.
+    let (status, body) = api
+        .put(
+            &format!("/compute-planes/{cp_id}/clusters/second"),
+            &serde_json::json!({"presto_version": "0.293", "workers": {"count": 1}, "catalogs": ["lake"]}),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    let second = tether_tests::harness::eventually(
+        Duration::from_secs(30),
+        "cluster second Running",
+        || async {
+            let c = api
+                .ok_get(&format!("/compute-planes/{cp_id}/clusters/second"))
+                .await;
+            (c["status"]["phase"] == "Running").then_some(c)
+        },
+    )
+    .await;
+    let endpoint = second["status"]["endpoint"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert_ne!(endpoint, demo["status"]["endpoint"].as_str().unwrap_or(""));
+    tether_tests::harness::eventually(
+        Duration::from_secs(20),
+        "the second cluster's endpoint answers as Presto",
+        || answers_as_presto(endpoint.clone()),
+    )
+    .await;
+    tether_tests::harness::eventually(
+        Duration::from_secs(60),
+        "a query of the second cluster in the query log",
+        || async {
+            let page = api
+                .ok_get(&format!("/compute-planes/{cp_id}/query-log?limit=1000"))
+                .await;
+            page["records"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|q| q["cluster"] == "second"))
+                .then_some(())
+        },
+    )
+    .await;
     // Simulated queries arrive in the query log (redacted), scraped through the proxy.
     let log =
         tether_tests::harness::eventually(Duration::from_secs(30), "sandbox query log", || async {

@@ -186,6 +186,14 @@ impl KubeStandIn {
         self.shared.pod_events().clone()
     }
 
+    /// A cheap handle for tasks that follow the stand-in's Services and register their
+    /// backends (the sandbox gives every cluster's coordinator Service a Presto stand-in).
+    pub fn services(&self) -> Services {
+        Services {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Places a Presto task of `duration` on the Pod (a query's split running on that
     /// worker). Refused, as Presto's scheduler refuses a node in `SHUTTING_DOWN`, when the
     /// Pod does not exist, is shutting down, or is terminating.
@@ -237,6 +245,48 @@ impl KubeStandIn {
                 abort.abort();
             }
         }
+    }
+}
+
+/// See [`KubeStandIn::services`].
+#[derive(Clone)]
+pub struct Services {
+    shared: Arc<Shared>,
+}
+
+impl Services {
+    /// Names of the Services in `namespace` whose labels include every `key=value` of
+    /// `labels`.
+    pub fn named(&self, namespace: &str, labels: &[(&str, &str)]) -> Vec<String> {
+        let (list, _) = self.shared.store.list("v1", "services", Some(namespace));
+        list.iter()
+            .filter(|s| {
+                labels
+                    .iter()
+                    .all(|(k, v)| s["metadata"]["labels"][*k].as_str() == Some(*v))
+            })
+            .filter_map(|s| s["metadata"]["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Makes the service proxy for `namespace`/`service` forward to `target`.
+    pub fn register(&self, namespace: &str, service: &str, target: SocketAddr) {
+        self.shared
+            .backends()
+            .insert((namespace.to_owned(), service.to_owned()), target);
+    }
+
+    /// Forgets the backend of `namespace`/`service` (the proxy then answers 503).
+    pub fn unregister(&self, namespace: &str, service: &str) {
+        self.shared
+            .backends()
+            .remove(&(namespace.to_owned(), service.to_owned()));
+    }
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").finish_non_exhaustive()
     }
 }
 
