@@ -16,6 +16,7 @@ pub mod error;
 pub mod identity_store;
 pub mod metrics;
 pub mod podlogs;
+pub mod reach;
 pub mod reconcile;
 pub mod render;
 pub mod report;
@@ -70,6 +71,10 @@ pub struct Config {
     pub presto_role_arn: Option<String>,
     /// How catalog credentials in Secrets Manager are read.
     pub secrets: secrets::SecretsSettings,
+    /// Which catalog endpoints the agent checks, and how often.
+    pub catalog_checks: reach::CatalogChecks,
+    /// How often the catalog endpoints are checked.
+    pub catalog_check_interval: Duration,
     /// How the Presto coordinators are reached.
     pub coordinator_access: collect::CoordinatorAccess,
     /// How often coordinators are scraped.
@@ -165,9 +170,22 @@ pub async fn run(
     // report channel closed.
     let (report_tx, mut report_rx) = watch::channel(Report::default());
     let (reach_tx, reach_rx) = watch::channel(collect::Reachability::new());
+    let (catalog_reach_tx, catalog_reach_rx) = watch::channel(reach::CatalogReach::new());
     // The reconciler and collector stop on shutdown, and also when the session loop ends
     // for good (e.g. revocation), so a fatal error exits at once.
     let (halt_tx, halt_rx) = watch::channel(false);
+    let catalog_checks = tokio::spawn(reach::run(
+        config.catalog_checks,
+        config.catalog_check_interval,
+        config
+            .secrets
+            .region
+            .clone()
+            .unwrap_or_else(|| "us-east-1".to_owned()),
+        desired.subscribe(),
+        catalog_reach_tx,
+        halt_rx.clone(),
+    ));
     let forward = {
         let mut stop = stop.clone();
         let halt_tx = halt_tx.clone();
@@ -225,7 +243,7 @@ pub async fn run(
             k.clone(),
             &desired,
             report_tx.clone(),
-            reach_rx,
+            (reach_rx, catalog_reach_rx),
             halt_rx.clone(),
         )
     });
@@ -276,6 +294,7 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), collector).await;
+    catalog_checks.abort();
     if let Some(p) = pod_logs {
         let _ = tokio::time::timeout(Duration::from_secs(10), p).await;
     }
@@ -300,7 +319,10 @@ fn start_reconciler(
     kube: reconcile::kube_ops::Kube,
     desired: &DesiredStore,
     report: watch::Sender<Report>,
-    reach: watch::Receiver<collect::Reachability>,
+    reach: (
+        watch::Receiver<collect::Reachability>,
+        watch::Receiver<reach::CatalogReach>,
+    ),
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let settings = reconcile::Settings {

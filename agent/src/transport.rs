@@ -279,6 +279,20 @@ pub async fn dial(
     proxy: &Matcher,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<TlsStream<TcpStream>, ConnectError> {
+    let tcp = tcp_to(target, proxy).await?;
+    let (host, port) = authority(target);
+    let target_str = format!("{host}:{port}");
+    let name =
+        ServerName::try_from(host.clone()).map_err(|_| ConnectError::BadUrl(target.to_string()))?;
+    TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| tls_error(&target_str, e))
+}
+
+/// A TCP connection to `target`'s host and port, tunnelled through the proxy the
+/// environment names for it (HTTP CONNECT), if any.
+pub async fn tcp_to(target: &Uri, proxy: &Matcher) -> Result<TcpStream, ConnectError> {
     let (host, port) = authority(target);
     let target_str = format!("{host}:{port}");
     let tcp = match proxy.intercept(target) {
@@ -303,12 +317,7 @@ pub async fn dial(
             })?,
     };
     let _ = tcp.set_nodelay(true);
-    let name =
-        ServerName::try_from(host.clone()).map_err(|_| ConnectError::BadUrl(target.to_string()))?;
-    TlsConnector::from(tls)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| tls_error(&target_str, e))
+    Ok(tcp)
 }
 
 /// hyper-util does not export its tunnel error type, so its kind is read from its

@@ -161,6 +161,9 @@ pub async fn run(
         drain_grace: Duration::from_secs(2),
         presto_role_arn: None,
         secrets: tether_agent::secrets::SecretsSettings::default(),
+        // The sandbox has no AWS to reach; every check would only say so.
+        catalog_checks: tether_agent::reach::CatalogChecks::Off,
+        catalog_check_interval: Duration::from_secs(60),
         coordinator_access: tether_agent::collect::CoordinatorAccess::ApiProxy,
         scrape_interval: Duration::from_secs(5),
         spool_max_bytes: 64 << 20,

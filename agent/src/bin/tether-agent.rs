@@ -100,6 +100,14 @@ struct RunArgs {
     /// the workers).
     #[arg(long, env = "TETHER_SECRET_REFRESH", default_value = "60s", value_parser = humantime::parse_duration)]
     secret_refresh: std::time::Duration,
+    /// Which endpoints of the attached catalogs the agent checks by connecting to them
+    /// (reported as CatalogReachable): all, aws (Glue and S3 only: the agent's network is not
+    /// the Presto pods'), off.
+    #[arg(long, env = "TETHER_CATALOG_CHECKS", value_enum, default_value = "all")]
+    catalog_checks: tether_agent::reach::CatalogChecks,
+    /// How often the catalog endpoints are checked (and on every desired-state change).
+    #[arg(long, env = "TETHER_CATALOG_CHECK_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    catalog_check_interval: std::time::Duration,
     /// How to reach the Presto coordinators: in-cluster DNS, or the API server's service proxy.
     #[arg(
         long,
@@ -238,6 +246,8 @@ async fn main() {
         resync_interval: args.resync_interval,
         drain_grace: args.drain_grace,
         presto_role_arn: args.presto_role_arn,
+        catalog_checks: args.catalog_checks,
+        catalog_check_interval: args.catalog_check_interval,
         secrets: tether_agent::secrets::SecretsSettings {
             endpoint_url: args.secrets_manager_endpoint,
             region: args.aws_region.clone(),

@@ -116,6 +116,8 @@ pub struct Reconciler {
     report: watch::Sender<Report>,
     /// Whether each cluster's coordinator answered the collector.
     reach: watch::Receiver<crate::collect::Reachability>,
+    /// Whether each attached catalog's endpoints answered ([`crate::reach`]).
+    catalog_reach: watch::Receiver<crate::reach::CatalogReach>,
     /// Per cluster, the generation last applied without error.
     observed: BTreeMap<String, i64>,
     /// Per cluster, the error of its last apply.
@@ -156,7 +158,10 @@ impl Reconciler {
         settings: Settings,
         desired: watch::Receiver<Desired>,
         report: watch::Sender<Report>,
-        reach: watch::Receiver<crate::collect::Reachability>,
+        (reach, catalog_reach): (
+            watch::Receiver<crate::collect::Reachability>,
+            watch::Receiver<crate::reach::CatalogReach>,
+        ),
     ) -> Self {
         let secrets = crate::secrets::CatalogSecrets::new(settings.secrets.clone());
         Self {
@@ -165,6 +170,7 @@ impl Reconciler {
             desired,
             report,
             reach,
+            catalog_reach,
             observed: BTreeMap::new(),
             errors: BTreeMap::new(),
             conditions: Vec::new(),
@@ -209,6 +215,7 @@ impl Reconciler {
         let mut poll: Option<Instant> = None;
         let far = || Instant::now() + Duration::from_secs(3600);
         let mut reach_open = true;
+        let mut catalog_reach_open = true;
         loop {
             let apply_at = due.unwrap_or_else(far);
             let poll_at = poll.unwrap_or_else(far);
@@ -223,6 +230,14 @@ impl Reconciler {
                     due = Some(due.map_or(soon, |d| d.min(soon)));
                 }
                 _ = resync.tick() => due = Some(Instant::now()),
+                r = self.catalog_reach.changed(), if catalog_reach_open => {
+                    if r.is_err() {
+                        catalog_reach_open = false;
+                        continue;
+                    }
+                    let converged = self.observe_all().await;
+                    poll = (!converged).then(|| Instant::now() + STATUS_POLL);
+                }
                 r = self.reach.changed(), if reach_open => {
                     if r.is_err() {
                         reach_open = false;
@@ -678,6 +693,38 @@ impl Reconciler {
                 .filter(|c| c.cluster == name && c.r#type != "Applied")
                 .cloned(),
         );
+        // What the last check of the attached catalogs' endpoints found.
+        let unreachable: Vec<String> = {
+            let reach = self.catalog_reach.borrow();
+            spec.catalogs
+                .iter()
+                .filter_map(|c| {
+                    reach
+                        .get(c)
+                        .map(|r| r.as_ref().map(|why| format!("catalog {c}: {why}")))
+                })
+                .collect::<Vec<Option<String>>>()
+                .into_iter()
+                .flatten()
+                .collect()
+        };
+        let checked = {
+            let reach = self.catalog_reach.borrow();
+            spec.catalogs.iter().any(|c| reach.contains_key(c))
+        };
+        if checked {
+            conditions.push(condition(
+                name,
+                "CatalogReachable",
+                unreachable.is_empty(),
+                if unreachable.is_empty() {
+                    "Reachable"
+                } else {
+                    "Unreachable"
+                },
+                &unreachable.join("; "),
+            ));
+        }
         // What the collector found when it last read the coordinator (absent until then).
         match self.reach.borrow().get(name) {
             Some(None) => conditions.push(condition(

@@ -458,6 +458,9 @@ fn resources(input: &TemplateInput) -> Value {
                     // Fargate tasks cannot resolve cluster DNS: coordinators through the
                     // API server's service proxy.
                     {"Name": "TETHER_COORDINATOR_ACCESS", "Value": "api-proxy"},
+                    // Its security group lets only HTTPS out: JDBC and Thrift sources are
+                    // the Presto pods' to reach, not the agent's; Glue and S3 it checks.
+                    {"Name": "TETHER_CATALOG_CHECKS", "Value": "aws"},
                     {"Name": "TETHER_PRESTO_ROLE_ARN", "Value": att("PrestoRole", "Arn")},
                     {"Name": "TETHER_EKS_CLUSTER", "Value": r("EksCluster")},
                     {"Name": "TETHER_EKS_ENDPOINT", "Value": att("EksCluster", "Endpoint")},
