@@ -122,13 +122,6 @@ fn assert_secure(t: &Value, variant: &str) {
         secrets["Condition"]["StringEquals"]["secretsmanager:ResourceTag/tether.io/managed-by"],
         "tether"
     );
-    let eks = by_sid("OwnEksClusterOnly");
-    assert_eq!(eks["Action"], "eks:DescribeCluster");
-    assert!(
-        eks["Resource"]
-            .to_string()
-            .contains("cluster/${EksCluster}")
-    );
     let mentioned: Vec<String> = statements
         .iter()
         .flat_map(|s| as_list(&s["Action"]))
@@ -139,7 +132,7 @@ fn assert_secure(t: &Value, variant: &str) {
         .collect();
     for service in &mentioned {
         assert!(
-            ["logs", "secretsmanager", "eks", "elasticfilesystem"].contains(&service.as_str()),
+            ["logs", "secretsmanager", "elasticfilesystem"].contains(&service.as_str()),
             "{variant}: unexpected service {service}"
         );
     }

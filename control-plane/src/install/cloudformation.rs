@@ -9,7 +9,8 @@
 //! admits traffic from outside the VPC (ingress only from other security groups of the
 //! stack); the enrollment token is a `NoEcho` parameter kept in Secrets Manager; the
 //! agent's role may write only its own log group, read only secrets tagged for Tether,
-//! and describe only its own EKS cluster — no S3 object and no Glue action; the Presto role
+//! — no S3 object and no Glue action, nothing the agent's code does not call (a test derives
+//! both lists); the Presto role
 //! alone reads and writes the data-lake bucket and the Glue catalog, trusted only by the
 //! Presto service accounts; the bucket is encrypted, blocks public access and refuses
 //! plain HTTP.
@@ -270,8 +271,6 @@ fn network_resources() -> Value {
 
 fn resources(input: &TemplateInput) -> Value {
     let n = input.network;
-    let cluster_arn =
-        sub("arn:${AWS::Partition}:eks:${AWS::Region}:${AWS::AccountId}:cluster/${EksCluster}");
     let mut res = json!({
         // --- security groups: no ingress from outside the VPC, only from the stack's own groups
         "AgentSecurityGroup": {"Type": "AWS::EC2::SecurityGroup", "Properties": {
@@ -384,14 +383,12 @@ fn resources(input: &TemplateInput) -> Value {
             "AssumeRolePolicyDocument": assume("ecs-tasks.amazonaws.com"),
             "Policies": [{"PolicyName": "tether-agent", "PolicyDocument": {"Version": "2012-10-17", "Statement": [
                 {"Sid": "OwnLogGroupOnly", "Effect": "Allow",
-                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                  "Resource": att("AgentLogGroup", "Arn")},
                 {"Sid": "TetherSecretsOnly", "Effect": "Allow",
-                 "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                 "Action": "secretsmanager:GetSecretValue",
                  "Resource": sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*"),
                  "Condition": {"StringEquals": {format!("secretsmanager:ResourceTag/{SECRET_TAG}"): "tether"}}},
-                {"Sid": "OwnEksClusterOnly", "Effect": "Allow", "Action": "eks:DescribeCluster",
-                 "Resource": cluster_arn},
                 {"Sid": "StateFileSystem", "Effect": "Allow",
                  "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
                  "Resource": att("StateFileSystem", "Arn"),
