@@ -294,6 +294,53 @@ async fn cloudformation_template_lints_validates_and_is_least_privilege() {
             String::from_utf8_lossy(&lint.stdout),
             String::from_utf8_lossy(&lint.stderr)
         );
+        // checkov: no failed check; every skipped one carries its reason in the template.
+        let checkov = std::env::var("TETHER_CHECKOV").unwrap_or_else(|_| "checkov".into());
+        let out = Command::new(&checkov)
+            .args([
+                "--framework",
+                "cloudformation",
+                "--compact",
+                "--skip-download",
+                "-o",
+                "json",
+                "-f",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("{checkov} (scripts/test installs it in target/checkov-venv): {e}")
+            });
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "checkov output is not JSON ({e}):\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let results = &report["results"];
+        let failed: Vec<String> = as_list(&results["failed_checks"])
+            .iter()
+            .map(|c| format!("{} {} ({})", c["check_id"], c["resource"], c["check_name"]))
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "checkov on the {variant} variant failed: {failed:#?}"
+        );
+        assert!(
+            as_list(&results["passed_checks"]).len() > 50,
+            "checkov ran its checks: {}",
+            results["summary"]
+        );
+        for c in as_list(&results["skipped_checks"]) {
+            assert!(
+                c["check_result"]["suppress_comment"]
+                    .as_str()
+                    .is_some_and(|r| r.len() > 20),
+                "{variant}: {} skipped without a reason",
+                c["check_id"]
+            );
+        }
         // moto's CloudFormation accepts it.
         let (status, xml) = moto
             .query(
