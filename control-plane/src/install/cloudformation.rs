@@ -601,6 +601,75 @@ mod tests {
         }
     }
 
+    /// Every `Fn::GetAtt` target, and every `${Name}` or `${Name.Attribute}` inside an
+    /// `Fn::Sub` (whose variables may also come from its own map), names a parameter, a
+    /// resource or a pseudo parameter: a typo there deploys and then fails, or — inside the
+    /// Presto role's trust, which is JSON text — silently never matches.
+    #[test]
+    fn every_getatt_and_sub_variable_names_something() {
+        fn walk(v: &Value, names: &[String], out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(Value::Array(a)) = m.get("Fn::GetAtt") {
+                        let target = a.first().and_then(Value::as_str).unwrap_or("");
+                        if !names.iter().any(|n| n == target) {
+                            out.push(format!("GetAtt {target}"));
+                        }
+                    }
+                    if let Some(sub) = m.get("Fn::Sub") {
+                        let (text, vars): (&str, Vec<String>) = match sub {
+                            Value::String(t) => (t, vec![]),
+                            Value::Array(a) => (
+                                a.first().and_then(Value::as_str).unwrap_or(""),
+                                a.get(1)
+                                    .and_then(Value::as_object)
+                                    .map(|o| o.keys().cloned().collect())
+                                    .unwrap_or_default(),
+                            ),
+                            _ => ("", vec![]),
+                        };
+                        for part in text.split("${").skip(1) {
+                            let var = part.split('}').next().unwrap_or("");
+                            let base = var.split('.').next().unwrap_or("");
+                            if !(base.starts_with("AWS::")
+                                || var.starts_with('!')
+                                || names.iter().any(|n| n == base)
+                                || vars.iter().any(|n| n == base))
+                            {
+                                out.push(format!("Sub ${{{var}}}"));
+                            }
+                        }
+                    }
+                    for x in m.values() {
+                        walk(x, names, out);
+                    }
+                }
+                Value::Array(a) => a.iter().for_each(|x| walk(x, names, out)),
+                _ => {}
+            }
+        }
+        for n in [Network::NewVpc, Network::ExistingVpc] {
+            let t = template(&input(n));
+            let names: Vec<String> = ["Parameters", "Resources"]
+                .iter()
+                .flat_map(|k| {
+                    t[*k]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, _)| k.clone())
+                })
+                .collect();
+            let mut bad = Vec::new();
+            walk(&t, &names, &mut bad);
+            assert!(bad.is_empty(), "{n:?}: {bad:?}");
+            // The trust's variables are filled: the issuer from the map, the provider by name.
+            let trust =
+                t["Resources"]["PrestoRole"]["Properties"]["AssumeRolePolicyDocument"].to_string();
+            assert!(trust.contains("${Issuer}:sub") && trust.contains("${EksOidcProvider}"));
+        }
+    }
+
     #[test]
     fn every_ref_names_a_parameter_or_resource() {
         for n in [Network::NewVpc, Network::ExistingVpc] {
