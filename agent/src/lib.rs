@@ -75,6 +75,8 @@ pub struct Config {
     pub catalog_checks: reach::CatalogChecks,
     /// How often the catalog endpoints are checked.
     pub catalog_check_interval: Duration,
+    /// The install's PostgreSQL for the built-in metastore: `host:port` and its secret's ARN.
+    pub metastore_db: Option<(String, String)>,
     /// How the Presto coordinators are reached.
     pub coordinator_access: collect::CoordinatorAccess,
     /// How often coordinators are scraped.
@@ -333,6 +335,7 @@ fn start_reconciler(
         endpoint: config.endpoint.clone(),
         presto_role_arn: config.presto_role_arn.clone(),
         secrets: config.secrets.clone(),
+        metastore_db: config.metastore_db.clone(),
     };
     let reconciler = reconcile::Reconciler::new(kube, settings, desired.subscribe(), report, reach);
     tokio::spawn(reconciler.run(stop))

@@ -198,3 +198,87 @@ async fn secrets_manager_credentials_sync_rotate_and_fail_clearly() {
         assert!(!logs.contains(secret), "a secret value in a log");
     }
 }
+
+/// The install's metastore database: the agent keeps `tether-metastore-db` from the
+/// RDS-managed secret, the metastore connects with it over TLS, and a rotation (RDS rotates
+/// every seven days) restarts the metastore with the new password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metastore_database_secret_is_synced_and_rotation_restarts_the_metastore() {
+    init();
+    let moto = Moto::start().await;
+    let mut env = PrestoEnv::start().await;
+    let rds = moto
+        .secrets(
+            "CreateSecret",
+            &json!({"Name": "rds!db-1234", "SecretString": json!({"username": "hive", "password": PASSWORD}).to_string()}),
+        )
+        .await;
+    let arn = rds["ARN"].as_str().expect("ARN").to_owned();
+    let mut args = FAST_AGENT.to_vec();
+    args.extend([
+        "--secrets-manager-endpoint",
+        moto.url.as_str(),
+        "--secret-refresh",
+        "1s",
+        "--aws-region",
+        "us-east-1",
+        "--metastore-db-endpoint",
+        "tether-db.example.rds.amazonaws.com:5432",
+        "--metastore-db-secret-arn",
+        arn.as_str(),
+    ]);
+    env.start_agent_with_env(
+        &args,
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ],
+    );
+    env.put_catalog("lake", tether_tests::harness::presto_env::glue_catalog())
+        .await;
+    let mut spec = cluster_spec(1, &["lake"]);
+    spec["hive_metastore"] = json!({"enabled": true, "warehouse": "s3://lake/warehouse"});
+    env.put_cluster("analytics", spec).await;
+    let secret = eventually(Duration::from_secs(20), "tether-metastore-db", || async {
+        env.object("v1", "secrets", "tether-metastore-db")
+    })
+    .await;
+    assert_eq!(secret["data"]["username"], b64("hive"));
+    assert_eq!(secret["data"]["password"], b64(PASSWORD));
+    let metastore = || env.object("apps/v1", "deployments", "analytics-hive-metastore");
+    let version = |d: &Value| {
+        d["spec"]["template"]["metadata"]["annotations"]["tether.io/metastore-db-version"].clone()
+    };
+    let before = eventually(
+        Duration::from_secs(20),
+        "the metastore Deployment",
+        || async { metastore().filter(|d| version(d).as_str().is_some_and(|v| !v.is_empty())) },
+    )
+    .await;
+    assert!(
+        before.to_string().contains(
+            "jdbc:postgresql://tether-db.example.rds.amazonaws.com:5432/metastore?sslmode=require"
+        ),
+        "{before}"
+    );
+    moto.secrets(
+        "PutSecretValue",
+        &json!({"SecretId": arn, "SecretString": json!({"username": "hive", "password": ROTATED}).to_string()}),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "the rotated password synced",
+        || async {
+            let s = env.object("v1", "secrets", "tether-metastore-db")?;
+            (s["data"]["password"] == b64(ROTATED)).then_some(())
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "the metastore restarted",
+        || async { metastore().filter(|d| version(d) != version(&before)) },
+    )
+    .await;
+}

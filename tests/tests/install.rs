@@ -211,6 +211,42 @@ fn assert_secure(t: &Value, variant: &str) {
         var("TETHER_PRESTO_ROLE_ARN"),
         Some(json!({"Fn::GetAtt": ["PrestoRole", "Arn"]}))
     );
+    // The built-in metastore's database: encrypted, private, its password RDS's own in
+    // Secrets Manager, reachable on 5432 from the EKS cluster's security group only; the
+    // agent may read exactly that secret and is told where the database is.
+    let db = &t["Resources"]["MetastoreDb"]["Properties"];
+    assert_eq!(db["Engine"], "postgres");
+    assert_eq!(db["StorageEncrypted"], true, "{variant}");
+    assert_eq!(db["PubliclyAccessible"], false, "{variant}");
+    assert_eq!(db["ManageMasterUserPassword"], true, "{variant}");
+    assert!(
+        db.get("MasterUserPassword").is_none(),
+        "no password in the template"
+    );
+    assert_eq!(db["DeletionProtection"], true);
+    assert_eq!(t["Resources"]["MetastoreDb"]["DeletionPolicy"], "Snapshot");
+    let ingress = &t["Resources"]["MetastoreDbIngressFromCluster"]["Properties"];
+    assert_eq!(
+        (ingress["FromPort"].clone(), ingress["ToPort"].clone()),
+        (json!(5432), json!(5432))
+    );
+    assert_eq!(
+        ingress["SourceSecurityGroupId"],
+        json!({"Fn::GetAtt": ["EksCluster", "ClusterSecurityGroupId"]})
+    );
+    let db_secret = statements
+        .iter()
+        .find(|s| s["Sid"] == "MetastoreDbSecret")
+        .unwrap_or_else(|| panic!("{variant}: MetastoreDbSecret"));
+    assert_eq!(
+        db_secret["Resource"],
+        json!({"Fn::GetAtt": ["MetastoreDb", "MasterUserSecret.SecretArn"]})
+    );
+    assert!(var("TETHER_METASTORE_DB_ENDPOINT").is_some());
+    assert_eq!(
+        var("TETHER_METASTORE_DB_SECRET_ARN"),
+        Some(json!({"Fn::GetAtt": ["MetastoreDb", "MasterUserSecret.SecretArn"]}))
+    );
     // The worker autoscaler has a metrics source.
     let addons: Vec<String> = resources_of(t, "AWS::EKS::Addon")
         .iter()

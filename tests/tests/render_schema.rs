@@ -62,6 +62,10 @@ fn ctx(role: Option<&str>) -> RenderContext {
         drain_grace_seconds: 120,
         presto_role_arn: role.map(str::to_owned),
         secret_versions: BTreeMap::from([("billing".into(), "v-1".into())]),
+        metastore_db: role.map(|_| tether_agent::render::MetastoreDb {
+            endpoint: "tether-db.abc.us-east-1.rds.amazonaws.com:5432".into(),
+            version: "v-7".into(),
+        }),
     }
 }
 

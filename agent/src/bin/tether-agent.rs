@@ -105,6 +105,18 @@ struct RunArgs {
     /// the Presto pods'), off.
     #[arg(long, env = "TETHER_CATALOG_CHECKS", value_enum, default_value = "all")]
     catalog_checks: tether_agent::reach::CatalogChecks,
+    /// PostgreSQL `host:port` for the built-in metastore's tables (the CloudFormation
+    /// install's RDS instance); with --metastore-db-secret-arn.
+    #[arg(long, env = "TETHER_METASTORE_DB_ENDPOINT", requires = "metastore_db_secret_arn", value_parser = host_port)]
+    metastore_db_endpoint: Option<String>,
+    /// Secrets Manager secret (JSON username and password; RDS manages and rotates it) of
+    /// the metastore database; the agent keeps the Secret tether-metastore-db in sync.
+    #[arg(
+        long,
+        env = "TETHER_METASTORE_DB_SECRET_ARN",
+        requires = "metastore_db_endpoint"
+    )]
+    metastore_db_secret_arn: Option<String>,
     /// How often the catalog endpoints are checked (and on every desired-state change).
     #[arg(long, env = "TETHER_CATALOG_CHECK_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     catalog_check_interval: std::time::Duration,
@@ -246,6 +258,7 @@ async fn main() {
         resync_interval: args.resync_interval,
         drain_grace: args.drain_grace,
         presto_role_arn: args.presto_role_arn,
+        metastore_db: args.metastore_db_endpoint.zip(args.metastore_db_secret_arn),
         catalog_checks: args.catalog_checks,
         catalog_check_interval: args.catalog_check_interval,
         secrets: tether_agent::secrets::SecretsSettings {
@@ -281,6 +294,14 @@ fn default_stream() -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     let host = host.trim();
     format!("agent-{}", if host.is_empty() { "unknown" } else { host })
+}
+
+/// `host:port` with a numeric port.
+fn host_port(s: &str) -> Result<String, String> {
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(s.to_owned()),
+        _ => Err(format!("{s:?} is not host:port (e.g. db.example.com:5432)")),
+    }
 }
 
 /// An IAM role ARN (`arn:<partition>:iam::<12 digits>:role/<path and name>`).

@@ -45,6 +45,9 @@ pub struct Settings {
     pub presto_role_arn: Option<String>,
     /// How catalog credentials in Secrets Manager are read.
     pub secrets: crate::secrets::SecretsSettings,
+    /// The install's PostgreSQL for the built-in metastore: `host:port` and the ARN of its
+    /// Secrets Manager secret (RDS-managed, rotated).
+    pub metastore_db: Option<(String, String)>,
 }
 
 /// The coordinator URL reported for a cluster, e.g. the default
@@ -100,6 +103,10 @@ impl Default for EndpointTemplate {
 
 /// Annotation carrying the rendered worker pod template hash.
 pub const WORKER_HASH_ANNOTATION: &str = "tether.io/worker-template-hash";
+/// The key of the metastore database's problem among the credential problems (not a
+/// catalog name: those cannot contain spaces).
+const METASTORE_PROBLEM: &str = "metastore database";
+
 /// The field manager that holds the worker count between Tether and the HPA.
 pub const HANDOVER_MANAGER: &str = "tether-handover-to-hpa";
 /// While clusters are not yet Running, status is re-read this often.
@@ -132,6 +139,8 @@ pub struct Reconciler {
     secret_versions: BTreeMap<String, String>,
     /// The synced Secrets this process wrote, deleted by name once no catalog needs them.
     synced_secrets: BTreeSet<String>,
+    /// The version of the metastore database's credentials in its Secret.
+    metastore_db_version: Option<String>,
 }
 
 fn condition(
@@ -178,6 +187,7 @@ impl Reconciler {
             secrets,
             secret_versions: BTreeMap::new(),
             synced_secrets: BTreeSet::new(),
+            metastore_db_version: None,
         }
     }
 
@@ -197,6 +207,12 @@ impl Reconciler {
             drain_grace_seconds: self.settings.drain_grace.as_secs() as u32,
             presto_role_arn: self.settings.presto_role_arn.clone(),
             secret_versions: self.secret_versions.clone(),
+            metastore_db: self.settings.metastore_db.as_ref().map(|(endpoint, _)| {
+                render::MetastoreDb {
+                    endpoint: endpoint.clone(),
+                    version: self.metastore_db_version.clone().unwrap_or_default(),
+                }
+            }),
         }
     }
 
@@ -359,6 +375,17 @@ impl Reconciler {
                 .filter_map(|c| credentials.get(c).map(|u| (c, u)))
                 .map(|(c, u)| format!("catalog {c}: {}", u.message))
                 .collect();
+            if spec.hive_metastore.as_ref().is_some_and(|h| h.enabled)
+                && let Some(u) = credentials.get(METASTORE_PROBLEM)
+            {
+                conditions.push(condition(
+                    name,
+                    "MetastoreDatabase",
+                    false,
+                    u.reason,
+                    &format!("the metastore database's credentials: {}", u.message),
+                ));
+            }
             if let Some(reason) = spec
                 .catalogs
                 .iter()
@@ -565,6 +592,31 @@ impl Reconciler {
                     }
                 }
             }
+        }
+        // The metastore database's credentials, for the clusters that run the metastore.
+        let metastore = desired
+            .clusters
+            .values()
+            .any(|c| c.hive_metastore.as_ref().is_some_and(|h| h.enabled));
+        if let (true, Some((_, arn))) = (metastore, self.settings.metastore_db.clone()) {
+            wanted.insert(render::METASTORE_DB_SECRET.to_owned());
+            match self.secrets.resolve(&arn, None).await {
+                Ok(r) => {
+                    let obj = render::objects::catalog_secret(
+                        render::METASTORE_DB_SECRET,
+                        &self.context(),
+                        &r.username,
+                        &r.password,
+                        &r.version,
+                    );
+                    self.kube.apply(&obj).await?;
+                    self.metastore_db_version = Some(r.version);
+                }
+                Err(u) => {
+                    problems.insert(METASTORE_PROBLEM.to_owned(), u);
+                }
+            }
+            arns.insert(arn);
         }
         for gone in self.synced_secrets.difference(&wanted) {
             self.kube.delete("v1", "Secret", gone).await?;

@@ -51,7 +51,26 @@ pub struct RenderContext {
     /// in its Kubernetes Secret: part of the workers' catalog hash, so a rotation rolls
     /// them (Presto reads the credentials at start).
     pub secret_versions: BTreeMap<String, String>,
+    /// The PostgreSQL database of the built-in metastore (the install's RDS instance),
+    /// when there is one; else the metastore keeps its tables in an embedded Derby.
+    pub metastore_db: Option<MetastoreDb>,
 }
+
+/// Where the built-in metastore keeps its tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetastoreDb {
+    /// `host:port` of the PostgreSQL server.
+    pub endpoint: String,
+    /// The version of its credentials in [`METASTORE_DB_SECRET`] (a rotation restarts the
+    /// metastore).
+    pub version: String,
+}
+
+/// The Secret (keys `username`, `password`) the agent writes from the database's
+/// Secrets Manager secret.
+pub const METASTORE_DB_SECRET: &str = "tether-metastore-db";
+/// The database the metastores of every cluster share (one catalog of tables).
+pub const METASTORE_DB_NAME: &str = "metastore";
 
 /// The objects of one cluster, in apply order (ServiceAccount, ConfigMaps, Services,
 /// metastore, coordinator Deployment, worker Deployment, HPA, PDB).

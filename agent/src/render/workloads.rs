@@ -256,9 +256,11 @@ impl PrestoPods<'_> {
 }
 
 /// Deployment `<cluster>-hive-metastore`: the `apache/hive` image as a standalone
-/// metastore with its embedded Derby database, the warehouse at the spec's S3 location
-/// (as `s3a://`, the scheme Hadoop knows). Derby lives in the pod: table definitions do
-/// not survive a restart of the pod.
+/// metastore, the warehouse at the spec's S3 location (as `s3a://`, the scheme Hadoop
+/// knows). With the install's PostgreSQL (`ctx.metastore_db`) the tables live there — every
+/// cluster's metastore in the one `metastore` database, so they share one catalog of
+/// tables — and survive any pod; without it, in the image's embedded Derby, which a restart
+/// of the pod empties (the sandbox, a first look).
 pub fn metastore_deployment(
     cluster: &str,
     spec: &ClusterSpec,
@@ -279,11 +281,54 @@ pub fn metastore_deployment(
         json!({"name": "HADOOP_OPTIONAL_TOOLS", "value": "hadoop-aws"}),
         json!({"name": "HIVE_CUSTOM_CONF_DIR", "value": METASTORE_CONF_DIR}),
     ];
+    let mut opts = Vec::new();
     if !warehouse.is_empty() {
-        env.push(json!({
-            "name": "SERVICE_OPTS",
-            "value": format!("-Dhive.metastore.warehouse.dir={warehouse}"),
+        opts.push(format!("-Dhive.metastore.warehouse.dir={warehouse}"));
+    }
+    let mut annotations = json!({ CONFIG_HASH: config_hash });
+    let mut init = Vec::new();
+    let mut mounts = vec![json!({"name": "config", "mountPath": METASTORE_CONF_DIR})];
+    let mut volumes =
+        vec![json!({"name": "config", "configMap": {"name": metastore_name(cluster)}})];
+    if let Some(db) = &ctx.metastore_db {
+        // PostgreSQL, as the image documents it: DB_DRIVER for schematool and the JDO
+        // connection in SERVICE_OPTS; the credentials from the synced Secret, expanded by
+        // Kubernetes from the variables before it (`$(VAR)`). TLS is required (RDS for
+        // PostgreSQL 15+ refuses plain connections by default).
+        env.push(json!({"name": "DB_DRIVER", "value": "postgres"}));
+        env.push(json!({"name": "SCHEMA_COMMAND", "value": "initOrUpgradeSchema"}));
+        for (var, key) in [
+            ("METASTORE_DB_USER", "username"),
+            ("METASTORE_DB_PASSWORD", "password"),
+        ] {
+            env.push(json!({"name": var, "valueFrom": {"secretKeyRef": {"name": super::METASTORE_DB_SECRET, "key": key}}}));
+        }
+        opts.extend([
+            "-Djavax.jdo.option.ConnectionDriverName=org.postgresql.Driver".to_owned(),
+            format!(
+                "-Djavax.jdo.option.ConnectionURL=jdbc:postgresql://{}/{}?sslmode=require",
+                db.endpoint,
+                super::METASTORE_DB_NAME
+            ),
+            "-Djavax.jdo.option.ConnectionUserName=$(METASTORE_DB_USER)".to_owned(),
+            "-Djavax.jdo.option.ConnectionPassword=$(METASTORE_DB_PASSWORD)".to_owned(),
+        ]);
+        annotations["tether.io/metastore-db-version"] = json!(db.version);
+        // The image has no PostgreSQL JDBC driver; Presto's image (already on the nodes for
+        // the cluster) carries one in its PostgreSQL connector: copied in at start.
+        init.push(json!({
+            "name": "jdbc-driver",
+            "image": format!("prestodb/presto:{}", spec.presto_version),
+            "command": ["/bin/sh", "-c",
+                "cp \"$(ls /opt/presto-server/plugin/postgresql/postgresql-*.jar | head -n 1)\" /jdbc/postgresql.jar"],
+            "volumeMounts": [{"name": "jdbc", "mountPath": "/jdbc"}],
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "64Mi"}},
         }));
+        volumes.push(json!({"name": "jdbc", "emptyDir": {"sizeLimit": "16Mi"}}));
+        mounts.push(json!({"name": "jdbc", "mountPath": "/opt/hive/lib/postgresql.jar", "subPath": "postgresql.jar"}));
+    }
+    if !opts.is_empty() {
+        env.push(json!({"name": "SERVICE_OPTS", "value": opts.join(" ")}));
     }
     let mut pod = Map::new();
     pod.insert(
@@ -291,10 +336,10 @@ pub fn metastore_deployment(
         json!(presto_service_account(cluster)),
     );
     placement(spec, &mut pod);
-    pod.insert(
-        "volumes".into(),
-        json!([{"name": "config", "configMap": {"name": metastore_name(cluster)}}]),
-    );
+    pod.insert("volumes".into(), Value::Array(volumes));
+    if !init.is_empty() {
+        pod.insert("initContainers".into(), Value::Array(init));
+    }
     pod.insert(
         "containers".into(),
         json!([{
@@ -302,7 +347,7 @@ pub fn metastore_deployment(
             "image": METASTORE_IMAGE,
             "env": env,
             "ports": [{"name": "thrift", "containerPort": METASTORE_PORT, "protocol": "TCP"}],
-            "volumeMounts": [{"name": "config", "mountPath": METASTORE_CONF_DIR}],
+            "volumeMounts": mounts,
             "resources": {
                 "requests": {"cpu": "500m", "memory": "2Gi"},
                 "limits": {"memory": "2Gi"},
@@ -325,7 +370,7 @@ pub fn metastore_deployment(
             "template": {
                 "metadata": {
                     "labels": labels(cluster, Component::Metastore, ctx),
-                    "annotations": { CONFIG_HASH: config_hash },
+                    "annotations": annotations,
                 },
                 "spec": pod,
             },

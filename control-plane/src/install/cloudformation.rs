@@ -202,6 +202,17 @@ fn parameters(input: &TemplateInput) -> Value {
             "MinValue": 1,
             "MaxValue": 100,
         },
+        "MetastoreDbInstanceClass": {
+            "Type": "String",
+            "Description": "RDS instance class of the PostgreSQL database that keeps the built-in Hive metastore's tables.",
+            "Default": "db.t4g.small",
+        },
+        "MetastoreDbMultiAz": {
+            "Type": "String",
+            "Description": "Run the metastore database in two availability zones.",
+            "Default": "true",
+            "AllowedValues": ["true", "false"],
+        },
         "LogRetentionDays": {
             "Type": "Number",
             "Description": "Days CloudWatch keeps the agent's and Presto's logs.",
@@ -373,6 +384,50 @@ fn resources(input: &TemplateInput) -> Value {
                 "Resource": [att("DataLakeBucket", "Arn"), sub("${DataLakeBucket.Arn}/*")],
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}}},
 
+        // --- the built-in Hive metastore's database: PostgreSQL in the private subnets,
+        // encrypted, reachable only from the EKS cluster's security group, its master
+        // password made, kept and rotated by RDS in Secrets Manager.
+        "MetastoreDbSecurityGroup": {"Type": "AWS::EC2::SecurityGroup", "Properties": {
+            "GroupDescription": "Tether Hive metastore database: PostgreSQL from the EKS cluster security group only",
+            "VpcId": vpc(n), "Tags": tags("metastore-db")}},
+        "MetastoreDbIngressFromCluster": {"Type": "AWS::EC2::SecurityGroupIngress", "Properties": {
+            "GroupId": r("MetastoreDbSecurityGroup"), "IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+            "SourceSecurityGroupId": att("EksCluster", "ClusterSecurityGroupId"),
+            "Description": "PostgreSQL from the metastore pods (the EKS cluster security group)"}},
+        "MetastoreDbSubnets": {"Type": "AWS::RDS::DBSubnetGroup", "Properties": {
+            "DBSubnetGroupDescription": "Tether metastore database: the private subnets",
+            "SubnetIds": private_subnets(n), "Tags": tags("metastore-db")}},
+        "MetastoreDbMonitoringRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "AssumeRolePolicyDocument": assume("monitoring.rds.amazonaws.com"),
+            "ManagedPolicyArns": [sub("arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole")],
+            "Tags": tags("metastore-db-monitoring")}},
+        "MetastoreDb": {"Type": "AWS::RDS::DBInstance", "DeletionPolicy": "Snapshot", "UpdateReplacePolicy": "Snapshot",
+            "Metadata": checkov_skip(&[("CKV_AWS_161",
+                "The metastore signs in with the RDS-managed password the agent syncs; IAM authentication tokens last 15 minutes and Hive's connection pool cannot renew them")]),
+            "Properties": {
+                "Engine": "postgres",
+                "EngineVersion": "17.5",
+                "DBInstanceClass": r("MetastoreDbInstanceClass"),
+                "AllocatedStorage": "20",
+                "MaxAllocatedStorage": 100,
+                "StorageType": "gp3",
+                "StorageEncrypted": true,
+                "DBName": "metastore",
+                "MasterUsername": "hive",
+                "ManageMasterUserPassword": true,
+                "DBSubnetGroupName": r("MetastoreDbSubnets"),
+                "VPCSecurityGroups": [r("MetastoreDbSecurityGroup")],
+                "PubliclyAccessible": false,
+                "MultiAZ": r("MetastoreDbMultiAz"),
+                "BackupRetentionPeriod": 7,
+                "DeletionProtection": true,
+                "AutoMinorVersionUpgrade": true,
+                "CopyTagsToSnapshot": true,
+                "EnableCloudwatchLogsExports": ["postgresql", "upgrade"],
+                "MonitoringInterval": 60,
+                "MonitoringRoleArn": att("MetastoreDbMonitoringRole", "Arn"),
+                "Tags": tags("metastore-db")}},
+
         // --- logs and the enrollment token
         "AgentLogGroup": {"Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
             "Metadata": checkov_skip(&[("CKV_AWS_158",
@@ -416,6 +471,8 @@ fn resources(input: &TemplateInput) -> Value {
                  "Action": "secretsmanager:GetSecretValue",
                  "Resource": sub("arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:*"),
                  "Condition": {"StringEquals": {format!("secretsmanager:ResourceTag/{SECRET_TAG}"): "tether"}}},
+                {"Sid": "MetastoreDbSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                 "Resource": att("MetastoreDb", "MasterUserSecret.SecretArn")},
                 {"Sid": "StateFileSystem", "Effect": "Allow",
                  "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
                  "Resource": att("StateFileSystem", "Arn"),
@@ -486,6 +543,9 @@ fn resources(input: &TemplateInput) -> Value {
                     // the Presto pods' to reach, not the agent's; Glue and S3 it checks.
                     {"Name": "TETHER_CATALOG_CHECKS", "Value": "aws"},
                     {"Name": "TETHER_PRESTO_ROLE_ARN", "Value": att("PrestoRole", "Arn")},
+                    {"Name": "TETHER_METASTORE_DB_ENDPOINT",
+                     "Value": sub("${MetastoreDb.Endpoint.Address}:${MetastoreDb.Endpoint.Port}")},
+                    {"Name": "TETHER_METASTORE_DB_SECRET_ARN", "Value": att("MetastoreDb", "MasterUserSecret.SecretArn")},
                     {"Name": "TETHER_EKS_CLUSTER", "Value": r("EksCluster")},
                     {"Name": "TETHER_EKS_ENDPOINT", "Value": att("EksCluster", "Endpoint")},
                     {"Name": "TETHER_EKS_CA_DATA", "Value": att("EksCluster", "CertificateAuthorityData")},
@@ -556,6 +616,8 @@ fn outputs(n: Network) -> Value {
         "AgentLogGroupName": {"Description": "CloudWatch log group of the agent and Presto", "Value": r("AgentLogGroup")},
         "AgentRoleArn": {"Description": "IAM role of the agent", "Value": att("AgentRole", "Arn")},
         "PrestoRoleArn": {"Description": "IAM role of the Presto pods (data lake and Glue)", "Value": att("PrestoRole", "Arn")},
+        "MetastoreDbEndpoint": {"Description": "PostgreSQL of the built-in Hive metastore", "Value": sub("${MetastoreDb.Endpoint.Address}:${MetastoreDb.Endpoint.Port}")},
+        "MetastoreDbSecretArn": {"Description": "Secret (RDS-managed) of the metastore database", "Value": att("MetastoreDb", "MasterUserSecret.SecretArn")},
         "AgentServiceName": {"Description": "ECS service running the agent", "Value": att("AgentService", "Name")},
         "EnrollmentTokenSecretArn": {"Description": "Secret holding the enrollment token", "Value": r("EnrollmentTokenSecret")},
         "AgentSecurityGroupId": {"Description": "Security group of the agent (no inbound rules)", "Value": r("AgentSecurityGroup")},

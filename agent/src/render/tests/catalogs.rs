@@ -271,3 +271,62 @@ fn catalog_values_cannot_inject_keys() {
     );
     assert!(file.starts_with("connector.name=hive-hadoop2\n"), "{file}");
 }
+
+#[test]
+fn the_metastore_keeps_its_tables_in_the_install_database() {
+    let mut spec = cluster(Workers::Fixed { count: 2 });
+    spec.hive_metastore = Some(HiveMetastore {
+        enabled: true,
+        warehouse: "s3://bucket/warehouse".into(),
+    });
+    let mut ctx = super::ctx();
+    ctx.metastore_db = Some(crate::render::MetastoreDb {
+        endpoint: "tether-db.example.rds.amazonaws.com:5432".into(),
+        version: "v-9".into(),
+    });
+    let r = crate::render::render_cluster("analytics", &spec, &catalogs(), &ctx);
+    let ms = find(&r, "Deployment", "analytics-hive-metastore");
+    let pod = &ms["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let env = c["env"].as_array().expect("env");
+    let var = |n: &str| {
+        env.iter()
+            .find(|e| e["name"] == n)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(var("DB_DRIVER")["value"], "postgres");
+    assert_eq!(
+        var("METASTORE_DB_PASSWORD")["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "tether-metastore-db", "key": "password"})
+    );
+    let opts = var("SERVICE_OPTS")["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    for part in [
+        "-Dhive.metastore.warehouse.dir=s3a://bucket/warehouse",
+        "-Djavax.jdo.option.ConnectionURL=jdbc:postgresql://tether-db.example.rds.amazonaws.com:5432/metastore?sslmode=require",
+        "-Djavax.jdo.option.ConnectionPassword=$(METASTORE_DB_PASSWORD)",
+    ] {
+        assert!(opts.contains(part), "{opts}");
+    }
+    // The password variable comes before the options that expand it.
+    let at = |n: &str| env.iter().position(|e| e["name"] == n);
+    assert!(at("METASTORE_DB_PASSWORD") < at("SERVICE_OPTS"));
+    // The JDBC driver from Presto's own image, mounted into Hive's lib.
+    assert_eq!(pod["initContainers"][0]["image"], "prestodb/presto:0.293");
+    assert!(c["volumeMounts"].as_array().is_some_and(|m| {
+        m.iter()
+            .any(|m| m["mountPath"] == "/opt/hive/lib/postgresql.jar")
+    }));
+    assert_eq!(
+        ms["spec"]["template"]["metadata"]["annotations"]["tether.io/metastore-db-version"], "v-9",
+        "a rotation restarts the metastore"
+    );
+    assert!(
+        !serde_json::to_string(&r.objects)
+            .unwrap_or_default()
+            .contains(PASSWORD)
+    );
+}

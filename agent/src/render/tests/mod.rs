@@ -22,6 +22,7 @@ fn ctx() -> RenderContext {
         drain_grace_seconds: 120,
         presto_role_arn: None,
         secret_versions: BTreeMap::new(),
+        metastore_db: None,
     }
 }
 
