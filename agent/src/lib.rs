@@ -179,10 +179,13 @@ pub async fn run(
     let catalog_checks = tokio::spawn(reach::run(
         config.catalog_checks,
         config.catalog_check_interval,
+        // --aws-region, else the environment's (ECS sets AWS_REGION in a task).
         config
             .secrets
             .region
             .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
             .unwrap_or_else(|| "us-east-1".to_owned()),
         desired.subscribe(),
         catalog_reach_tx,

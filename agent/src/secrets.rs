@@ -26,7 +26,7 @@ use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 pub struct SecretsSettings {
     /// Endpoint override (tests: moto).
     pub endpoint_url: Option<String>,
-    /// Region; else the SDK's default chain, else the ARN's own region.
+    /// Region when the ARN names none; the ARN's own region comes first.
     pub region: Option<String>,
     /// How often a secret's current version is read again.
     pub refresh: Duration,
@@ -61,6 +61,9 @@ pub struct Unresolved {
     /// What and what to do.
     pub message: String,
 }
+
+/// How long a failed read is answered from the cache before it is tried again.
+pub const RETRY_FAILED: Duration = Duration::from_secs(30);
 
 struct Cached {
     at: Instant,
@@ -99,11 +102,9 @@ impl CatalogSecrets {
     }
 
     async fn client(&mut self, arn: &str) -> Client {
-        let region = self
-            .settings
-            .region
-            .clone()
-            .or_else(|| arn_region(arn).map(str::to_owned))
+        let region = arn_region(arn)
+            .map(str::to_owned)
+            .or_else(|| self.settings.region.clone())
             .unwrap_or_else(|| "us-east-1".to_owned());
         if let Some(c) = self.clients.get(&region) {
             return c.clone();
@@ -116,7 +117,7 @@ impl CatalogSecrets {
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(15))
+                    .operation_attempt_timeout(Duration::from_secs(5))
                     .build(),
             );
         if let Some(url) = &self.settings.endpoint_url {
@@ -128,23 +129,29 @@ impl CatalogSecrets {
     }
 
     /// The current value of `arn`, read again when the last read is older than the
-    /// refresh interval (a failed read is tried again on every call).
-    /// `connection_user` is the catalog's `connection-user` property, the user of a
-    /// plain-string secret.
+    /// refresh interval; a failed read is tried again after [`RETRY_FAILED`], so a
+    /// Secrets Manager that does not answer costs a reconcile pass one bounded attempt at
+    /// most that often. `connection_user` is the catalog's `connection-user` property, the
+    /// user of a plain-string secret (part of the cache key: two catalogs may share a
+    /// secret with users of their own).
     pub async fn resolve(
         &mut self,
         arn: &str,
         connection_user: Option<&str>,
     ) -> Result<Resolved, Unresolved> {
-        if let Some(c) = self.cache.get(arn)
-            && c.result.is_ok()
-            && c.at.elapsed() < self.settings.refresh
-        {
-            return c.result.clone();
+        let key = format!("{arn}\n{}", connection_user.unwrap_or(""));
+        if let Some(c) = self.cache.get(&key) {
+            let fresh = match &c.result {
+                Ok(_) => c.at.elapsed() < self.settings.refresh,
+                Err(_) => c.at.elapsed() < RETRY_FAILED.min(self.settings.refresh),
+            };
+            if fresh {
+                return c.result.clone();
+            }
         }
         let client = self.client(arn).await;
         let result = fetch(&client, arn, connection_user).await;
-        match (&result, self.cache.get(arn).map(|c| &c.result)) {
+        match (&result, self.cache.get(&key).map(|c| &c.result)) {
             (Ok(new), Some(Ok(old))) if new.version != old.version => {
                 tracing::info!(
                     secret = arn,
@@ -163,7 +170,7 @@ impl CatalogSecrets {
             _ => {}
         }
         self.cache.insert(
-            arn.to_owned(),
+            key,
             Cached {
                 at: Instant::now(),
                 result: result.clone(),
@@ -174,7 +181,8 @@ impl CatalogSecrets {
 
     /// Forgets secrets no catalog refers to any more.
     pub fn retain(&mut self, arns: &std::collections::BTreeSet<String>) {
-        self.cache.retain(|arn, _| arns.contains(arn));
+        self.cache
+            .retain(|key, _| arns.contains(key.split('\n').next().unwrap_or("")));
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use tether_tests::harness::moto::Moto;
-use tether_tests::harness::presto_env::{FAST_AGENT, PrestoEnv, cluster_spec, mysql_catalog};
+use tether_tests::harness::presto_env::{FAST_AGENT, PrestoEnv, cluster_spec};
 use tether_tests::harness::{eventually, init};
 
 const PASSWORD: &str = "pa$$w\\rd-ro7ate-me";
@@ -24,6 +24,27 @@ fn mysql_with(secret_ref: &str, user: Option<&str>) -> Value {
         props["connection-user"] = json!(u);
     }
     json!({"connector": "mysql", "properties": props, "credentials": {"secret_ref": secret_ref}})
+}
+
+/// Restarts the agent reading secrets from moto (refreshed every second), with `extra`.
+fn start_agent(env: &mut PrestoEnv, moto: &Moto, extra: &[&str]) {
+    let mut args = FAST_AGENT.to_vec();
+    args.extend([
+        "--secrets-manager-endpoint",
+        moto.url.as_str(),
+        "--secret-refresh",
+        "1s",
+        "--aws-region",
+        "us-east-1",
+    ]);
+    args.extend(extra);
+    env.start_agent_with_env(
+        &args,
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ],
+    );
 }
 
 /// The `CatalogCredentials` condition of a cluster: (status, reason, message).
@@ -43,22 +64,7 @@ async fn secrets_manager_credentials_sync_rotate_and_fail_clearly() {
     init();
     let moto = Moto::start().await;
     let mut env = PrestoEnv::start().await;
-    let mut args = FAST_AGENT.to_vec();
-    args.extend([
-        "--secrets-manager-endpoint",
-        moto.url.as_str(),
-        "--secret-refresh",
-        "1s",
-        "--aws-region",
-        "us-east-1",
-    ]);
-    env.start_agent_with_env(
-        &args,
-        &[
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-        ],
-    );
+    start_agent(&mut env, &moto, &[]);
     let created = moto
         .secrets(
             "CreateSecret",
@@ -130,7 +136,8 @@ async fn secrets_manager_credentials_sync_rotate_and_fail_clearly() {
         .to_owned();
     env.put_catalog("ghost", mysql_with(&missing, None)).await;
     env.put_catalog("plain", mysql_with(&plain, None)).await;
-    env.put_catalog("local", mysql_catalog()).await;
+    env.put_catalog("local", mysql_with("k8s:not-created-yet", None))
+        .await;
     for (cluster, catalog, reason) in [
         ("ghosts", "ghost", "SecretNotFound"),
         ("plains", "plain", "SecretShape"),
@@ -150,6 +157,15 @@ async fn secrets_manager_credentials_sync_rotate_and_fail_clearly() {
         assert_eq!((status.as_str(), got.as_str()), ("False", reason));
         assert!(message.contains(&format!("catalog {catalog}")), "{message}");
         assert!(!message.contains(PASSWORD), "{message}");
+        // Left out of the cluster meanwhile: a pod referring to a missing Secret would
+        // never start, and the coordinator is the only one.
+        let files = env
+            .object("v1", "configmaps", &format!("{cluster}-catalog"))
+            .expect("catalog ConfigMap");
+        assert!(
+            files["data"][format!("{catalog}.properties")].is_null(),
+            "{cluster}: {files}"
+        );
     }
     // A plain-string secret is the password when the catalog names its user.
     env.put_catalog("plain", mysql_with(&plain, Some("reporter")))
@@ -161,6 +177,15 @@ async fn secrets_manager_credentials_sync_rotate_and_fail_clearly() {
             let s = env.object("v1", "secrets", "tether-catalog-plain")?;
             (s["data"]["username"] == b64("reporter") && s["data"]["password"] == b64(PASSWORD))
                 .then_some(())
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "plain loaded into plains",
+        || async {
+            let files = env.object("v1", "configmaps", "plains-catalog")?;
+            files["data"]["plain.properties"].is_string().then_some(())
         },
     )
     .await;
@@ -214,24 +239,14 @@ async fn the_metastore_database_secret_is_synced_and_rotation_restarts_the_metas
         )
         .await;
     let arn = rds["ARN"].as_str().expect("ARN").to_owned();
-    let mut args = FAST_AGENT.to_vec();
-    args.extend([
-        "--secrets-manager-endpoint",
-        moto.url.as_str(),
-        "--secret-refresh",
-        "1s",
-        "--aws-region",
-        "us-east-1",
-        "--metastore-db-endpoint",
-        "tether-db.example.rds.amazonaws.com:5432",
-        "--metastore-db-secret-arn",
-        arn.as_str(),
-    ]);
-    env.start_agent_with_env(
-        &args,
+    start_agent(
+        &mut env,
+        &moto,
         &[
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
+            "--metastore-db-endpoint",
+            "tether-db.example.rds.amazonaws.com:5432",
+            "--metastore-db-secret-arn",
+            arn.as_str(),
         ],
     );
     env.put_catalog("lake", tether_tests::harness::presto_env::glue_catalog())
@@ -255,11 +270,21 @@ async fn the_metastore_database_secret_is_synced_and_rotation_restarts_the_metas
         || async { metastore().filter(|d| version(d).as_str().is_some_and(|v| !v.is_empty())) },
     )
     .await;
+    // The connection is in the Secret's hive-site.xml, not in the Deployment.
+    let site = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["hive-site.xml"].as_str().unwrap_or_default())
+        .expect("base64");
+    let site = String::from_utf8_lossy(&site).into_owned();
     assert!(
-        before.to_string().contains(
+        site.contains(
             "jdbc:postgresql://tether-db.example.rds.amazonaws.com:5432/metastore?sslmode=require"
         ),
-        "{before}"
+        "{site}"
+    );
+    assert!(
+        !before.to_string().contains(PASSWORD)
+            && !before.to_string().contains("ConnectionPassword"),
+        "no credential in the Deployment"
     );
     moto.secrets(
         "PutSecretValue",

@@ -66,6 +66,7 @@ fn ctx(role: Option<&str>) -> RenderContext {
             endpoint: "tether-db.abc.us-east-1.rds.amazonaws.com:5432".into(),
             version: "v-7".into(),
         }),
+        withheld_catalogs: Default::default(),
     }
 }
 

@@ -141,6 +141,8 @@ pub struct Reconciler {
     synced_secrets: BTreeSet<String>,
     /// The version of the metastore database's credentials in its Secret.
     metastore_db_version: Option<String>,
+    /// Catalogs left out of the clusters until their credentials resolve.
+    withheld_catalogs: BTreeSet<String>,
 }
 
 fn condition(
@@ -188,6 +190,7 @@ impl Reconciler {
             secret_versions: BTreeMap::new(),
             synced_secrets: BTreeSet::new(),
             metastore_db_version: None,
+            withheld_catalogs: BTreeSet::new(),
         }
     }
 
@@ -213,6 +216,7 @@ impl Reconciler {
                     version: self.metastore_db_version.clone().unwrap_or_default(),
                 }
             }),
+            withheld_catalogs: self.withheld_catalogs.clone(),
         }
     }
 
@@ -515,6 +519,7 @@ impl Reconciler {
         &mut self,
         desired: &tether_shared::spec::DesiredState,
     ) -> Result<BTreeMap<String, crate::secrets::Unresolved>, KubeError> {
+        use crate::secrets::Unresolved;
         use tether_shared::spec::SecretRef;
         let attached: BTreeSet<&String> = desired
             .clusters
@@ -525,6 +530,7 @@ impl Reconciler {
         let mut arns = BTreeSet::new();
         let mut versions = BTreeMap::new();
         let mut wanted = BTreeSet::new();
+        let mut withheld = BTreeSet::new();
         for name in attached {
             let Some(catalog) = desired.catalogs.get(name) else {
                 continue;
@@ -549,12 +555,13 @@ impl Reconciler {
                         Err(e) => return Err(e),
                     };
                     if !found {
+                        withheld.insert(name.clone());
                         problems.insert(
                             name.clone(),
-                            crate::secrets::Unresolved {
+                            Unresolved {
                                 reason: "SecretMissing",
                                 message: format!(
-                                    "Kubernetes Secret {secret} (keys username and password) does not exist in namespace {}",
+                                    "Kubernetes Secret {secret} (keys username and password) does not exist in namespace {}; the catalog is left out until it does",
                                     self.settings.namespace
                                 ),
                             },
@@ -564,11 +571,12 @@ impl Reconciler {
                 SecretRef::SecretsManager(arn) => {
                     arns.insert(arn.clone());
                     let secret = render::catalog::credentials_secret(name, catalog);
+                    wanted.insert(secret.clone());
                     let user = catalog
                         .properties
                         .get("connection-user")
                         .map(String::as_str);
-                    match self.secrets.resolve(&arn, user).await {
+                    let written = match self.secrets.resolve(&arn, user).await {
                         Ok(r) => {
                             let obj = render::objects::catalog_secret(
                                 &secret,
@@ -577,15 +585,31 @@ impl Reconciler {
                                 &r.password,
                                 &r.version,
                             );
-                            self.kube.apply(&obj).await?;
-                            wanted.insert(secret);
-                            versions.insert(name.clone(), r.version);
+                            self.kube
+                                .apply(&obj)
+                                .await
+                                .map(|()| r.version)
+                                .map_err(|e| Unresolved {
+                                    reason: "SecretNotWritten",
+                                    message: format!("writing Secret {secret}: {e}"),
+                                })
+                        }
+                        Err(u) => Err(u),
+                    };
+                    match written {
+                        Ok(version) => {
+                            versions.insert(name.clone(), version);
                         }
                         Err(u) => {
-                            // Keep what the pods run with until the secret reads again.
-                            wanted.insert(secret);
-                            if let Some(v) = self.secret_versions.get(name) {
-                                versions.insert(name.clone(), v.clone());
+                            // Keep what the pods run with until the secret reads again —
+                            // also after an agent restart, from the Secret's own record.
+                            match self.last_version(name, &secret).await {
+                                Some(v) => {
+                                    versions.insert(name.clone(), v);
+                                }
+                                None => {
+                                    withheld.insert(name.clone());
+                                }
                             }
                             problems.insert(name.clone(), u);
                         }
@@ -593,26 +617,43 @@ impl Reconciler {
                 }
             }
         }
-        // The metastore database's credentials, for the clusters that run the metastore.
+        // The metastore database's credentials, for the clusters that run the metastore:
+        // a `hive-site.xml` with the connection, written into the Secret (never into the
+        // pod's command line or environment, which the image's entrypoint traces).
         let metastore = desired
             .clusters
             .values()
             .any(|c| c.hive_metastore.as_ref().is_some_and(|h| h.enabled));
-        if let (true, Some((_, arn))) = (metastore, self.settings.metastore_db.clone()) {
+        if let (true, Some((endpoint, arn))) = (metastore, self.settings.metastore_db.clone()) {
             wanted.insert(render::METASTORE_DB_SECRET.to_owned());
-            match self.secrets.resolve(&arn, None).await {
+            let written = match self.secrets.resolve(&arn, None).await {
                 Ok(r) => {
-                    let obj = render::objects::catalog_secret(
-                        render::METASTORE_DB_SECRET,
+                    let obj = render::objects::metastore_db_secret(
                         &self.context(),
+                        &endpoint,
                         &r.username,
                         &r.password,
                         &r.version,
                     );
-                    self.kube.apply(&obj).await?;
-                    self.metastore_db_version = Some(r.version);
+                    self.kube
+                        .apply(&obj)
+                        .await
+                        .map(|()| r.version)
+                        .map_err(|e| Unresolved {
+                            reason: "SecretNotWritten",
+                            message: format!("writing Secret {}: {e}", render::METASTORE_DB_SECRET),
+                        })
                 }
+                Err(u) => Err(u),
+            };
+            match written {
+                Ok(v) => self.metastore_db_version = Some(v),
                 Err(u) => {
+                    if self.metastore_db_version.is_none() {
+                        self.metastore_db_version = self
+                            .last_version(METASTORE_PROBLEM, render::METASTORE_DB_SECRET)
+                            .await;
+                    }
                     problems.insert(METASTORE_PROBLEM.to_owned(), u);
                 }
             }
@@ -628,7 +669,22 @@ impl Reconciler {
         self.synced_secrets = wanted;
         self.secrets.retain(&arns);
         self.secret_versions = versions;
+        self.withheld_catalogs = withheld;
         Ok(problems)
+    }
+
+    /// The version of the credentials in a synced Secret: this process's memory, else the
+    /// Secret's own annotation (where the agent may read Secrets).
+    async fn last_version(&self, catalog: &str, secret: &str) -> Option<String> {
+        if let Some(v) = self.secret_versions.get(catalog) {
+            return Some(v.clone());
+        }
+        let obj = self.kube.get("v1", "Secret", secret).await.ok()??;
+        obj.metadata
+            .annotations
+            .as_ref()?
+            .get(render::objects::SECRET_VERSION_ANNOTATION)
+            .cloned()
     }
 
     /// Before the first apply that leaves `replicas` to the HPA: while Tether's manager

@@ -63,10 +63,17 @@ pub fn render(
     cluster: &str,
     spec: &ClusterSpec,
     catalogs: &BTreeMap<String, CatalogSpec>,
+    ctx: &super::RenderContext,
 ) -> CatalogFiles {
     let metastore = metastore_enabled(spec).then(|| metastore_uri(cluster));
     let mut out = CatalogFiles::default();
-    let attached: BTreeSet<&String> = spec.catalogs.iter().collect();
+    // A catalog whose credentials cannot be resolved is left out: a Presto pod referring to
+    // a Secret that does not exist never starts, and the coordinator is the only one.
+    let attached: BTreeSet<&String> = spec
+        .catalogs
+        .iter()
+        .filter(|c| !ctx.withheld_catalogs.contains(*c))
+        .collect();
     for name in attached {
         let Some(catalog) = catalogs.get(name) else {
             continue;
@@ -77,6 +84,15 @@ pub fn render(
             .filter(|(k, _)| k.as_str() != "connector.name")
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        // prestodb's S3 file system uses the node's instance profile unless told otherwise
+        // (`HiveS3Config`: `hive.s3.use-instance-credentials` defaults to true); with the
+        // install's Presto role it must take the pod's web identity (the default chain).
+        if catalog.connector == Connector::Hive
+            && ctx.presto_role_arn.is_some()
+            && !props.contains_key("hive.s3.use-instance-credentials")
+        {
+            props.insert("hive.s3.use-instance-credentials".into(), "false".into());
+        }
         if catalog.connector == Connector::Hive
             && let Some(uri) = &metastore
             && !props.contains_key("hive.metastore.uri")
@@ -109,7 +125,10 @@ pub fn render(
     if let Some(uri) = metastore
         && !out.data.contains_key(&default_file)
     {
-        let props = BTreeMap::from([("hive.metastore.uri".to_owned(), uri)]);
+        let mut props = BTreeMap::from([("hive.metastore.uri".to_owned(), uri)]);
+        if ctx.presto_role_arn.is_some() {
+            props.insert("hive.s3.use-instance-credentials".into(), "false".into());
+        }
         out.data.insert(default_file, file(Connector::Hive, &props));
     }
     out

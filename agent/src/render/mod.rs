@@ -54,6 +54,8 @@ pub struct RenderContext {
     /// The PostgreSQL database of the built-in metastore (the install's RDS instance),
     /// when there is one; else the metastore keeps its tables in an embedded Derby.
     pub metastore_db: Option<MetastoreDb>,
+    /// Catalogs left out of every cluster until their credentials resolve.
+    pub withheld_catalogs: std::collections::BTreeSet<String>,
 }
 
 /// Where the built-in metastore keeps its tables.
@@ -152,7 +154,7 @@ pub fn render_cluster(
     catalogs: &BTreeMap<String, CatalogSpec>,
     ctx: &RenderContext,
 ) -> Rendered {
-    let catalog_files = catalog::render(name, spec, catalogs);
+    let catalog_files = catalog::render(name, spec, catalogs, ctx);
     let coordinator_config = config::node_config(config::Role::Coordinator, name, spec, ctx);
     let worker_config = config::node_config(config::Role::Worker, name, spec, ctx);
 

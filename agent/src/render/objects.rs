@@ -45,8 +45,58 @@ pub fn service_account(cluster: &str, ctx: &RenderContext) -> Value {
 /// The ServiceAccount annotation naming the IAM role its pods assume (EKS IRSA).
 pub const IRSA_ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 
+/// The annotation of a synced Secret recording the Secrets Manager version it holds.
+pub const SECRET_VERSION_ANNOTATION: &str = "tether.io/secret-version";
+
+/// Secret `tether-metastore-db`: the metastore database's credentials, and the
+/// `hive-site.xml` that connects the metastore to it (JDO over JDBC, TLS required), which
+/// the metastore pods mount beside their `core-site.xml`.
+pub fn metastore_db_secret(
+    ctx: &RenderContext,
+    endpoint: &str,
+    username: &str,
+    password: &str,
+    version: &str,
+) -> Value {
+    use base64::Engine as _;
+    let xml = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&apos;")
+    };
+    let property = |k: &str, v: &str| {
+        format!(
+            "  <property>\n    <name>{k}</name>\n    <value>{}</value>\n  </property>\n",
+            xml(v)
+        )
+    };
+    let site = format!(
+        "<?xml version=\"1.0\"?>\n<configuration>\n{}{}{}{}</configuration>\n",
+        property(
+            "javax.jdo.option.ConnectionDriverName",
+            "org.postgresql.Driver"
+        ),
+        property(
+            "javax.jdo.option.ConnectionURL",
+            &format!(
+                "jdbc:postgresql://{endpoint}/{}?sslmode=require",
+                super::METASTORE_DB_NAME
+            )
+        ),
+        property("javax.jdo.option.ConnectionUserName", username),
+        property("javax.jdo.option.ConnectionPassword", password),
+    );
+    let mut s = catalog_secret(super::METASTORE_DB_SECRET, ctx, username, password, version);
+    s["data"]["hive-site.xml"] =
+        json!(base64::engine::general_purpose::STANDARD.encode(site.as_bytes()));
+    s
+}
+
 /// Secret `tether-catalog-<catalog>`: a catalog's `username` and `password` as the agent
-/// read them from Secrets Manager, labelled as Tether's (pruned with the catalog).
+/// read them from Secrets Manager, labelled as Tether's; the agent deletes it by name once
+/// no attached catalog needs it.
 pub fn catalog_secret(
     name: &str,
     ctx: &RenderContext,
@@ -67,7 +117,7 @@ pub fn catalog_secret(
                 super::labels::COMPONENT_LABEL: Component::Catalog.as_str(),
                 super::labels::COMPUTE_PLANE_LABEL: ctx.compute_plane_id,
             },
-            "annotations": {"tether.io/secret-version": version},
+            "annotations": {SECRET_VERSION_ANNOTATION: version},
         },
         "type": "Opaque",
         "data": {"username": b64(username), "password": b64(password)},

@@ -59,13 +59,15 @@ const KILL_MARGIN_SECONDS: u32 = 40;
 /// Seconds beyond the drain budget before the kubelet kills a coordinator still waiting.
 const COORDINATOR_MARGIN_SECONDS: u32 = 10;
 
-/// The coordinator's `preStop`: wait while `/v1/cluster` counts running or queued queries
-/// (its JSON is compact: `"runningQueries":3`); a coordinator that does not answer ends
-/// the wait. SIGTERM follows when it returns.
+/// The coordinator's `preStop`: wait while `/v1/query` lists a query that has not ended —
+/// queued, planning, starting, running (blocked on a slow client included) or finishing;
+/// its JSON is compact (`"state":"RUNNING"`). A coordinator that does not answer ends the
+/// wait. SIGTERM follows when it returns.
 fn query_drain_hook() -> Value {
     let script = format!(
-        "while curl -s http://localhost:{PRESTO_PORT}/v1/cluster \
-         | grep -Eq '\"(runningQueries|queuedQueries)\":[1-9]'; do sleep 2; done"
+        "while curl -s http://localhost:{PRESTO_PORT}/v1/query \
+         | grep -Eq '\"state\":\"(QUEUED|WAITING_FOR_PREREQUISITES|WAITING_FOR_RESOURCES|DISPATCHING|PLANNING|STARTING|RUNNING|FINISHING)\"'; \
+         do sleep 2; done"
     );
     json!({"preStop": {"exec": {"command": ["/bin/sh", "-c", script]}}})
 }
@@ -175,8 +177,8 @@ impl PrestoPods<'_> {
     /// `terminationGracePeriodSeconds`, which bounds the wait.
     fn drain_hook(&self) -> Value {
         let script = format!(
-            "curl -s -X PUT -H 'Content-Type: application/json' -d '\"SHUTTING_DOWN\"' \
-             http://localhost:{PRESTO_PORT}/v1/info/state; \
+            "curl -sf -X PUT -H 'Content-Type: application/json' -d '\"SHUTTING_DOWN\"' \
+             http://localhost:{PRESTO_PORT}/v1/info/state || exit 0; \
              while curl -s -o /dev/null http://localhost:{PRESTO_PORT}/v1/info/state; do sleep 2; done"
         );
         json!({"preStop": {"exec": {"command": ["/bin/sh", "-c", script]}}})
@@ -291,28 +293,17 @@ pub fn metastore_deployment(
     let mut volumes =
         vec![json!({"name": "config", "configMap": {"name": metastore_name(cluster)}})];
     if let Some(db) = &ctx.metastore_db {
-        // PostgreSQL, as the image documents it: DB_DRIVER for schematool and the JDO
-        // connection in SERVICE_OPTS; the credentials from the synced Secret, expanded by
-        // Kubernetes from the variables before it (`$(VAR)`). TLS is required (RDS for
-        // PostgreSQL 15+ refuses plain connections by default).
+        // PostgreSQL: DB_DRIVER for the image's schematool, and the JDO connection (with
+        // the password) in a `hive-site.xml` the agent writes into the Secret — mounted
+        // beside core-site.xml, never on the command line or in the environment, which the
+        // image's entrypoint traces (`set -x`) into the pod's log.
         env.push(json!({"name": "DB_DRIVER", "value": "postgres"}));
         env.push(json!({"name": "SCHEMA_COMMAND", "value": "initOrUpgradeSchema"}));
-        for (var, key) in [
-            ("METASTORE_DB_USER", "username"),
-            ("METASTORE_DB_PASSWORD", "password"),
-        ] {
-            env.push(json!({"name": var, "valueFrom": {"secretKeyRef": {"name": super::METASTORE_DB_SECRET, "key": key}}}));
-        }
-        opts.extend([
-            "-Djavax.jdo.option.ConnectionDriverName=org.postgresql.Driver".to_owned(),
-            format!(
-                "-Djavax.jdo.option.ConnectionURL=jdbc:postgresql://{}/{}?sslmode=require",
-                db.endpoint,
-                super::METASTORE_DB_NAME
-            ),
-            "-Djavax.jdo.option.ConnectionUserName=$(METASTORE_DB_USER)".to_owned(),
-            "-Djavax.jdo.option.ConnectionPassword=$(METASTORE_DB_PASSWORD)".to_owned(),
-        ]);
+        volumes[0] = json!({"name": "config", "projected": {"sources": [
+            {"configMap": {"name": metastore_name(cluster)}},
+            {"secret": {"name": super::METASTORE_DB_SECRET,
+                        "items": [{"key": "hive-site.xml", "path": "hive-site.xml"}]}},
+        ]}});
         annotations["tether.io/metastore-db-version"] = json!(db.version);
         // The image has no PostgreSQL JDBC driver; Presto's image (already on the nodes for
         // the cluster) carries one in its PostgreSQL connector: copied in at start.

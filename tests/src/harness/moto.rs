@@ -68,31 +68,24 @@ impl Moto {
 
     /// Calls a CloudWatch Logs action (JSON protocol; moto does not check signatures).
     pub async fn logs(&self, action: &str, body: &Value) -> Value {
-        let resp = reqwest::Client::new()
-            .post(&self.url)
-            .header("X-Amz-Target", format!("Logs_20140328.{action}"))
-            .header("Content-Type", "application/x-amz-json-1.1")
-            .header(
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/logs/aws4_request, SignedHeaders=host, Signature=0",
-            )
-            .body(body.to_string())
-            .send()
+        self.json_call(&format!("Logs_20140328.{action}"), "logs", body)
             .await
-            .expect("moto answers");
-        let text = resp.text().await.unwrap_or_default();
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
     }
 
     /// Calls a Secrets Manager action (JSON protocol).
     pub async fn secrets(&self, action: &str, body: &Value) -> Value {
+        self.json_call(&format!("secretsmanager.{action}"), "secretsmanager", body)
+            .await
+    }
+
+    async fn json_call(&self, target: &str, service: &str, body: &Value) -> Value {
         let resp = reqwest::Client::new()
             .post(&self.url)
-            .header("X-Amz-Target", format!("secretsmanager.{action}"))
+            .header("X-Amz-Target", target)
             .header("Content-Type", "application/x-amz-json-1.1")
             .header(
                 "Authorization",
-                "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/secretsmanager/aws4_request, SignedHeaders=host, Signature=0",
+                format!("AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"),
             )
             .body(body.to_string())
             .send()

@@ -69,6 +69,12 @@ impl PrestoEnv {
             .expect("kube stand-in");
         let kubeconfig = tmp.path().join("kubeconfig");
         kube.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+        // The Secret [`mysql_catalog`] refers to, as an operator creates it first.
+        kube.create_secret(
+            NAMESPACE,
+            "orders-db-credentials",
+            &[("username", "app"), ("password", "hunter2")],
+        );
         let cp = ControlPlaneProc::start(ControlPlaneOptions {
             data_dir: Some(tmp.path().join("cp")),
             ..ControlPlaneOptions::default()

@@ -79,7 +79,7 @@ fn changing_a_catalog_rolls_workers_and_restarts_the_coordinator() {
         .as_str()
         .unwrap_or_default();
     assert!(
-        hook.contains("http://localhost:8080/v1/cluster") && hook.contains("runningQueries"),
+        hook.contains("http://localhost:8080/v1/query") && hook.contains("|RUNNING|"),
         "{hook}"
     );
     // A catalog the cluster does not attach changes nothing of it.

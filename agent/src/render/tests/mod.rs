@@ -23,6 +23,7 @@ fn ctx() -> RenderContext {
         presto_role_arn: None,
         secret_versions: BTreeMap::new(),
         metastore_db: None,
+        withheld_catalogs: Default::default(),
     }
 }
 
@@ -401,6 +402,11 @@ fn workers_drain_before_they_stop() {
     assert_eq!(command[0], "/bin/sh");
     let script = command[2].as_str().unwrap_or_default();
     assert!(script.contains("-X PUT"), "{script}");
+    // A refused or failed PUT ends the hook (SIGTERM then) instead of waiting out the grace.
+    assert!(
+        script.contains("curl -sf") && script.contains("|| exit 0"),
+        "{script}"
+    );
     assert!(script.contains(r#"-d '"SHUTTING_DOWN"'"#), "{script}");
     assert!(
         script.contains("http://localhost:8080/v1/info/state"),

@@ -194,6 +194,30 @@ impl KubeStandIn {
         }
     }
 
+    /// Creates (or replaces) Secret `namespace`/`name` with `data` (plain values, stored
+    /// base64 as the API keeps them), as `kubectl create secret generic` would.
+    pub fn create_secret(&self, namespace: &str, name: &str, data: &[(&str, &str)]) {
+        use base64::Engine as _;
+        let data: serde_json::Map<String, serde_json::Value> = data
+            .iter()
+            .map(|(k, v)| {
+                (
+                    (*k).to_owned(),
+                    base64::engine::general_purpose::STANDARD
+                        .encode(v.as_bytes())
+                        .into(),
+                )
+            })
+            .collect();
+        let key = ObjectKey::new("v1", "secrets", Some(namespace), name);
+        let obj = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": namespace}, "data": data});
+        let _ = self
+            .shared
+            .store
+            .upsert(&key, store::Mode::Counted, |_| Ok(obj));
+    }
+
     /// Places a Presto task of `duration` on the Pod (a query's split running on that
     /// worker). Refused, as Presto's scheduler refuses a node in `SHUTTING_DOWN`, when the
     /// Pod does not exist, is shutting down, or is terminating.

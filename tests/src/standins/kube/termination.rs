@@ -16,8 +16,9 @@
 //! before that ends the JVM at once and fails the tasks still running, and so does the kill.
 //! A hook that ends in `sleep N` returns after N seconds (then SIGTERM); any other hook runs
 //! until the container is gone (a wait for Presto's exit). A coordinator cannot be told
-//! `SHUTTING_DOWN` (prestodb refuses it there), so its hook polls `/v1/cluster` until no
-//! query runs: modelled as returning when the Pod's last task (query) ends, then SIGTERM.
+//! `SHUTTING_DOWN` (prestodb refuses it there), so its hook polls `/v1/query` until no query
+//! is left unfinished: modelled as returning when the Pod's last task (query) ends, then
+//! SIGTERM.
 //!
 //! Tasks are the tests' handle on "a query running on this worker": [`Tasks::start`] places
 //! one on a Pod (refused on a Pod that is shutting down or terminating, as Presto's
@@ -126,7 +127,7 @@ enum Hook {
     None,
     /// Tells Presto to shut down; returns after `Some(n)` seconds, or runs until the exit.
     Drain(Option<Duration>),
-    /// Waits until the coordinator runs no query (`/v1/cluster`), then returns.
+    /// Waits until the coordinator has no unfinished query (`/v1/query`), then returns.
     QueryDrain,
     /// Something else that returns after a while (or at once).
     Other(Option<Duration>),
@@ -147,7 +148,7 @@ fn hook(pod: &Value) -> Hook {
     let returns_after = trailing_sleep(&cmd);
     if cmd.contains("SHUTTING_DOWN") {
         Hook::Drain(returns_after)
-    } else if cmd.contains("/v1/cluster") && cmd.contains("runningQueries") {
+    } else if cmd.contains("/v1/query") && cmd.contains("RUNNING") {
         Hook::QueryDrain
     } else {
         Hook::Other(returns_after.or(Some(Duration::ZERO)))
