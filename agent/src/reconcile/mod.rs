@@ -585,14 +585,7 @@ impl Reconciler {
                                 &r.password,
                                 &r.version,
                             );
-                            self.kube
-                                .apply(&obj)
-                                .await
-                                .map(|()| r.version)
-                                .map_err(|e| Unresolved {
-                                    reason: "SecretNotWritten",
-                                    message: format!("writing Secret {secret}: {e}"),
-                                })
+                            self.write_synced(&obj, r.version).await
                         }
                         Err(u) => Err(u),
                     };
@@ -635,14 +628,7 @@ impl Reconciler {
                         &r.password,
                         &r.version,
                     );
-                    self.kube
-                        .apply(&obj)
-                        .await
-                        .map(|()| r.version)
-                        .map_err(|e| Unresolved {
-                            reason: "SecretNotWritten",
-                            message: format!("writing Secret {}: {e}", render::METASTORE_DB_SECRET),
-                        })
+                    self.write_synced(&obj, r.version).await
                 }
                 Err(u) => Err(u),
             };
@@ -671,6 +657,23 @@ impl Reconciler {
         self.secret_versions = versions;
         self.withheld_catalogs = withheld;
         Ok(problems)
+    }
+
+    /// Applies a synced Secret; its version when written, else why not (that Secret's
+    /// problem, not the whole pass's).
+    async fn write_synced(
+        &self,
+        obj: &serde_json::Value,
+        version: String,
+    ) -> Result<String, crate::secrets::Unresolved> {
+        self.kube
+            .apply(obj)
+            .await
+            .map(|()| version)
+            .map_err(|e| crate::secrets::Unresolved {
+                reason: "SecretNotWritten",
+                message: format!("writing Secret {}: {e}", obj["metadata"]["name"]),
+            })
     }
 
     /// The version of the credentials in a synced Secret: this process's memory, else the
