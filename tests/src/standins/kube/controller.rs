@@ -163,6 +163,7 @@ impl Controller {
         for t in self.terminating.values() {
             at(t.gone_at);
         }
+        self.mark_ready(now);
         let (deployments, _) = self.shared.store.list("apps/v1", "deployments", None);
         let (pods, _) = self.shared.store.list("v1", "pods", None);
         let mut live = HashSet::new();
@@ -193,6 +194,37 @@ impl Controller {
             at(t.gone_at);
         }
         wake
+    }
+
+    /// Pods whose readiness delay has passed report Ready in their status, as the kubelet
+    /// does once the readiness probe succeeds (a status write, not counted).
+    fn mark_ready(&self, now: Instant) {
+        let due: Vec<ObjectKey> = self
+            .ready_at
+            .iter()
+            .filter(|(k, t)| **t <= now && !self.terminating.contains_key(*k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let _ = self.shared.store.upsert(&key, Mode::Uncounted, |cur| {
+                let mut new = cur
+                    .ok_or_else(|| ApiError::new(404, "NotFound", "gone"))?
+                    .clone();
+                if let Some(conds) = new["status"]["conditions"].as_array_mut() {
+                    for c in conds {
+                        if c["type"] == "Ready" || c["type"] == "ContainersReady" {
+                            c["status"] = json!("True");
+                        }
+                    }
+                }
+                if let Some(cs) = new["status"]["containerStatuses"].as_array_mut() {
+                    for c in cs {
+                        c["ready"] = json!(true);
+                    }
+                }
+                Ok(new)
+            });
+        }
     }
 
     fn is_ready(&self, p: &Value, now: Instant) -> bool {
@@ -402,11 +434,19 @@ impl Controller {
             .into_iter()
             .flatten()
             .map(|c| {
-                json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": true, "started": true,
+                json!({"name": c["name"], "image": c["image"], "imageID": "", "ready": false, "started": true,
                        "restartCount": 0, "state": {"running": {"startedAt": now}}})
             })
             .collect();
-        let condition = |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": now});
+        // Ready only once its readiness delay has passed ([`Controller::mark_ready`]).
+        let condition = |t: &str| {
+            let status = if matches!(t, "Ready" | "ContainersReady") {
+                "False"
+            } else {
+                "True"
+            };
+            json!({"type": t, "status": status, "lastProbeTime": null, "lastTransitionTime": now})
+        };
         let conditions = ["Initialized", "Ready", "ContainersReady", "PodScheduled"].map(condition);
         let mut metadata = json!({
             "name": name, "namespace": ns, "generateName": format!("{owner}-{hash}-"), "labels": labels,

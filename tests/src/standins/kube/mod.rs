@@ -220,7 +220,7 @@ impl KubeStandIn {
 
     /// Places a Presto task of `duration` on the Pod (a query's split running on that
     /// worker). Refused, as Presto's scheduler refuses a node in `SHUTTING_DOWN`, when the
-    /// Pod does not exist, is shutting down, or is terminating.
+    /// Pod does not exist, is shutting down, is terminating, or is not Ready yet.
     pub fn run_task(
         &self,
         namespace: &str,
@@ -236,6 +236,15 @@ impl KubeStandIn {
         let id = (namespace.to_owned(), pod.to_owned());
         if self.shared.drained().contains(&id) || !obj["metadata"]["deletionTimestamp"].is_null() {
             return Err(format!("pod {pod} is shutting down"));
+        }
+        let ready = obj["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+        if !ready {
+            return Err(format!(
+                "pod {pod} is not Ready: its Service sends it nothing"
+            ));
         }
         Ok(self.shared.tasks.start(id, duration))
     }
