@@ -576,19 +576,17 @@ impl Reconciler {
                         .properties
                         .get("connection-user")
                         .map(String::as_str);
-                    let written = match self.secrets.resolve(&arn, user).await {
-                        Ok(r) => {
-                            let obj = render::objects::catalog_secret(
+                    let written = self
+                        .sync_secret(&arn, user, |ctx, r| {
+                            render::objects::catalog_secret(
                                 &secret,
-                                &self.context(),
+                                ctx,
                                 &r.username,
                                 &r.password,
                                 &r.version,
-                            );
-                            self.write_synced(&obj, r.version).await
-                        }
-                        Err(u) => Err(u),
-                    };
+                            )
+                        })
+                        .await;
                     match written {
                         Ok(version) => {
                             versions.insert(name.clone(), version);
@@ -619,19 +617,17 @@ impl Reconciler {
             .any(|c| c.hive_metastore.as_ref().is_some_and(|h| h.enabled));
         if let (true, Some((endpoint, arn))) = (metastore, self.settings.metastore_db.clone()) {
             wanted.insert(render::METASTORE_DB_SECRET.to_owned());
-            let written = match self.secrets.resolve(&arn, None).await {
-                Ok(r) => {
-                    let obj = render::objects::metastore_db_secret(
-                        &self.context(),
+            let written = self
+                .sync_secret(&arn, None, |ctx, r| {
+                    render::objects::metastore_db_secret(
+                        ctx,
                         &endpoint,
                         &r.username,
                         &r.password,
                         &r.version,
-                    );
-                    self.write_synced(&obj, r.version).await
-                }
-                Err(u) => Err(u),
-            };
+                    )
+                })
+                .await;
             match written {
                 Ok(v) => self.metastore_db_version = Some(v),
                 Err(u) => {
@@ -659,17 +655,20 @@ impl Reconciler {
         Ok(problems)
     }
 
-    /// Applies a synced Secret; its version when written, else why not (that Secret's
-    /// problem, not the whole pass's).
-    async fn write_synced(
-        &self,
-        obj: &serde_json::Value,
-        version: String,
+    /// Reads `arn` and applies the Secret `secret` makes of it; the version written, else
+    /// why not (that Secret's problem, not the whole pass's).
+    async fn sync_secret(
+        &mut self,
+        arn: &str,
+        user: Option<&str>,
+        secret: impl FnOnce(&RenderContext, &crate::secrets::Resolved) -> serde_json::Value,
     ) -> Result<String, crate::secrets::Unresolved> {
+        let r = self.secrets.resolve(arn, user).await?;
+        let obj = secret(&self.context(), &r);
         self.kube
-            .apply(obj)
+            .apply(&obj)
             .await
-            .map(|()| version)
+            .map(|()| r.version)
             .map_err(|e| crate::secrets::Unresolved {
                 reason: "SecretNotWritten",
                 message: format!("writing Secret {}: {e}", obj["metadata"]["name"]),
