@@ -18,7 +18,7 @@ use serde_json::{Map, Value, json};
 use tether_shared::spec::{ClusterSpec, Resources, Toleration, Workers};
 
 use super::config::{DATA_DIR, ETC_DIR, HEAP_DUMP_DIR, NODE_CONFIG_KEYS, heap_dump_size_limit};
-use super::labels::{Component, labels, selector};
+use super::labels::{Component, INSTANCE_LABEL, MANAGED_BY, labels, selector};
 use super::objects::metadata;
 use super::{
     METASTORE_PORT, PRESTO_PORT, RenderContext, catalog_configmap_name, coordinator_name,
@@ -184,7 +184,13 @@ impl PrestoPods<'_> {
         json!({"preStop": {"exec": {"command": ["/bin/sh", "-c", script]}}})
     }
 
-    fn template(&self, component: Component, annotations: Value, pod: Map<String, Value>) -> Value {
+    fn template(
+        &self,
+        component: Component,
+        mut annotations: Value,
+        pod: Map<String, Value>,
+    ) -> Value {
+        annotations[DO_NOT_DISRUPT] = json!("true");
         json!({
             "metadata": {
                 "labels": labels(self.cluster, component, self.ctx),
@@ -242,7 +248,7 @@ impl PrestoPods<'_> {
             "serviceAccountName".into(),
             json!(presto_service_account(self.cluster)),
         );
-        placement(self.spec, &mut pod);
+        placement(self.cluster, self.spec, &mut pod);
         pod.insert("containers".into(), json!([container]));
         pod.insert(
             "volumes".into(),
@@ -287,7 +293,7 @@ pub fn metastore_deployment(
     if !warehouse.is_empty() {
         opts.push(format!("-Dhive.metastore.warehouse.dir={warehouse}"));
     }
-    let mut annotations = json!({ CONFIG_HASH: config_hash });
+    let mut annotations = json!({ CONFIG_HASH: config_hash, DO_NOT_DISRUPT: "true" });
     let mut init = Vec::new();
     let mut mounts = vec![json!({"name": "config", "mountPath": METASTORE_CONF_DIR})];
     let mut volumes =
@@ -326,7 +332,7 @@ pub fn metastore_deployment(
         "serviceAccountName".into(),
         json!(presto_service_account(cluster)),
     );
-    placement(spec, &mut pod);
+    placement(cluster, spec, &mut pod);
     pod.insert("volumes".into(), Value::Array(volumes));
     if !init.is_empty() {
         pod.insert("initContainers".into(), Value::Array(init));
@@ -376,8 +382,29 @@ fn requests_and_limits(r: &Resources) -> Value {
     json!({"requests": both, "limits": both})
 }
 
-/// `nodeSelector` and `tolerations` from the spec, each only when set.
-fn placement(spec: &ClusterSpec, pod: &mut Map<String, Value>) {
+/// Pod annotation that keeps EKS Auto Mode's Karpenter from consolidating (or replacing
+/// for drift) a node while a Presto pod runs on it: a consolidation would evict running
+/// queries. Expiry (14 days) and interruption still replace the node, through the pod's
+/// own preStop drain (Karpenter docs, concepts/disruption.md).
+pub const DO_NOT_DISRUPT: &str = "karpenter.sh/do-not-disrupt";
+
+/// Where a pod may run: every cluster on nodes of its own — no pod of another Tether
+/// cluster on the same node (a required pod anti-affinity, which Auto Mode's Karpenter
+/// honours when it launches nodes, and which the scheduler also applies in reverse to
+/// the pods already running) — and `nodeSelector` and `tolerations` from the spec, each
+/// only when set (e.g. `eks.amazonaws.com/instance-family: r6i`).
+fn placement(cluster: &str, spec: &ClusterSpec, pod: &mut Map<String, Value>) {
+    pod.insert(
+        "affinity".into(),
+        json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+            "labelSelector": {"matchExpressions": [
+                {"key": MANAGED_BY.0, "operator": "In", "values": [MANAGED_BY.1]},
+                {"key": INSTANCE_LABEL, "operator": "Exists"},
+                {"key": INSTANCE_LABEL, "operator": "NotIn", "values": [cluster]},
+            ]},
+            "topologyKey": "kubernetes.io/hostname",
+        }]}}),
+    );
     if !spec.node_selector.is_empty() {
         pod.insert("nodeSelector".into(), json!(spec.node_selector));
     }

@@ -1,6 +1,6 @@
 //! The CloudFormation template that installs a compute plane into a customer's account:
 //! network (a new VPC with private subnets and one NAT gateway, or the customer's VPC and
-//! private subnets), an EKS cluster and managed node group, the data-lake bucket, the log
+//! private subnets), an EKS cluster in Auto Mode (EKS provisions the nodes), the data-lake bucket, the log
 //! group, the enrollment token as a secret, the agent on ECS Fargate in the private
 //! subnets with an EKS access entry, Presto's own IAM role (IRSA) and the metrics-server
 //! add-on for the worker autoscaler.
@@ -190,18 +190,6 @@ fn parameters(input: &TemplateInput) -> Value {
             "Description": "EKS Kubernetes version.",
             "Default": "1.33",
         },
-        "NodeInstanceType": {
-            "Type": "String",
-            "Description": "EC2 instance type of the Presto nodes.",
-            "Default": "m6i.2xlarge",
-        },
-        "NodeCount": {
-            "Type": "Number",
-            "Description": "Initial number of nodes.",
-            "Default": 3,
-            "MinValue": 1,
-            "MaxValue": 100,
-        },
         "MetastoreDbInstanceClass": {
             "Type": "String",
             "Description": "RDS instance class of the PostgreSQL database that keeps the built-in Hive metastore's tables.",
@@ -326,20 +314,35 @@ fn resources(input: &TemplateInput) -> Value {
                 "Principal": {"AWS": sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")},
                 "Action": "kms:*", "Resource": "*"}]},
             "Tags": tags("eks-secrets")}},
+        // EKS Auto Mode: EKS launches, scales and replaces the nodes (its Karpenter, the
+        // built-in `general-purpose` NodePool), and runs networking, DNS, block storage and
+        // the Pod Identity agent itself. The cluster role then needs the four Auto Mode
+        // policies and `sts:TagSession` in its trust
+        // (https://docs.aws.amazon.com/eks/latest/userguide/auto-cluster-iam-role.html).
         "ClusterRole": {"Type": "AWS::IAM::Role", "Properties": {
-            "AssumeRolePolicyDocument": assume("eks.amazonaws.com"),
-            "ManagedPolicyArns": [sub("arn:${AWS::Partition}:iam::aws:policy/AmazonEKSClusterPolicy")],
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "eks.amazonaws.com"},
+                "Action": ["sts:AssumeRole", "sts:TagSession"]}]},
+            "ManagedPolicyArns": [
+                sub("arn:${AWS::Partition}:iam::aws:policy/AmazonEKSClusterPolicy"),
+                sub("arn:${AWS::Partition}:iam::aws:policy/AmazonEKSComputePolicy"),
+                sub("arn:${AWS::Partition}:iam::aws:policy/AmazonEKSBlockStoragePolicy"),
+                sub("arn:${AWS::Partition}:iam::aws:policy/AmazonEKSLoadBalancingPolicy"),
+                sub("arn:${AWS::Partition}:iam::aws:policy/AmazonEKSNetworkingPolicy"),
+            ],
             "Policies": [{"PolicyName": "secrets-encryption", "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
                 "Sid": "SecretsKey", "Effect": "Allow",
                 "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey", "kms:CreateGrant", "kms:ListGrants"],
                 "Resource": att("SecretsKey", "Arn")}]}}],
             "Tags": tags("eks-cluster")}},
+        // The Auto Mode nodes' role: the minimal node policy and image pulls; EKS creates
+        // its access entry for the built-in node pools
+        // (https://docs.aws.amazon.com/eks/latest/userguide/auto-create-node-role.html).
         "NodeRole": {"Type": "AWS::IAM::Role", "Properties": {
             "AssumeRolePolicyDocument": assume("ec2.amazonaws.com"),
             "ManagedPolicyArns": [
-                sub("arn:${AWS::Partition}:iam::aws:policy/AmazonEKSWorkerNodePolicy"),
-                sub("arn:${AWS::Partition}:iam::aws:policy/AmazonEKS_CNI_Policy"),
-                sub("arn:${AWS::Partition}:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"),
+                sub("arn:${AWS::Partition}:iam::aws:policy/AmazonEKSWorkerNodeMinimalPolicy"),
+                sub("arn:${AWS::Partition}:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly"),
             ],
             "Tags": tags("eks-node")}},
         "EksCluster": {"Type": "AWS::EKS::Cluster", "Properties": {
@@ -347,6 +350,14 @@ fn resources(input: &TemplateInput) -> Value {
             "Version": r("KubernetesVersion"),
             "RoleArn": att("ClusterRole", "Arn"),
             "AccessConfig": {"AuthenticationMode": "API"},
+            // Auto Mode: compute, block storage and load balancing are enabled together
+            // (the API refuses a mix); no self-managed add-ons (vpc-cni, kube-proxy,
+            // coredns), Auto Mode runs their equivalents.
+            "BootstrapSelfManagedAddons": false,
+            "ComputeConfig": {"Enabled": true, "NodePools": ["general-purpose", "system"],
+                "NodeRoleArn": att("NodeRole", "Arn")},
+            "KubernetesNetworkConfig": {"ElasticLoadBalancing": {"Enabled": true}},
+            "StorageConfig": {"BlockStorage": {"Enabled": true}},
             "EncryptionConfig": [{"Provider": {"KeyArn": att("SecretsKey", "Arn")}, "Resources": ["secrets"]}],
             "ResourcesVpcConfig": {
                 "SubnetIds": private_subnets(n),
@@ -356,14 +367,6 @@ fn resources(input: &TemplateInput) -> Value {
             },
             "Logging": {"ClusterLogging": {"EnabledTypes": [{"Type": "api"}, {"Type": "audit"}, {"Type": "authenticator"}]}},
             "Tags": tags("eks")}},
-        "NodeGroup": {"Type": "AWS::EKS::Nodegroup", "Properties": {
-            "ClusterName": r("EksCluster"),
-            "NodeRole": att("NodeRole", "Arn"),
-            "Subnets": private_subnets(n),
-            "AmiType": "AL2023_x86_64_STANDARD",
-            "InstanceTypes": [r("NodeInstanceType")],
-            "ScalingConfig": {"MinSize": 1, "DesiredSize": r("NodeCount"), "MaxSize": 100},
-            "Labels": {"tether.io/compute-plane": r("ComputePlaneId")}}},
 
         // --- data lake
         "DataLakeBucket": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",

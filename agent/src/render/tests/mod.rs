@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tether_shared::spec::{
     CatalogSpec, ClusterSpec, Connector, Credentials, HiveMetastore, Resources, Toleration, Workers,
 };
@@ -477,4 +477,111 @@ fn pods_run_as_the_presto_service_account_with_the_install_role() {
     let plain = fixed3();
     let sa = find(&plain, "ServiceAccount", "tether-presto-analytics");
     assert!(sa["metadata"]["annotations"].is_null(), "{sa}");
+}
+
+/// A label selector's `matchExpressions` against a pod's labels, as the scheduler reads
+/// them (Kubernetes docs, "Labels and Selectors": set-based requirements are ANDed;
+/// `NotIn` also matches a pod without the key).
+fn selects(selector: &Value, labels: &Value) -> bool {
+    selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|e| {
+            let value = labels[e["key"].as_str().unwrap_or_default()].as_str();
+            let values: Vec<&str> = e["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            match e["operator"].as_str() {
+                Some("In") => value.is_some_and(|v| values.contains(&v)),
+                Some("NotIn") => value.is_none_or(|v| !values.contains(&v)),
+                Some("Exists") => value.is_some(),
+                Some("DoesNotExist") => value.is_none(),
+                other => panic!("operator {other:?}"),
+            }
+        })
+}
+
+#[test]
+fn every_cluster_runs_on_nodes_of_its_own_that_autoscaling_never_consolidates_away() {
+    let mut with_metastore = cluster(Workers::Fixed { count: 2 });
+    with_metastore.node_selector = [(
+        "eks.amazonaws.com/instance-family".to_owned(),
+        "r6i".to_owned(),
+    )]
+    .into();
+    with_metastore.hive_metastore = Some(tether_shared::spec::HiveMetastore {
+        enabled: true,
+        warehouse: "s3://bucket/warehouse".into(),
+    });
+    let mut cats = catalogs();
+    cats.insert("raw".into(), catalog(Connector::Hive, &[], None));
+    with_metastore.catalogs.push("raw".into());
+    let a = render_cluster("a", &with_metastore, &cats, &ctx());
+    let b = render_cluster(
+        "b",
+        &cluster(Workers::Fixed { count: 2 }),
+        &catalogs(),
+        &ctx(),
+    );
+    let pods = |r: &Rendered| -> Vec<(String, Value)> {
+        r.objects
+            .iter()
+            .filter(|o| o["kind"] == "Deployment")
+            .map(|d| {
+                (
+                    d["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    d["spec"]["template"].clone(),
+                )
+            })
+            .collect()
+    };
+    let (pa, pb) = (pods(&a), pods(&b));
+    assert!(pa.len() >= 3, "coordinator, workers, metastore: {pa:?}");
+    for (name, t) in pa.iter().chain(&pb) {
+        assert_eq!(
+            t["metadata"]["annotations"]["karpenter.sh/do-not-disrupt"], "true",
+            "{name}"
+        );
+        let terms = t["spec"]["affinity"]["podAntiAffinity"]
+            ["requiredDuringSchedulingIgnoredDuringExecution"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no required anti-affinity"));
+        assert_eq!(terms.len(), 1, "{name}");
+        assert_eq!(terms[0]["topologyKey"], "kubernetes.io/hostname");
+        let (own, other) = if pa.iter().any(|(n, _)| n == name) {
+            (&pa, &pb)
+        } else {
+            (&pb, &pa)
+        };
+        // Never beside another cluster's pod, always allowed beside its own.
+        for (n, o) in other {
+            assert!(
+                selects(&terms[0]["labelSelector"], &o["metadata"]["labels"]),
+                "{name} may share a node with {n}"
+            );
+        }
+        for (n, o) in own {
+            assert!(
+                !selects(&terms[0]["labelSelector"], &o["metadata"]["labels"]),
+                "{name} repels its own {n}"
+            );
+        }
+        // A pod that is not Tether's (no managed-by label) is not repelled.
+        assert!(!selects(
+            &terms[0]["labelSelector"],
+            &json!({"app.kubernetes.io/instance": "someone-else"})
+        ));
+    }
+    let coordinator = &find(&a, "Deployment", "a-coordinator")["spec"]["template"]["spec"];
+    assert_eq!(
+        coordinator["nodeSelector"]["eks.amazonaws.com/instance-family"],
+        "r6i"
+    );
 }
