@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod desired;
 pub mod fleet;
 pub mod grpc;
+pub mod identity;
 pub mod install;
 pub mod metrics;
 pub mod presence;
@@ -79,6 +80,8 @@ pub struct Config {
     pub telemetry_retention: Duration,
     /// This replica among the others.
     pub fleet: fleet::FleetSettings,
+    /// Sign-in with identity providers.
+    pub identity: state::IdentitySettings,
 }
 
 /// Why the control plane could not start or stopped.
@@ -185,6 +188,9 @@ impl ControlPlane {
                 sts_endpoint: config.sts_endpoint.clone(),
                 http: account_binding::StsClient::new(),
             },
+            secrets: secrets.clone(),
+            identity: config.identity.clone(),
+            oidc_http: identity::oidc::http_client(),
             install: state::InstallSettings {
                 grpc_endpoint: config.public_grpc_endpoint.clone().unwrap_or_default(),
                 agent_image: format!("public.ecr.aws/tether/agent:{}", env!("CARGO_PKG_VERSION")),

@@ -62,6 +62,38 @@ pub struct AppState {
     pub fleet: crate::fleet::Fleet,
     /// Session starts and ends, heartbeats and applied acks waiting to be written.
     pub presence: Arc<crate::presence::Presence>,
+    /// The control plane's sealed secrets (identity providers' client secrets among them).
+    pub secrets: crate::secrets::Secrets,
+    /// Sign-in with identity providers.
+    pub identity: IdentitySettings,
+    /// The HTTP client for identity providers.
+    pub oidc_http: reqwest::Client,
+}
+
+/// Sign-in with identity providers (see [`crate::identity`]).
+#[derive(Debug, Clone, Default)]
+pub struct IdentitySettings {
+    /// The dashboard's address as browsers reach it (e.g. `https://cp.example.com`): the
+    /// OIDC callback is `PUBLIC_URL/ui/oidc/callback`. `None`: taken from each request's
+    /// `Host` (and `X-Forwarded-Proto`).
+    pub public_url: Option<String>,
+    /// The vendor's own provider for platform admins.
+    pub platform_oidc: Option<PlatformOidc>,
+}
+
+/// `serve --platform-oidc-issuer … --platform-oidc-client-id … --platform-oidc-client-secret-file …`.
+#[derive(Debug, Clone)]
+pub struct PlatformOidc {
+    /// Issuer.
+    pub issuer: String,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret (read from its file at start).
+    pub client_secret: String,
+    /// The groups claim; with `admin_group`, only its members may sign in.
+    pub groups_claim: String,
+    /// The group whose members are platform admins; `None`: everyone the provider signs in.
+    pub admin_group: Option<String>,
 }
 
 /// Where agents' signed AWS identities are verified.

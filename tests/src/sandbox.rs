@@ -59,6 +59,7 @@ pub async fn run(
         database: None,
         secret_key_file: None,
         fleet: Default::default(),
+        identity: Default::default(),
         public_grpc_endpoint: None,
         sts_endpoint: "https://sts.amazonaws.com".into(),
         tls_sans: vec![],

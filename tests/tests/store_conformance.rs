@@ -19,6 +19,8 @@ mod compute_planes;
 mod concurrency;
 #[path = "store_conformance/desired.rs"]
 mod desired;
+#[path = "store_conformance/identity.rs"]
+mod identity;
 #[path = "store_conformance/presence.rs"]
 mod presence;
 #[path = "store_conformance/query_log.rs"]
@@ -75,6 +77,9 @@ conformance!(
     tenants::tenants_are_unique_by_name_and_listed_by_name,
     tenants::api_tokens_are_found_by_hash_and_id,
     tenants::bootstrap_creates_the_first_platform_admin_once,
+    identity::identity_providers_are_per_tenant_and_replaced_whole,
+    identity::users_are_recorded_at_each_sign_in_and_own_expiring_tokens,
+    identity::pending_sign_ins_are_taken_once_and_expire,
     compute_planes::compute_planes_belong_to_one_tenant,
     compute_planes::compute_planes_are_listed_in_byte_order,
     compute_planes::enrollment_tokens_peek_and_redeem,

@@ -26,6 +26,8 @@ pub struct Origin<'a> {
     pub client_addr: String,
     /// The caller, if authenticated.
     pub principal: Option<&'a Principal>,
+    /// The person, when known without a principal (a refused sign-in names who tried).
+    pub user: Option<String>,
 }
 
 /// The client's address from the connection, `unknown` when served without one (tests).
@@ -93,6 +95,10 @@ pub async fn append(
         status,
         client_addr: origin.client_addr,
         via: origin.via.to_owned(),
+        user: origin
+            .principal
+            .and_then(|p| p.user.clone())
+            .or(origin.user),
     };
     if let Err(e) = state.store.append_audit(&entry).await {
         tracing::error!(action = %entry.action, target = %entry.target, "AUDIT ENTRY NOT WRITTEN: {e}");
@@ -127,6 +133,7 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
             via: "api",
             client_addr: client,
             principal: principal.as_ref(),
+            user: None,
         },
         tenant,
         action,
@@ -178,7 +185,7 @@ fn ms_param(name: &str, v: Option<&String>) -> Result<Option<i64>, ApiError> {
         ("cursor" = Option<i64>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses(
-        (status = 200, description = "Newest first: `{\"entries\": [{\"id\", \"at\", \"token_id\", \"role\", \"tenant_id\", \"action\", \"target\", \"result\", \"status\", \"client_addr\", \"via\"}], \"next_cursor\"}`", body = serde_json::Value),
+        (status = 200, description = "Newest first: `{\"entries\": [{\"id\", \"at\", \"token_id\", \"user\", \"role\", \"tenant_id\", \"action\", \"target\", \"result\", \"status\", \"client_addr\", \"via\"}], \"next_cursor\"}`; `user` names the person (`alice@example.com via oidc`) when the caller is one", body = serde_json::Value),
         (status = 400, description = "Invalid parameter"),
         (status = 401, description = "No or unknown API token"),
         (status = 403, description = "Role below admin"),
@@ -226,6 +233,7 @@ pub async fn list(
                 "status": e.status,
                 "client_addr": e.client_addr,
                 "via": e.via,
+                "user": e.user,
             })
         })
         .collect();

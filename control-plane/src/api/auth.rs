@@ -18,6 +18,10 @@ pub struct Principal {
     pub tenant_id: Option<String>,
     /// Role.
     pub role: Role,
+    /// The person, when the token is one's (`alice@example.com via oidc`).
+    pub user: Option<String>,
+    /// That person's user id.
+    pub user_id: Option<String>,
 }
 
 impl Principal {
@@ -55,17 +59,28 @@ impl Principal {
 pub struct Authenticated(pub Option<Principal>);
 
 impl Principal {
-    /// The principal of an API token row.
-    pub fn of_token(t: crate::store::ApiToken) -> Self {
-        Principal {
+    /// The principal of an API token row, if the token still works at `now` (Unix
+    /// seconds).
+    pub fn of_token(t: crate::store::ApiToken, now: i64) -> Option<Self> {
+        t.live(now).then_some(Principal {
             token_id: t.id,
             tenant_id: t.tenant_id,
             role: t.role,
-        }
+            user: t.user,
+            user_id: t.user_id,
+        })
+    }
+
+    /// Who, for logs and pages: the person, else the token id.
+    pub fn who(&self) -> String {
+        self.user
+            .clone()
+            .unwrap_or_else(|| format!("token {}", self.token_id))
     }
 }
 
-/// Looks up the bearer token of `headers`; `None` when there is none or it is unknown.
+/// Looks up the bearer token of `headers`; `None` when there is none, it is unknown, or
+/// it expired.
 pub async fn bearer(
     state: &AppState,
     headers: &axum::http::HeaderMap,
@@ -83,7 +98,7 @@ pub async fn bearer(
         .store
         .find_api_token(&tether_shared::tokens::hash(token))
         .await?;
-    Ok(found.map(Principal::of_token))
+    Ok(found.and_then(|t| Principal::of_token(t, state.clock.now())))
 }
 
 impl FromRequestParts<AppState> for Principal {

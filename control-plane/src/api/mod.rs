@@ -10,6 +10,7 @@ pub mod catalogs;
 pub mod clusters;
 pub mod compute_planes;
 pub mod error;
+pub mod identity;
 pub mod json;
 pub mod replicas;
 pub mod telemetry;
@@ -85,6 +86,8 @@ fn api_routes(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .routes(routes!(tenants::list, tenants::create))
         .routes(routes!(tenants::create_token))
         .routes(routes!(tenants::put_settings))
+        .routes(routes!(identity::get, identity::put, identity::delete))
+        .routes(routes!(identity::users))
         .routes(routes!(usage::get))
         .routes(routes!(audit::list))
         .routes(routes!(replicas::list))

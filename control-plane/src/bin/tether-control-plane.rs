@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tether_control_plane::fleet::FleetSettings;
-use tether_control_plane::state::SessionSettings;
+use tether_control_plane::state::{IdentitySettings, PlatformOidc, SessionSettings};
 use tether_control_plane::{Config, ControlPlane};
 
 #[derive(Parser)]
@@ -111,6 +111,39 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "TETHER_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// The dashboard's address as browsers reach it (e.g. https://cp.example.com); the
+    /// OIDC callback registered at identity providers is PUBLIC_URL/ui/oidc/callback.
+    /// Default: each request's Host.
+    #[arg(long, env = "TETHER_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Platform admins sign in through this OpenID Connect provider (the vendor's own).
+    #[arg(long, env = "TETHER_PLATFORM_OIDC_ISSUER", requires_all = ["platform_oidc_client_id", "platform_oidc_client_secret_file"])]
+    platform_oidc_issuer: Option<String>,
+    /// The platform provider's client id.
+    #[arg(
+        long,
+        env = "TETHER_PLATFORM_OIDC_CLIENT_ID",
+        requires = "platform_oidc_issuer"
+    )]
+    platform_oidc_client_id: Option<String>,
+    /// A file holding the platform provider's client secret.
+    #[arg(
+        long,
+        env = "TETHER_PLATFORM_OIDC_CLIENT_SECRET_FILE",
+        requires = "platform_oidc_issuer"
+    )]
+    platform_oidc_client_secret_file: Option<std::path::PathBuf>,
+    /// The claim listing the platform user's groups.
+    #[arg(
+        long,
+        env = "TETHER_PLATFORM_OIDC_GROUPS_CLAIM",
+        default_value = "groups"
+    )]
+    platform_oidc_groups_claim: String,
+    /// Only members of this group are platform admins (default: everyone the platform
+    /// provider signs in).
+    #[arg(long, env = "TETHER_PLATFORM_OIDC_ADMIN_GROUP")]
+    platform_oidc_admin_group: Option<String>,
 }
 
 #[tokio::main]
@@ -148,6 +181,40 @@ async fn main() -> anyhow::Result<()> {
         max_session_age: Some(args.max_session_age).filter(|a| !a.is_zero()),
         drain_spread: args.drain_spread,
     };
+    let platform_oidc = match (
+        args.platform_oidc_issuer,
+        args.platform_oidc_client_id,
+        args.platform_oidc_client_secret_file,
+    ) {
+        (Some(issuer), Some(client_id), Some(file)) => {
+            tether_control_plane::identity::oidc::validate_issuer(&issuer)
+                .map_err(|e| anyhow::anyhow!("--platform-oidc-issuer: {e}"))?;
+            let secret = std::fs::read_to_string(&file)
+                .with_context(|| format!("--platform-oidc-client-secret-file {}", file.display()))?
+                .trim()
+                .to_owned();
+            if secret.is_empty() {
+                anyhow::bail!(
+                    "--platform-oidc-client-secret-file {} is empty",
+                    file.display()
+                );
+            }
+            Some(PlatformOidc {
+                issuer: issuer.trim_end_matches('/').to_owned(),
+                client_id,
+                client_secret: secret,
+                groups_claim: args.platform_oidc_groups_claim,
+                admin_group: args.platform_oidc_admin_group,
+            })
+        }
+        _ => None,
+    };
+    let public_url = args.public_url.map(|u| u.trim_end_matches('/').to_owned());
+    if let Some(u) = &public_url
+        && !(u.starts_with("https://") || u.starts_with("http://"))
+    {
+        anyhow::bail!("--public-url must be an http(s):// URL, e.g. https://cp.example.com");
+    }
     let data_dir = args.store.data_dir.clone();
     let config = Config {
         data_dir: args.store.data_dir,
@@ -159,6 +226,10 @@ async fn main() -> anyhow::Result<()> {
         telemetry_retention: args.telemetry_retention,
         sts_endpoint: args.sts_endpoint,
         fleet,
+        identity: IdentitySettings {
+            public_url,
+            platform_oidc,
+        },
     };
     let cp = ControlPlane::open(config)
         .await
@@ -193,6 +264,7 @@ async fn admin_token(args: AdminTokenArgs) -> anyhow::Result<()> {
         session: SessionSettings::default(),
         telemetry_retention: std::time::Duration::ZERO,
         fleet: FleetSettings::default(),
+        identity: IdentitySettings::default(),
     };
     let token = tether_control_plane::mint_admin_token(&config)
         .await

@@ -37,6 +37,8 @@ pub fn page_at(
                     @if let Some(s) = session {
                         nav.main { (main_nav(s)) }
                         div.who {
+                            a.user href="/ui/me" { (s.principal.user.as_deref().unwrap_or("API token")) }
+                            " "
                             span.role data-role=(s.principal.role.as_str()) { (s.principal.role.as_str()) }
                             form.inline method="post" action="/logout" {
                                 input type="hidden" name="csrf" value=(s.csrf);

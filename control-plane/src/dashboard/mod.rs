@@ -19,6 +19,7 @@ mod chart;
 mod layout;
 mod pages;
 pub mod session;
+pub mod sso;
 
 use axum::Router;
 use axum::extract::Request;
@@ -42,6 +43,15 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(pages::home))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
+        .route(
+            "/ui/login/{tenant}",
+            get(sso::login_page).post(sso::ldap_login),
+        )
+        .route("/ui/oidc/start/{tenant}", get(sso::oidc_start))
+        .route("/ui/platform/login", get(sso::platform_start))
+        .route(sso::CALLBACK_PATH, get(sso::oidc_callback))
+        .route("/ui/me", get(sso::me_page))
+        .route("/ui/me/tokens", post(sso::create_personal_token))
         .route(
             "/static/app.css",
             get(|| async { asset("text/css", APP_CSS) }),

@@ -40,7 +40,7 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// Whether the client reached us over TLS (directly or through a TLS-terminating proxy
 /// that says so); cookies are then `Secure`.
-fn over_tls(headers: &HeaderMap) -> bool {
+pub(super) fn over_tls(headers: &HeaderMap) -> bool {
     headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
@@ -48,7 +48,7 @@ fn over_tls(headers: &HeaderMap) -> bool {
 }
 
 /// A `Set-Cookie` value with the flags every dashboard cookie has.
-fn set_cookie(name: &str, value: &str, max_age_s: i64, secure: bool) -> HeaderValue {
+pub(super) fn set_cookie(name: &str, value: &str, max_age_s: i64, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let v =
         format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
@@ -56,7 +56,7 @@ fn set_cookie(name: &str, value: &str, max_age_s: i64, secure: bool) -> HeaderVa
 }
 
 /// Constant-time comparison of two secrets.
-fn same_secret(a: &str, b: &str) -> bool {
+pub(super) fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -87,7 +87,7 @@ impl Session {
             .await
             .ok()??;
         Some(Session {
-            principal: Principal::of_token(found.token),
+            principal: Principal::of_token(found.token, state.clock.now())?,
             csrf: found.csrf,
             id_hash,
         })
@@ -172,6 +172,7 @@ impl FormPost {
                 via: "dashboard",
                 client_addr: self.client_addr.clone(),
                 principal: Some(&self.session.principal),
+                user: None,
             },
             tenant,
             action.to_owned(),
@@ -183,7 +184,7 @@ impl FormPost {
 }
 
 /// The `Origin` of a request names another site.
-fn foreign_origin(headers: &HeaderMap) -> bool {
+pub(super) fn foreign_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -213,6 +214,7 @@ impl FromRequest<AppState> for FormPost {
                     via: "dashboard",
                     client_addr,
                     principal: None,
+                    user: None,
                 },
                 None,
                 action,
@@ -254,7 +256,7 @@ impl FromRequest<AppState> for FormPost {
 }
 
 /// `application/x-www-form-urlencoded` pairs, in order; a malformed body yields none.
-fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
+pub(super) fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
     serde_urlencoded::from_bytes(body).unwrap_or_default()
 }
 
@@ -314,6 +316,7 @@ pub async fn login(
         via: "dashboard",
         client_addr: client_addr.clone(),
         principal: p,
+        user: None,
     };
     if expected.is_empty() || !same_secret(&sent, &expected) || foreign_origin(&parts.headers) {
         audit::append(
@@ -341,8 +344,9 @@ pub async fn login(
             .await
             .ok()
             .flatten()
+            .and_then(|t| Principal::of_token(t, state.clock.now()))
     };
-    let Some(found) = found else {
+    let Some(principal) = found else {
         audit::append(
             &state,
             origin(None),
@@ -358,7 +362,6 @@ pub async fn login(
             Some("That token is not valid."),
         );
     };
-    let principal = Principal::of_token(found);
     let id = tether_shared::tokens::random_hex(32);
     let csrf = tether_shared::tokens::random_hex(32);
     let now = state.clock.now_ms();

@@ -67,6 +67,8 @@ pub struct AuditEntry {
     pub client_addr: String,
     /// `api` or `dashboard`.
     pub via: String,
+    /// The person (`alice@example.com via oidc`) when the caller is one.
+    pub user: Option<String>,
 }
 
 /// Filters of `GET /audit-log`.

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod compute_planes;
 pub mod desired;
+pub mod identity;
 pub mod postgres;
 pub mod presence;
 pub mod replicas;
@@ -29,6 +30,7 @@ pub use compute_planes::{
 pub use desired::{
     CatalogRow, ClusterRow, DesiredStateConflict, DesiredStateStore, StoredDesiredState,
 };
+pub use identity::{IdentityStore, PendingLogin, Scope, User};
 pub use presence::{PresenceStore, PresenceUpdate, SessionStart, Superseded};
 pub use replicas::{HeldSession, Replica, ReplicaStore};
 pub use secrets::SecretStore;
@@ -152,6 +154,7 @@ pub trait Store:
     + UsageStore
     + SecretStore
     + ReplicaStore
+    + IdentityStore
 {
 }
 
@@ -165,5 +168,6 @@ impl<T> Store for T where
         + UsageStore
         + SecretStore
         + ReplicaStore
+        + IdentityStore
 {
 }

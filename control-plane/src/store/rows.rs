@@ -7,9 +7,10 @@ use tether_shared::status::ClusterStatus;
 
 use super::{
     AgentState, ApiToken, AuditEntry, AuditResult, CatalogRow, ClusterRow, ComputePlane, QueryRow,
-    Replica, Settings, StoreError, Tenant, from_json,
+    Replica, Settings, StoreError, Tenant, User, from_json,
 };
 use crate::authz::Role;
+use crate::identity::Via;
 
 /// How a backend's row reads a column of each kind.
 pub(crate) trait StoreRow {
@@ -76,13 +77,21 @@ pub(crate) fn tenant(row: &impl StoreRow) -> Result<Tenant, StoreError> {
     })
 }
 
-/// An API token (`id`, `tenant_id`, `role`); `None` for a role this version does not know.
+/// An API token (`id`, `tenant_id`, `role`, `expires_at`, and its person's `user_name`
+/// and `user_via` when it is theirs); `None` for a role this version does not know.
 pub(crate) fn api_token(row: &impl StoreRow) -> Result<Option<ApiToken>, sqlx::Error> {
+    let user = match (row.opt_text("user_name")?, row.opt_text("user_via")?) {
+        (Some(name), Some(via)) => Some(format!("{name} via {via}")),
+        _ => None,
+    };
     Ok(match Role::parse(&row.text("role")?) {
         Some(role) => Some(ApiToken {
             id: row.text("id")?,
             tenant_id: row.opt_text("tenant_id")?,
             role,
+            user,
+            user_id: row.opt_text("user_id")?,
+            expires_at: row.opt_int("expires_at")?,
         }),
         None => None,
     })
@@ -191,7 +200,28 @@ pub(crate) fn audit_entry(row: &impl StoreRow) -> Result<AuditEntry, sqlx::Error
         status: u16::try_from(row.int("status")?).unwrap_or(0),
         client_addr: row.text("client_addr")?,
         via: row.text("via")?,
+        user: row.opt_text("user_name")?,
     })
+}
+
+/// A user; `None` for a role or provider kind this version does not know.
+pub(crate) fn user(row: &impl StoreRow) -> Result<Option<User>, sqlx::Error> {
+    let (Some(role), Some(via)) = (
+        Role::parse(&row.text("role")?),
+        Via::parse(&row.text("via")?),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(User {
+        id: row.text("id")?,
+        tenant_id: row.opt_text("tenant_id")?,
+        via,
+        subject: row.text("subject")?,
+        name: row.text("name")?,
+        role,
+        created_at: row.int("created_at")?,
+        last_sign_in_at: row.int("last_sign_in_at")?,
+    }))
 }
 
 /// A replica's lease.

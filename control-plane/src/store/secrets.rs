@@ -20,4 +20,6 @@ pub trait SecretStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<Vec<u8>, StoreError>;
     /// Replaces the secret `name` (rotation).
     async fn put_secret(&self, name: &str, sealed: &[u8], now: i64) -> Result<(), StoreError>;
+    /// Removes the secret `name` (nothing if there is none).
+    async fn delete_secret(&self, name: &str) -> Result<(), StoreError>;
 }

@@ -33,6 +33,20 @@ pub struct ApiToken {
     pub tenant_id: Option<String>,
     /// Role.
     pub role: Role,
+    /// The person it belongs to (`alice@example.com via oidc`): their dashboard session's
+    /// token or a personal API token; `None` for a tenant's or the platform's own tokens.
+    pub user: Option<String>,
+    /// That person's user id.
+    pub user_id: Option<String>,
+    /// Unix seconds after which it no longer works; `None`: until revoked.
+    pub expires_at: Option<i64>,
+}
+
+impl ApiToken {
+    /// Whether it still works at `now` (Unix seconds).
+    pub fn live(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
 }
 
 /// Tenants and API tokens.

@@ -5,11 +5,14 @@ pub mod fleet;
 pub mod grpc;
 pub mod moto;
 pub mod netns;
+pub mod oidc;
 pub mod postgres;
 pub mod presto_env;
 mod procs;
 pub mod relay;
+pub mod slapd;
 pub mod tinyproxy;
+pub mod web;
 pub mod webdriver;
 
 pub use api::Api;

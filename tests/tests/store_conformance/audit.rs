@@ -31,6 +31,8 @@ fn entry(
         status,
         client_addr: format!("10.0.0.{}", at_ms / 1000),
         via: via.to_owned(),
+        // Some entries name a person.
+        user: (at_ms % 2000 == 0).then(|| format!("user{at_ms}@example.com via oidc")),
     }
 }
 

@@ -142,6 +142,9 @@ pub async fn api_tokens_are_found_by_hash_and_id(store: Arc<dyn Store>) {
             id: viewer.id.clone(),
             tenant_id: Some(acme.id.clone()),
             role: Role::Viewer,
+            user: None,
+            user_id: None,
+            expires_at: None,
         })
     );
 

@@ -13,8 +13,8 @@ use crate::store::{
 impl AuditStore for PgStore {
     async fn append_audit(&self, e: &AuditEntry) -> Result<i64, StoreError> {
         let (id,): (i64,) = sqlx::query_as(
-            "INSERT INTO audit_log (at_ms, token_id, role, tenant_id, action, target, result, status, client_addr, via) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            "INSERT INTO audit_log (at_ms, token_id, role, tenant_id, action, target, result, status, client_addr, via, user_name) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(e.at_ms)
         .bind(&e.token_id)
@@ -26,6 +26,7 @@ impl AuditStore for PgStore {
         .bind(i32::from(e.status))
         .bind(&e.client_addr)
         .bind(&e.via)
+        .bind(&e.user)
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
@@ -106,8 +107,8 @@ impl AuditStore for PgStore {
         now_ms: i64,
     ) -> Result<Option<DashboardSession>, StoreError> {
         let row = sqlx::query(
-            "SELECT s.csrf, s.expires_ms, t.id, t.tenant_id, t.role FROM dashboard_sessions s \
-             JOIN api_tokens t ON t.id = s.token_id WHERE s.id_hash = $1 AND s.expires_ms > $2",
+            "SELECT s.csrf, s.expires_ms, t.id, t.tenant_id, t.role, t.expires_at, t.user_id, u.name AS user_name, u.via AS user_via FROM dashboard_sessions s \
+             JOIN api_tokens t ON t.id = s.token_id LEFT JOIN users u ON u.id = t.user_id WHERE s.id_hash = $1 AND s.expires_ms > $2",
         )
         .bind(id_hash)
         .bind(now_ms)

@@ -18,6 +18,7 @@ use super::StoreError;
 mod audit;
 mod compute_planes;
 mod desired;
+mod identity;
 mod presence;
 mod replicas;
 mod secrets;

@@ -47,4 +47,12 @@ impl SecretStore for PgStore {
         .await?;
         Ok(())
     }
+
+    async fn delete_secret(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM secrets WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }

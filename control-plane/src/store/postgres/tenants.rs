@@ -88,11 +88,14 @@ impl TenantStore for PgStore {
             id,
             tenant_id: tenant_id.map(str::to_owned),
             role,
+            user: None,
+            user_id: None,
+            expires_at: None,
         })
     }
 
     async fn find_api_token(&self, token_hash: &str) -> Result<Option<ApiToken>, StoreError> {
-        let row = sqlx::query("SELECT id, tenant_id, role FROM api_tokens WHERE token_hash = $1")
+        let row = sqlx::query("SELECT t.id, t.tenant_id, t.role, t.expires_at, t.user_id, u.name AS user_name, u.via AS user_via FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1")
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?;
@@ -100,7 +103,7 @@ impl TenantStore for PgStore {
     }
 
     async fn api_token_by_id(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
-        let row = sqlx::query("SELECT id, tenant_id, role FROM api_tokens WHERE id = $1")
+        let row = sqlx::query("SELECT t.id, t.tenant_id, t.role, t.expires_at, t.user_id, u.name AS user_name, u.via AS user_via FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;

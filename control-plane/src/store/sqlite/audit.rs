@@ -13,8 +13,8 @@ use crate::store::{
 impl AuditStore for SqliteStore {
     async fn append_audit(&self, e: &AuditEntry) -> Result<i64, StoreError> {
         let id = sqlx::query(
-            "INSERT INTO audit_log (at_ms, token_id, role, tenant_id, action, target, result, status, client_addr, via) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit_log (at_ms, token_id, role, tenant_id, action, target, result, status, client_addr, via, user_name) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(e.at_ms)
         .bind(&e.token_id)
@@ -26,6 +26,7 @@ impl AuditStore for SqliteStore {
         .bind(i64::from(e.status))
         .bind(&e.client_addr)
         .bind(&e.via)
+        .bind(&e.user)
         .execute(&mut *self.writer().await?)
         .await?
         .last_insert_rowid();
@@ -113,8 +114,8 @@ impl AuditStore for SqliteStore {
         now_ms: i64,
     ) -> Result<Option<DashboardSession>, StoreError> {
         let row = sqlx::query(
-            "SELECT s.csrf, s.expires_ms, t.id, t.tenant_id, t.role FROM dashboard_sessions s \
-             JOIN api_tokens t ON t.id = s.token_id WHERE s.id_hash = ? AND s.expires_ms > ?",
+            "SELECT s.csrf, s.expires_ms, t.id, t.tenant_id, t.role, t.expires_at, t.user_id, u.name AS user_name, u.via AS user_via FROM dashboard_sessions s \
+             JOIN api_tokens t ON t.id = s.token_id LEFT JOIN users u ON u.id = t.user_id WHERE s.id_hash = ? AND s.expires_ms > ?",
         )
         .bind(id_hash)
         .bind(now_ms)

@@ -15,6 +15,7 @@ use super::StoreError;
 mod audit;
 mod compute_planes;
 mod desired;
+mod identity;
 mod presence;
 mod replicas;
 mod secrets;

@@ -47,4 +47,12 @@ impl SecretStore for SqliteStore {
         .await?;
         Ok(())
     }
+
+    async fn delete_secret(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM secrets WHERE name = ?")
+            .bind(name)
+            .execute(&mut *self.writer().await?)
+            .await?;
+        Ok(())
+    }
 }

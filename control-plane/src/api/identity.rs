@@ -1,0 +1,196 @@
+//! A tenant's identity provider and its users (see [`crate::identity`]).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::auth::Principal;
+use super::error::ApiError;
+use super::json::ApiJson;
+use super::rfc3339;
+use crate::authz::Role;
+use crate::identity::{self, ProviderInput};
+use crate::state::AppState;
+use crate::store::Tenant;
+
+/// The tenant, if the caller may see it and is its admin.
+async fn admin_of(
+    s: &AppState,
+    p: &Principal,
+    tenant: &str,
+    action: &str,
+) -> Result<Tenant, ApiError> {
+    p.see(tenant, "tenant")?;
+    let t = s
+        .store
+        .get_tenant(tenant)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?;
+    p.require(Role::Admin, action)?;
+    Ok(t)
+}
+
+async fn secret_stored(s: &AppState, tenant_id: &str) -> Result<bool, ApiError> {
+    Ok(s.secrets
+        .get(&identity::secret_name(tenant_id))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .is_some())
+}
+
+/// `PUT /tenants/{t}/identity-provider` (tenant admin): how the tenant's people sign in.
+#[utoipa::path(
+    put,
+    path = "/tenants/{tenant}/identity-provider",
+    tag = "tenants",
+    operation_id = "put_identity_provider",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path, description = "Tenant id")),
+    request_body(
+        content = serde_json::Value,
+        content_type = "application/json",
+        description = "`{\"kind\": \"oidc\", \"issuer\": URL, \"client_id\", \"client_secret\", \"groups_claim\"?: \"groups\", \"role_mapping\": {GROUP: \"admin\"|\"operator\"|\"viewer\"}}` or `{\"kind\": \"ldap\", \"url\": \"ldaps://…\" | \"ldap://…\" (with `start_tls`), \"start_tls\"?, \"ca_pem\"?, \"user_dn_template\": \"uid={username},…\", \"group_base_dn\", \"group_filter\"?: \"(member={user_dn})\", \"bind_dn\"?, \"bind_password\"?, \"role_mapping\"}`. A secret left out keeps the stored one."
+    ),
+    responses(
+        (status = 200, description = "The configuration as stored, without its secret: `client_secret_set` / `bind_password_set` say whether one is stored", body = serde_json::Value),
+        (status = 400, description = "Invalid body; `error.field` names the field"),
+        (status = 401, description = "No or unknown API token"),
+        (status = 403, description = "Role below admin"),
+        (status = 404, description = "No such tenant visible to the caller"),
+    )
+)]
+pub async fn put(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(tenant): Path<String>,
+    ApiJson(body): ApiJson<ProviderInput>,
+) -> Result<Json<Value>, ApiError> {
+    let t = admin_of(&s, &p, &tenant, "configure the identity provider").await?;
+    let had_secret = secret_stored(&s, &t.id).await?;
+    // A secret of the other kind does not carry over.
+    let same_kind = match (s.store.identity_provider(&t.id).await?, &body) {
+        (Some(old), ProviderInput::Oidc { .. }) => old.via() == identity::Via::Oidc,
+        (Some(old), ProviderInput::Ldap(_)) => old.via() == identity::Via::Ldap,
+        (None, _) => false,
+    };
+    let (config, secret) = body.validate(had_secret && same_kind)?;
+    let now = s.clock.now();
+    match &secret {
+        Some(secret) => s
+            .secrets
+            .put(&identity::secret_name(&t.id), secret.as_bytes(), now)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+        None if !same_kind => s.store.delete_secret(&identity::secret_name(&t.id)).await?,
+        None => {}
+    }
+    s.store.put_identity_provider(&t.id, &config, now).await?;
+    tracing::info!(tenant = %t.id, kind = config.via().as_str(), by = %p.who(), "identity provider set");
+    let stored = secret.is_some() || (had_secret && same_kind);
+    Ok(Json(config.public_json(stored)))
+}
+
+/// `GET /tenants/{t}/identity-provider` (tenant admin).
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/identity-provider",
+    tag = "tenants",
+    operation_id = "get_identity_provider",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "The configuration without its secret", body = serde_json::Value),
+        (status = 401, description = "No or unknown API token"),
+        (status = 403, description = "Role below admin"),
+        (status = 404, description = "No such tenant visible to the caller, or no identity provider"),
+    )
+)]
+pub async fn get(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let t = admin_of(&s, &p, &tenant, "read the identity provider").await?;
+    let config = s
+        .store
+        .identity_provider(&t.id)
+        .await?
+        .ok_or(ApiError::NotFound("identity provider"))?;
+    Ok(Json(config.public_json(secret_stored(&s, &t.id).await?)))
+}
+
+/// `DELETE /tenants/{t}/identity-provider` (tenant admin): its people can no longer sign
+/// in, and their sessions and personal tokens end now.
+#[utoipa::path(
+    delete,
+    path = "/tenants/{tenant}/identity-provider",
+    tag = "tenants",
+    operation_id = "delete_identity_provider",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No or unknown API token"),
+        (status = 403, description = "Role below admin"),
+        (status = 404, description = "No such tenant visible to the caller, or no identity provider"),
+    )
+)]
+pub async fn delete(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(tenant): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let t = admin_of(&s, &p, &tenant, "remove the identity provider").await?;
+    if !s
+        .store
+        .delete_identity_provider(&t.id, s.clock.now())
+        .await?
+    {
+        return Err(ApiError::NotFound("identity provider"));
+    }
+    s.store.delete_secret(&identity::secret_name(&t.id)).await?;
+    tracing::info!(tenant = %t.id, by = %p.who(), "identity provider removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /tenants/{t}/users` (tenant admin): who signed in, how, with which role, when last.
+#[utoipa::path(
+    get,
+    path = "/tenants/{tenant}/users",
+    tag = "tenants",
+    operation_id = "list_users",
+    security(("bearer" = [])),
+    params(("tenant" = String, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "`{\"users\": [{\"id\", \"name\", \"via\", \"subject\", \"role\", \"created_at\", \"last_sign_in_at\"}]}`", body = serde_json::Value),
+        (status = 401, description = "No or unknown API token"),
+        (status = 403, description = "Role below admin"),
+        (status = 404, description = "No such tenant visible to the caller"),
+    )
+)]
+pub async fn users(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let t = admin_of(&s, &p, &tenant, "list users").await?;
+    let users: Vec<Value> = s
+        .store
+        .list_users(&t.id)
+        .await?
+        .iter()
+        .map(|u| {
+            json!({
+                "id": u.id,
+                "name": u.name,
+                "via": u.via,
+                "subject": u.subject,
+                "role": u.role,
+                "created_at": rfc3339(u.created_at),
+                "last_sign_in_at": rfc3339(u.last_sign_in_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "users": users })))
+}
