@@ -59,7 +59,12 @@ pub async fn run(
         database: None,
         secret_key_file: None,
         fleet: Default::default(),
-        identity: Default::default(),
+        // The demo sign-in's callback is registered at the demo provider under this address.
+        identity: tether_control_plane::state::IdentitySettings {
+            public_url: (args.http_listen.port() != 0)
+                .then(|| format!("http://{}", args.http_listen)),
+            platform_oidc: None,
+        },
         public_grpc_endpoint: None,
         sts_endpoint: "https://sts.amazonaws.com".into(),
         tls_sans: vec![],
@@ -212,6 +217,7 @@ pub async fn run(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let (_demo_idp, sso_line) = demo_sign_in(&api, &tenant_id, http_addr).await;
     let presto_url = presto.url();
     let (prestos_stop, prestos_stopped) = tokio::sync::watch::channel(false);
     let prestos = tokio::spawn(presto_for_every_cluster(
@@ -222,6 +228,7 @@ pub async fn run(
     println!(
         "\n  Tether sandbox is running.\n\n  \
          Dashboard       http://{http_addr}/  (sign in with the admin token)\n  \
+         {sso_line}\n  \
          REST API        http://{http_addr}/api/v1\n  \
          admin token     {admin_token}\n  \
          agent gRPC      https://{grpc_addr}  (CA: {ca})\n  \
@@ -321,6 +328,50 @@ async fn presto_for_every_cluster(
     for (_, (p, t)) in running {
         drop(t);
         p.shutdown().await;
+    }
+}
+
+/// The demo tenant signs in through a demo OpenID provider (the npm `oidc-provider`, its
+/// development login: any password) when Node and the package are there; the line for
+/// the banner says how to sign in, or how to get it.
+async fn demo_sign_in(
+    api: &Client,
+    tenant_id: &str,
+    http_addr: SocketAddr,
+) -> (Option<crate::harness::oidc::OidcProvider>, String) {
+    let secret = tether_shared::tokens::random_hex(16);
+    let accounts = json!({
+        "alice": {"email": "alice@demo.example", "groups": ["demo-admins"]},
+        "bob": {"email": "bob@demo.example", "groups": ["demo-analysts"]},
+    });
+    let callback = format!("http://{http_addr}/ui/oidc/callback");
+    let idp = match crate::harness::oidc::OidcProvider::try_start(
+        "tether-sandbox",
+        &secret,
+        &callback,
+        accounts,
+        false,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            return (None, format!("SSO (demo)      not started: {e}"));
+        }
+    };
+    let config = json!({"kind": "oidc", "issuer": idp.issuer, "client_id": "tether-sandbox",
+        "client_secret": secret, "role_mapping": {"demo-admins": "admin", "demo-analysts": "viewer"}});
+    match api
+        .put(&format!("/tenants/{tenant_id}/identity-provider"), &config)
+        .await
+    {
+        Ok(_) => (
+            Some(idp),
+            format!(
+                "SSO (demo)      http://{http_addr}/ui/login/demo  (user alice: admin, bob: viewer; any password)"
+            ),
+        ),
+        Err(e) => (None, format!("SSO (demo)      not configured: {e}")),
     }
 }
 

@@ -74,6 +74,26 @@ async fn sandbox_starts_a_connected_demo_and_stops_on_ctrl_c() {
     let login = reqwest::get(&dashboard).await.expect("dashboard answers");
     assert!(login.url().path().ends_with("/login"), "{}", login.url());
     assert!(login.text().await.unwrap_or_default().contains("Sign in"));
+    // Single sign-on for the demo tenant through the demo provider (Node is on this
+    // machine and scripts/test installs the package).
+    let sso = field("SSO (demo)");
+    assert!(sso.ends_with("/ui/login/demo"), "{lines:#?}");
+    let base = dashboard.trim_end_matches('/').to_owned();
+    let mut web = tether_tests::harness::web::WebClient::new();
+    let back = tether_tests::harness::oidc::sign_in_through(
+        &mut web,
+        &format!("{base}/ui/oidc/start/demo"),
+        "alice",
+        &format!("{base}/ui/oidc/callback"),
+    )
+    .await;
+    assert_eq!(web.get(&back).await.status, reqwest::StatusCode::OK);
+    let me = web.get(&format!("{base}/ui/me")).await;
+    assert!(
+        me.body.contains("alice@demo.example via oidc"),
+        "{}",
+        me.body
+    );
     let token = field("admin token");
     let cp_id = field("compute plane");
     assert!(lines.iter().any(|l| l.contains("(agent connected)")));

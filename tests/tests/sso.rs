@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tether_tests::harness::oidc::{OidcProvider, free_port};
+use tether_tests::harness::oidc::{OidcProvider, free_port, sign_in_through};
 use tether_tests::harness::slapd::{Person, SUFFIX, Slapd};
 use tether_tests::harness::web::{WebClient, form_of};
 use tether_tests::harness::webdriver::Browser;
@@ -343,38 +343,6 @@ async fn ldap_people_sign_in_with_the_role_of_their_groups() {
     assert_eq!(personal.get("/tenants").await.0, StatusCode::UNAUTHORIZED);
 }
 
-/// Drives the provider's development login (`login` with any password) and consent from
-/// `start` (a dashboard URL that redirects to the provider) until the provider redirects
-/// back to `callback`; returns that URL, not yet visited.
-async fn through_the_provider(
-    c: &mut WebClient,
-    start: &str,
-    login: &str,
-    callback: &str,
-) -> String {
-    let mut a = c.follow(start, Some(callback)).await;
-    for _ in 0..4 {
-        if let Some(l) = &a.location
-            && l.starts_with(callback)
-        {
-            return l.clone();
-        }
-        assert_eq!(a.status, StatusCode::OK, "{}: {}", a.url, a.body);
-        let (action, mut fields) = form_of(&a.url, &a.body);
-        if a.body.contains("name=\"login\"") {
-            fields.push(("login".into(), login.into()));
-            fields.push(("password".into(), "any".into()));
-        }
-        let posted = c.post(&action, &fields).await;
-        let next = posted.location.unwrap_or_else(|| panic!("{}", posted.body));
-        a = c.follow(&next, Some(callback)).await;
-        if next.starts_with(callback) {
-            return next;
-        }
-    }
-    panic!("the provider did not send the browser back: {}", a.body);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
     init();
@@ -426,8 +394,19 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
 
     // The whole redirect flow in Chromium.
     let b = Browser::start().await;
-    b.goto(&format!("{base}/ui/login/acme")).await;
-    let sso = b.must("#sso").await;
+    // From the general sign-in page: the tenant's name leads to its own page.
+    b.goto(&format!("{base}/login")).await;
+    b.fill("#tenant", "acme").await;
+    let go = b.must("#sso-tenant button[type=submit]").await;
+    b.click(&go).await;
+    let sso = b
+        .wait_for(
+            Duration::from_secs(10),
+            "the tenant's sign-in page",
+            || async { b.find("#sso").await },
+        )
+        .await;
+    assert!(b.url().await.ends_with("/ui/login/acme"));
     b.click(&sso).await;
     b.wait_for(
         Duration::from_secs(20),
@@ -465,7 +444,7 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
 
     // By hand: a full sign-in, then the same callback again (a replayed state and code).
     let mut c = WebClient::new();
-    let back = through_the_provider(
+    let back = sign_in_through(
         &mut c,
         &format!("{base}/ui/oidc/start/acme"),
         "erin",
@@ -485,7 +464,7 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
     assert_eq!(replay.status, StatusCode::FORBIDDEN, "{}", replay.body);
     // The old code with a fresh state of this browser: the provider refuses the used code.
     let mut c2 = WebClient::new();
-    let fresh = through_the_provider(
+    let fresh = sign_in_through(
         &mut c2,
         &format!("{base}/ui/oidc/start/acme"),
         "erin",
@@ -512,7 +491,7 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
 
     // A wrong state: another browser's, or none.
     let mut victim = WebClient::new();
-    let theirs = through_the_provider(
+    let theirs = sign_in_through(
         &mut victim,
         &format!("{base}/ui/oidc/start/acme"),
         "erin",
@@ -533,7 +512,7 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
 
     // Someone in no mapped group: refused, with a page that says why.
     let mut d = WebClient::new();
-    let back = through_the_provider(
+    let back = sign_in_through(
         &mut d,
         &format!("{base}/ui/oidc/start/acme"),
         "dave",
@@ -552,7 +531,7 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
     for (mode, says) in [("tamper", "did not verify"), ("expired", "did not verify")] {
         idp.set_mode(mode).await;
         let mut m = WebClient::new();
-        let back = through_the_provider(
+        let back = sign_in_through(
             &mut m,
             &format!("{base}/ui/oidc/start/acme"),
             "alice",
@@ -569,7 +548,7 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
     // The provider restarts with new signing keys: the next sign-in follows them.
     idp.restart().await;
     let mut r = WebClient::new();
-    let back = through_the_provider(
+    let back = sign_in_through(
         &mut r,
         &format!("{base}/ui/oidc/start/acme"),
         "alice",
@@ -617,5 +596,102 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
     assert!(
         entries.iter().filter(|e| e["status"] == 401).count() >= 3,
         "used code, tampered, expired"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn platform_admins_sign_in_through_the_vendors_own_provider() {
+    init();
+    let http_port = free_port();
+    let base = format!("http://127.0.0.1:{http_port}");
+    let callback = format!("{base}/ui/oidc/callback");
+    let accounts = json!({
+        "ops": {"email": "ops@vendor.example", "groups": ["vendor-ops"]},
+        "intern": {"email": "intern@vendor.example", "groups": ["vendor-interns"]},
+    });
+    // This provider puts the groups in the ID token itself.
+    let idp = OidcProvider::start_with(
+        "tether-platform",
+        "platform-secret-1",
+        &callback,
+        accounts,
+        true,
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "platform-secret-1\n").expect("write secret");
+    let cp = ControlPlaneProc::start(ControlPlaneOptions {
+        http_listen: format!("127.0.0.1:{http_port}"),
+        extra_args: vec![
+            "--platform-oidc-issuer".into(),
+            idp.issuer.clone(),
+            "--platform-oidc-client-id".into(),
+            "tether-platform".into(),
+            "--platform-oidc-client-secret-file".into(),
+            secret_file.display().to_string(),
+            "--platform-oidc-admin-group".into(),
+            "vendor-ops".into(),
+            "--public-url".into(),
+            base.clone(),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let mut c = WebClient::new();
+    let back = sign_in_through(
+        &mut c,
+        &format!("{base}/ui/platform/login"),
+        "ops",
+        &callback,
+    )
+    .await;
+    assert_eq!(c.get(&back).await.status, StatusCode::OK);
+    let tenants = c.get(&format!("{base}/ui/tenants")).await;
+    assert_eq!(tenants.status, StatusCode::OK, "{}", tenants.body);
+    assert!(
+        tenants.body.contains("ops@vendor.example via oidc"),
+        "{}",
+        tenants.body
+    );
+    assert!(tenants.body.contains("data-role=\"platform_admin\""));
+    // Not in the admin group: refused.
+    let mut i = WebClient::new();
+    let back = sign_in_through(
+        &mut i,
+        &format!("{base}/ui/platform/login"),
+        "intern",
+        &callback,
+    )
+    .await;
+    let refused = i.get(&back).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    // A platform admin's audit entries name them.
+    let (_, log) = cp.api().get("/audit-log?action=sign-in").await;
+    let entries = log["entries"].as_array().cloned().unwrap_or_default();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["user"] == "ops@vendor.example via oidc"
+                && e["status"] == 200
+                && e["role"] == "platform_admin"),
+        "{log}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["user"] == "intern@vendor.example via oidc" && e["status"] == 403),
+        "{log}"
+    );
+    // A half-given configuration is a start-up error.
+    let out = std::process::Command::new(tether_tests::harness::bin_path("tether-control-plane"))
+        .args(["serve", "--platform-oidc-issuer", &idp.issuer])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--platform-oidc-client-id"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(pages::home))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
+        .route("/ui/login", get(sso::choose_tenant))
         .route(
             "/ui/login/{tenant}",
             get(sso::login_page).post(sso::ldap_login),

@@ -282,6 +282,15 @@ fn login_form(headers: &HeaderMap, status: StatusCode, error: Option<&str>) -> R
                 }
                 p.hint { "Use an API token of your tenant (viewer, operator or admin), or the platform admin token." }
             }
+            section.signin {
+                h2 { "Single sign-on" }
+                form #sso-tenant method="get" action="/ui/login" {
+                    label for="tenant" { "Your organisation's tenant name" }
+                    input #tenant type="text" name="tenant" autocomplete="organization" required;
+                    button type="submit" { "Continue" }
+                }
+                p.hint { a href="/ui/platform/login" { "Tether staff: sign in with the platform's provider" } }
+            }
         },
     );
     let mut resp = (status, body).into_response();

@@ -97,6 +97,18 @@ async fn audit_sign_in(
     .await;
 }
 
+/// `GET /ui/login?tenant=NAME`: the sign-in form's way to a tenant's sign-in page.
+pub async fn choose_tenant(Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+    let name = q
+        .get("tenant")
+        .map(|t| t.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match tether_shared::names::validate_dns1123_label(&name) {
+        Ok(()) => Redirect::to(&format!("/ui/login/{name}")).into_response(),
+        Err(_) => Redirect::to("/login").into_response(),
+    }
+}
+
 /// `GET /ui/login/{tenant}`.
 pub async fn login_page(
     State(state): State<AppState>,

@@ -54,7 +54,27 @@ impl OidcProvider {
         accounts: Value,
         id_token_claims: bool,
     ) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::try_start(
+            client_id,
+            client_secret,
+            redirect_uri,
+            accounts,
+            id_token_claims,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`OidcProvider::start_with`], saying what is missing instead of panicking (the
+    /// sandbox starts one when it can).
+    pub async fn try_start(
+        client_id: &str,
+        client_secret: &str,
+        redirect_uri: &str,
+        accounts: Value,
+        id_token_claims: bool,
+    ) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let port = free_port();
         let config = dir.path().join("config.json");
         let body = json!({
@@ -63,34 +83,34 @@ impl OidcProvider {
             "accounts": accounts,
             "id_token_claims": id_token_claims,
         });
-        std::fs::write(&config, body.to_string()).expect("write config");
+        std::fs::write(&config, body.to_string()).map_err(|e| e.to_string())?;
         let log = dir.path().join("provider.log");
         let mut p = OidcProvider {
-            child: spawn(&config, &log),
+            child: spawn(&config, &log)?,
             issuer: format!("http://127.0.0.1:{port}"),
             port,
             config,
             log,
             _dir: dir,
         };
-        p.wait_ready().await;
-        p
+        p.wait_ready().await?;
+        Ok(p)
     }
 
-    async fn wait_ready(&mut self) {
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let url = format!("{}/.well-known/openid-configuration", self.issuer);
         for _ in 0..100 {
             if let Ok(r) = reqwest::get(&url).await
                 && r.status().is_success()
             {
-                return;
+                return Ok(());
             }
             if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("oidc-provider exited ({st}): {}", self.log());
+                return Err(format!("oidc-provider exited ({st}): {}", self.log()));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("oidc-provider did not start: {}", self.log());
+        Err(format!("oidc-provider did not start: {}", self.log()))
     }
 
     /// Its output.
@@ -114,19 +134,18 @@ impl OidcProvider {
     pub async fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(&self.config, &self.log);
-        self.wait_ready().await;
+        self.child = spawn(&self.config, &self.log).unwrap_or_else(|e| panic!("{e}"));
+        self.wait_ready().await.unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
-fn spawn(config: &PathBuf, log: &PathBuf) -> Child {
+fn spawn(config: &PathBuf, log: &PathBuf) -> Result<Child, String> {
     let dir = provider_dir();
-    assert!(
-        dir.join("node_modules/oidc-provider").is_dir(),
-        "the oidc-provider npm package is not installed: `npm ci --prefix tests/oidc` (scripts/test does)"
-    );
-    let out = std::fs::File::create(log).expect("log file");
-    let err = out.try_clone().expect("log file");
+    if !dir.join("node_modules/oidc-provider").is_dir() {
+        return Err("the oidc-provider npm package is not installed: `npm ci --prefix tests/oidc` (scripts/test does)".into());
+    }
+    let out = std::fs::File::create(log).map_err(|e| e.to_string())?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
     Command::new("node")
         .arg(dir.join("provider.mjs"))
         .arg(config)
@@ -135,7 +154,39 @@ fn spawn(config: &PathBuf, log: &PathBuf) -> Child {
         .stdout(out)
         .stderr(err)
         .spawn()
-        .expect("node (Node.js) on PATH")
+        .map_err(|e| format!("node (Node.js) is not on PATH: {e}"))
+}
+
+/// Drives the provider's development login (`login` with any password) and consent from
+/// `start` (a dashboard URL that redirects to the provider) until the provider redirects
+/// back to `callback`; returns that URL, not yet visited.
+pub async fn sign_in_through(
+    c: &mut super::web::WebClient,
+    start: &str,
+    login: &str,
+    callback: &str,
+) -> String {
+    let mut a = c.follow(start, Some(callback)).await;
+    for _ in 0..4 {
+        if let Some(l) = &a.location
+            && l.starts_with(callback)
+        {
+            return l.clone();
+        }
+        assert_eq!(a.status, reqwest::StatusCode::OK, "{}: {}", a.url, a.body);
+        let (action, mut fields) = super::web::form_of(&a.url, &a.body);
+        if a.body.contains("name=\"login\"") {
+            fields.push(("login".into(), login.into()));
+            fields.push(("password".into(), "any".into()));
+        }
+        let posted = c.post(&action, &fields).await;
+        let next = posted.location.unwrap_or_else(|| panic!("{}", posted.body));
+        a = c.follow(&next, Some(callback)).await;
+        if next.starts_with(callback) {
+            return next;
+        }
+    }
+    panic!("the provider did not send the browser back: {}", a.body);
 }
 
 impl Drop for OidcProvider {
