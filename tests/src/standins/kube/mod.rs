@@ -100,6 +100,8 @@ pub struct KubeStandIn {
 impl KubeStandIn {
     /// Binds `opts.listen` and serves on the current tokio runtime.
     pub async fn start(opts: KubeOptions) -> std::io::Result<KubeStandIn> {
+        // Its HTTP clients (rustls) need the one crypto provider; a no-op once installed.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let listener = TcpListener::bind(opts.listen).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = signal::channel(false);

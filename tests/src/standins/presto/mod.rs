@@ -93,6 +93,8 @@ pub struct PrestoStandIn {
 impl PrestoStandIn {
     /// Binds `opts.listen` and serves on the current tokio runtime.
     pub async fn start(opts: PrestoOptions) -> std::io::Result<Self> {
+        // Its HTTP clients (rustls) need the one crypto provider; a no-op once installed.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let listener = TcpListener::bind(opts.listen).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(opts, addr));
