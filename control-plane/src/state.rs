@@ -79,6 +79,10 @@ pub struct IdentitySettings {
     pub public_url: Option<String>,
     /// The vendor's own provider for platform admins.
     pub platform_oidc: Option<PlatformOidc>,
+    /// Providers may be plain HTTP on loopback (`--allow-loopback-identity-providers`: the
+    /// sandbox and tests; never in production, where it would let a tenant point the
+    /// control plane at its own local services).
+    pub allow_loopback: bool,
 }
 
 /// `serve --platform-oidc-issuer … --platform-oidc-client-id … --platform-oidc-client-secret-file …`.
@@ -90,10 +94,10 @@ pub struct PlatformOidc {
     pub client_id: String,
     /// Client secret (read from its file at start).
     pub client_secret: String,
-    /// The groups claim; with `admin_group`, only its members may sign in.
+    /// The groups claim.
     pub groups_claim: String,
-    /// The group whose members are platform admins; `None`: everyone the provider signs in.
-    pub admin_group: Option<String>,
+    /// The group whose members are platform admins; nobody else may sign in.
+    pub admin_group: String,
 }
 
 /// Where agents' signed AWS identities are verified.

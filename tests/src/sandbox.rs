@@ -64,6 +64,8 @@ pub async fn run(
             public_url: (args.http_listen.port() != 0)
                 .then(|| format!("http://{}", args.http_listen)),
             platform_oidc: None,
+            // The demo provider runs on loopback.
+            allow_loopback: true,
         },
         public_grpc_endpoint: None,
         sts_endpoint: "https://sts.amazonaws.com".into(),
@@ -344,7 +346,7 @@ async fn demo_sign_in(
         "alice": {"email": "alice@demo.example", "groups": ["demo-admins"]},
         "bob": {"email": "bob@demo.example", "groups": ["demo-analysts"]},
     });
-    let callback = format!("http://{http_addr}/ui/oidc/callback");
+    let callback = format!("http://{http_addr}/ui/oidc/callback/demo");
     let idp = match crate::harness::oidc::OidcProvider::try_start(
         "tether-sandbox",
         &secret,

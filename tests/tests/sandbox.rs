@@ -82,9 +82,9 @@ async fn sandbox_starts_a_connected_demo_and_stops_on_ctrl_c() {
     let mut web = tether_tests::harness::web::WebClient::new();
     let back = tether_tests::harness::oidc::sign_in_through(
         &mut web,
-        &format!("{base}/ui/oidc/start/demo"),
+        &format!("{base}/ui/login/demo"),
         "alice",
-        &format!("{base}/ui/oidc/callback"),
+        &format!("{base}/ui/oidc/callback/demo"),
     )
     .await;
     assert_eq!(web.get(&back).await.status, reqwest::StatusCode::OK);

@@ -277,11 +277,30 @@ async fn ldap_people_sign_in_with_the_role_of_their_groups() {
         "{log}"
     );
 
-    // Removed from the group: the next sign-in is refused.
+    // A personal token is for the API, not for a dashboard session of its own.
+    let mut t = WebClient::new();
+    let login = t.get(&format!("{base}/login")).await;
+    let (action, mut fields) = form_of(&login.url, &login.body);
+    fields.push(("token".into(), token.clone()));
+    assert_eq!(
+        t.post(&action, &fields).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Removed from the group: the next sign-in is refused, and the session she still had
+    // ends with it.
+    assert_eq!(
+        alice.get(&format!("{base}/ui/me")).await.status,
+        StatusCode::OK
+    );
     slapd.remove_member("analysts", "alice");
     let mut again = WebClient::new();
     let (s, page) = ldap_sign_in(&mut again, &base, "acme", "alice", "alice-pw").await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{page}");
+    assert_eq!(
+        alice.get(&format!("{base}/ui/me")).await.status,
+        StatusCode::SEE_OTHER
+    );
 
     // StartTLS on the plain port works the same.
     admin
@@ -348,15 +367,33 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
     init();
     let http_port = free_port();
     let base = format!("http://127.0.0.1:{http_port}");
-    let callback = format!("{base}/ui/oidc/callback");
+    let callback = format!("{base}/ui/oidc/callback/acme");
     let accounts = json!({
         "alice": {"email": "alice@example.com", "groups": ["analysts"]},
         "erin": {"email": "erin@example.com", "groups": ["tether-admins"]},
         "dave": {"email": "dave@example.com", "groups": ["sales"]},
     });
     let mut idp = OidcProvider::start("tether", "client-secret-0123", &callback, accounts).await;
+    // Without the flag a tenant may not point the control plane at a loopback provider.
+    let strict = ControlPlaneProc::start(ControlPlaneOptions::default()).await;
+    let sfx = TenantFixture::create(&strict.api(), "acme").await;
+    let (s, v) = strict
+        .api()
+        .as_token(&sfx.admin_token)
+        .put(
+            &format!("/tenants/{}/identity-provider", sfx.tenant_id),
+            &json!({"kind": "oidc", "issuer": idp.issuer, "client_id": "tether",
+                "client_secret": "x", "role_mapping": {"analysts": "viewer"}}),
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("issuer"))
+    );
+    drop(strict);
     let cp = ControlPlaneProc::start(ControlPlaneOptions {
         http_listen: format!("127.0.0.1:{http_port}"),
+        extra_args: vec!["--allow-loopback-identity-providers".into()],
         ..Default::default()
     })
     .await;
@@ -390,6 +427,26 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
     assert_eq!(
         admin.ok_put(&path, &no_secret).await["client_secret_set"],
         true
+    );
+    // ...changing where it goes does not: the secret must be given again.
+    let mut elsewhere = no_secret.clone();
+    elsewhere["issuer"] = json!("https://attacker.example.com");
+    let (s, v) = admin.put(&path, &elsewhere).await;
+    assert_eq!(
+        (s, v["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("client_secret")),
+        "{v}"
+    );
+    let mut elsewhere = no_secret.clone();
+    elsewhere["client_id"] = json!("other-client");
+    assert_eq!(
+        admin.put(&path, &elsewhere).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        admin.ok_get(&path).await["client_id"],
+        "tether",
+        "nothing changed"
     );
 
     // The whole redirect flow in Chromium.
@@ -444,13 +501,7 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
 
     // By hand: a full sign-in, then the same callback again (a replayed state and code).
     let mut c = WebClient::new();
-    let back = sign_in_through(
-        &mut c,
-        &format!("{base}/ui/oidc/start/acme"),
-        "erin",
-        &callback,
-    )
-    .await;
+    let back = sign_in_through(&mut c, &format!("{base}/ui/login/acme"), "erin", &callback).await;
     let ok = c.get(&back).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
     assert!(c.cookie(&cp.http, "tether_session").is_some());
@@ -464,13 +515,7 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
     assert_eq!(replay.status, StatusCode::FORBIDDEN, "{}", replay.body);
     // The old code with a fresh state of this browser: the provider refuses the used code.
     let mut c2 = WebClient::new();
-    let fresh = sign_in_through(
-        &mut c2,
-        &format!("{base}/ui/oidc/start/acme"),
-        "erin",
-        &callback,
-    )
-    .await;
+    let fresh = sign_in_through(&mut c2, &format!("{base}/ui/login/acme"), "erin", &callback).await;
     let state = fresh
         .split("state=")
         .nth(1)
@@ -489,11 +534,29 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
     assert_eq!(reused.status, StatusCode::UNAUTHORIZED, "{}", reused.body);
     assert!(c2.cookie(&cp.http, "tether_session").is_none());
 
+    // A state started for one tenant cannot finish at another's callback (IdP mix-up).
+    let mut mixed = WebClient::new();
+    let acme_back = sign_in_through(
+        &mut mixed,
+        &format!("{base}/ui/login/acme"),
+        "erin",
+        &callback,
+    )
+    .await;
+    let at_globex = acme_back.replace("/ui/oidc/callback/acme", "/ui/oidc/callback/globex");
+    assert_eq!(mixed.get(&at_globex).await.status, StatusCode::FORBIDDEN);
+    assert!(mixed.cookie(&cp.http, "tether_session").is_none());
+    // A sign-in cannot be started by another site (no form token: login CSRF).
+    let forged_start = WebClient::new()
+        .post(&format!("{base}/ui/oidc/start/acme"), &[])
+        .await;
+    assert_eq!(forged_start.status, StatusCode::FORBIDDEN);
+
     // A wrong state: another browser's, or none.
     let mut victim = WebClient::new();
     let theirs = sign_in_through(
         &mut victim,
-        &format!("{base}/ui/oidc/start/acme"),
+        &format!("{base}/ui/login/acme"),
         "erin",
         &callback,
     )
@@ -512,13 +575,7 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
 
     // Someone in no mapped group: refused, with a page that says why.
     let mut d = WebClient::new();
-    let back = sign_in_through(
-        &mut d,
-        &format!("{base}/ui/oidc/start/acme"),
-        "dave",
-        &callback,
-    )
-    .await;
+    let back = sign_in_through(&mut d, &format!("{base}/ui/login/acme"), "dave", &callback).await;
     let refused = d.get(&back).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(
@@ -531,13 +588,8 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
     for (mode, says) in [("tamper", "did not verify"), ("expired", "did not verify")] {
         idp.set_mode(mode).await;
         let mut m = WebClient::new();
-        let back = sign_in_through(
-            &mut m,
-            &format!("{base}/ui/oidc/start/acme"),
-            "alice",
-            &callback,
-        )
-        .await;
+        let back =
+            sign_in_through(&mut m, &format!("{base}/ui/login/acme"), "alice", &callback).await;
         let a = m.get(&back).await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{mode}: {}", a.body);
         assert!(a.body.contains(says), "{mode}: {}", a.body);
@@ -548,13 +600,7 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
     // The provider restarts with new signing keys: the next sign-in follows them.
     idp.restart().await;
     let mut r = WebClient::new();
-    let back = sign_in_through(
-        &mut r,
-        &format!("{base}/ui/oidc/start/acme"),
-        "alice",
-        &callback,
-    )
-    .await;
+    let back = sign_in_through(&mut r, &format!("{base}/ui/login/acme"), "alice", &callback).await;
     assert_eq!(r.get(&back).await.status, StatusCode::OK);
     // A signed-in person of acme never sees globex.
     assert_eq!(
@@ -566,9 +612,10 @@ async fn oidc_people_sign_in_through_their_provider_and_forgeries_fail() {
 
     // The provider down: a clear error, not a hang.
     drop(idp);
-    let a = WebClient::new()
-        .get(&format!("{base}/ui/oidc/start/acme"))
-        .await;
+    let mut down = WebClient::new();
+    let page = down.get(&format!("{base}/ui/login/acme")).await;
+    let (action, fields) = form_of(&page.url, &page.body);
+    let a = down.post(&action, &fields).await;
     assert_eq!(a.status, StatusCode::BAD_GATEWAY, "{}", a.body);
     assert!(a.body.contains("cannot be used right now"), "{}", a.body);
 
@@ -604,7 +651,7 @@ async fn platform_admins_sign_in_through_the_vendors_own_provider() {
     init();
     let http_port = free_port();
     let base = format!("http://127.0.0.1:{http_port}");
-    let callback = format!("{base}/ui/oidc/callback");
+    let callback = format!("{base}/ui/platform/oidc/callback");
     let accounts = json!({
         "ops": {"email": "ops@vendor.example", "groups": ["vendor-ops"]},
         "intern": {"email": "intern@vendor.example", "groups": ["vendor-interns"]},
@@ -634,6 +681,7 @@ async fn platform_admins_sign_in_through_the_vendors_own_provider() {
             "vendor-ops".into(),
             "--public-url".into(),
             base.clone(),
+            "--allow-loopback-identity-providers".into(),
         ],
         ..Default::default()
     })

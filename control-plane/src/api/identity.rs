@@ -68,13 +68,20 @@ pub async fn put(
 ) -> Result<Json<Value>, ApiError> {
     let t = admin_of(&s, &p, &tenant, "configure the identity provider").await?;
     let had_secret = secret_stored(&s, &t.id).await?;
-    // A secret of the other kind does not carry over.
-    let same_kind = match (s.store.identity_provider(&t.id).await?, &body) {
-        (Some(old), ProviderInput::Oidc { .. }) => old.via() == identity::Via::Oidc,
-        (Some(old), ProviderInput::Ldap(_)) => old.via() == identity::Via::Ldap,
-        (None, _) => false,
-    };
-    let (config, secret) = body.validate(had_secret && same_kind)?;
+    let old = s.store.identity_provider(&t.id).await?;
+    let (config, secret) = body.validate(true, s.identity.allow_loopback)?;
+    // A stored secret is kept only for the same endpoint (see `same_endpoint`).
+    let keeps = had_secret && old.as_ref().is_some_and(|o| o.same_endpoint(&config));
+    if secret.is_none() && config.needs_secret() && !keeps {
+        let field = match config.via() {
+            identity::Via::Oidc => "client_secret",
+            identity::Via::Ldap => "bind_password",
+        };
+        return Err(ApiError::field(
+            field,
+            "is required (again whenever the issuer, client, directory or service account changes)",
+        ));
+    }
     let now = s.clock.now();
     match &secret {
         Some(secret) => s
@@ -82,12 +89,14 @@ pub async fn put(
             .put(&identity::secret_name(&t.id), secret.as_bytes(), now)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?,
-        None if !same_kind => s.store.delete_secret(&identity::secret_name(&t.id)).await?,
+        None if !keeps || !config.needs_secret() => {
+            s.store.delete_secret(&identity::secret_name(&t.id)).await?
+        }
         None => {}
     }
     s.store.put_identity_provider(&t.id, &config, now).await?;
     tracing::info!(tenant = %t.id, kind = config.via().as_str(), by = %p.who(), "identity provider set");
-    let stored = secret.is_some() || (had_secret && same_kind);
+    let stored = secret.is_some() || (keeps && config.needs_secret());
     Ok(Json(config.public_json(stored)))
 }
 

@@ -117,7 +117,7 @@ struct ServeArgs {
     #[arg(long, env = "TETHER_PUBLIC_URL")]
     public_url: Option<String>,
     /// Platform admins sign in through this OpenID Connect provider (the vendor's own).
-    #[arg(long, env = "TETHER_PLATFORM_OIDC_ISSUER", requires_all = ["platform_oidc_client_id", "platform_oidc_client_secret_file"])]
+    #[arg(long, env = "TETHER_PLATFORM_OIDC_ISSUER", requires_all = ["platform_oidc_client_id", "platform_oidc_client_secret_file", "platform_oidc_admin_group"])]
     platform_oidc_issuer: Option<String>,
     /// The platform provider's client id.
     #[arg(
@@ -126,6 +126,10 @@ struct ServeArgs {
         requires = "platform_oidc_issuer"
     )]
     platform_oidc_client_id: Option<String>,
+    /// Identity providers may be plain HTTP on a loopback address (a provider on the same
+    /// machine: the sandbox, tests). Never in production.
+    #[arg(long, env = "TETHER_ALLOW_LOOPBACK_IDENTITY_PROVIDERS")]
+    allow_loopback_identity_providers: bool,
     /// A file holding the platform provider's client secret.
     #[arg(
         long,
@@ -140,9 +144,13 @@ struct ServeArgs {
         default_value = "groups"
     )]
     platform_oidc_groups_claim: String,
-    /// Only members of this group are platform admins (default: everyone the platform
-    /// provider signs in).
-    #[arg(long, env = "TETHER_PLATFORM_OIDC_ADMIN_GROUP")]
+    /// Only members of this group are platform admins (required: a provider's other users
+    /// must not become platform admins).
+    #[arg(
+        long,
+        env = "TETHER_PLATFORM_OIDC_ADMIN_GROUP",
+        requires = "platform_oidc_issuer"
+    )]
     platform_oidc_admin_group: Option<String>,
 }
 
@@ -185,10 +193,14 @@ async fn main() -> anyhow::Result<()> {
         args.platform_oidc_issuer,
         args.platform_oidc_client_id,
         args.platform_oidc_client_secret_file,
+        args.platform_oidc_admin_group,
     ) {
-        (Some(issuer), Some(client_id), Some(file)) => {
-            tether_control_plane::identity::oidc::validate_issuer(&issuer)
-                .map_err(|e| anyhow::anyhow!("--platform-oidc-issuer: {e}"))?;
+        (Some(issuer), Some(client_id), Some(file), Some(admin_group)) => {
+            tether_control_plane::identity::oidc::validate_issuer(
+                &issuer,
+                args.allow_loopback_identity_providers,
+            )
+            .map_err(|e| anyhow::anyhow!("--platform-oidc-issuer: {e}"))?;
             let secret = std::fs::read_to_string(&file)
                 .with_context(|| format!("--platform-oidc-client-secret-file {}", file.display()))?
                 .trim()
@@ -200,11 +212,11 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             Some(PlatformOidc {
-                issuer: issuer.trim_end_matches('/').to_owned(),
+                issuer,
                 client_id,
                 client_secret: secret,
                 groups_claim: args.platform_oidc_groups_claim,
-                admin_group: args.platform_oidc_admin_group,
+                admin_group,
             })
         }
         _ => None,
@@ -229,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
         identity: IdentitySettings {
             public_url,
             platform_oidc,
+            allow_loopback: args.allow_loopback_identity_providers,
         },
     };
     let cp = ControlPlane::open(config)

@@ -48,9 +48,13 @@ pub fn router(state: AppState) -> Router {
             "/ui/login/{tenant}",
             get(sso::login_page).post(sso::ldap_login),
         )
-        .route("/ui/oidc/start/{tenant}", get(sso::oidc_start))
-        .route("/ui/platform/login", get(sso::platform_start))
-        .route(sso::CALLBACK_PATH, get(sso::oidc_callback))
+        .route("/ui/oidc/start/{tenant}", post(sso::oidc_start))
+        .route(
+            "/ui/platform/login",
+            get(sso::platform_page).post(sso::platform_start),
+        )
+        .route("/ui/oidc/callback/{tenant}", get(sso::oidc_callback))
+        .route(sso::PLATFORM_CALLBACK_PATH, get(sso::platform_callback))
         .route("/ui/me", get(sso::me_page))
         .route("/ui/me/tokens", post(sso::create_personal_token))
         .route(

@@ -355,6 +355,26 @@ pub async fn login(
             .flatten()
             .and_then(|t| Principal::of_token(t, state.clock.now()))
     };
+    // A person's tokens (a session's own, a personal API token) are for the API: a person
+    // signs in to the dashboard through their provider, which reads their groups again.
+    if found.as_ref().is_some_and(|p| p.user_id.is_some()) {
+        audit::append(
+            &state,
+            origin(None),
+            None,
+            "sign-in".into(),
+            "/login".into(),
+            401,
+        )
+        .await;
+        return login_form(
+            &parts.headers,
+            StatusCode::UNAUTHORIZED,
+            Some(
+                "Personal API tokens are for the API. Sign in with your identity provider instead.",
+            ),
+        );
+    }
     let Some(principal) = found else {
         audit::append(
             &state,

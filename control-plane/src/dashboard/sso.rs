@@ -2,12 +2,14 @@
 //!
 //! - `GET /ui/login/{tenant}`: the tenant's sign-in page: "Sign in with your identity
 //!   provider" (OIDC) or a user name and password form (LDAP), beside the token form;
-//! - `GET /ui/oidc/start/{tenant}` (and `/ui/platform/login` for the vendor's staff):
-//!   keeps the sign-in's `nonce` and PKCE verifier under the hash of its `state`, binds the
-//!   `state` to the browser (a `SameSite=Lax` cookie, so it comes back on the provider's
-//!   top-level redirect), and redirects to the provider;
-//! - `GET /ui/oidc/callback`: the `state` must match the browser's and be unused; the code
-//!   is exchanged and the ID token verified ([`crate::identity::oidc`]);
+//! - `POST /ui/oidc/start/{tenant}` (and `POST /ui/platform/login` for the vendor's staff),
+//!   from the sign-in page's form with its double-submit token: keeps the sign-in's
+//!   `nonce`, PKCE verifier and scope under the hash of its `state`, binds the `state` to
+//!   the browser (a `SameSite=Lax` cookie, so it comes back on the provider's top-level
+//!   redirect), and sends the browser to the provider;
+//! - `GET /ui/oidc/callback/{tenant}` (`/ui/platform/oidc/callback`): the `state` must match
+//!   the browser's, be unused and belong to this callback's scope; the code is exchanged and
+//!   the ID token verified ([`crate::identity::oidc`]);
 //! - `POST /ui/login/{tenant}`: LDAP ([`crate::identity::ldap`]).
 //!
 //! Each sign-in reads the person's groups anew and maps them to a role; no mapped group is
@@ -37,8 +39,11 @@ use crate::store::{PendingLogin, Scope, Tenant};
 
 /// The cookie that binds an OIDC sign-in's `state` to the browser that started it.
 pub const OIDC_STATE_COOKIE: &str = "tether_oidc_state";
-/// The callback's path.
-pub const CALLBACK_PATH: &str = "/ui/oidc/callback";
+/// The platform's callback (a tenant's is `/ui/oidc/callback/{tenant}`): each scope has a
+/// redirect URI of its own, so a code a provider sends can only finish a sign-in of the
+/// scope that provider belongs to (an IdP mix-up cannot route one provider's code to
+/// another's token endpoint).
+pub const PLATFORM_CALLBACK_PATH: &str = "/ui/platform/oidc/callback";
 /// The platform's scope name.
 const PLATFORM: &str = "platform";
 
@@ -56,8 +61,9 @@ async fn tenant_named(state: &AppState, name: &str) -> Option<Tenant> {
         .find(|t| t.name == name)
 }
 
-/// This control plane's callback URL, as the browser reaches it.
-fn redirect_url(state: &AppState, headers: &HeaderMap) -> String {
+/// This control plane's callback URL for `label` (a tenant's name, or `platform`), as the
+/// browser reaches it.
+pub fn redirect_url(state: &AppState, headers: &HeaderMap, label: &str) -> String {
     let base = match &state.identity.public_url {
         Some(u) => u.clone(),
         None => {
@@ -69,7 +75,40 @@ fn redirect_url(state: &AppState, headers: &HeaderMap) -> String {
             format!("{scheme}://{host}")
         }
     };
-    format!("{base}{CALLBACK_PATH}")
+    if label == PLATFORM {
+        format!("{base}{PLATFORM_CALLBACK_PATH}")
+    } else {
+        format!("{base}/ui/oidc/callback/{label}")
+    }
+}
+
+/// The `Set-Cookie` of the OIDC state cookie (`Lax`, not `Strict`: the provider's redirect
+/// back is a cross-site top-level navigation); an empty value clears it.
+fn state_cookie(value: &str, secure: bool) -> axum::http::HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let max_age = if value.is_empty() {
+        0
+    } else {
+        LOGIN_STATE_MS / 1000
+    };
+    let v = format!(
+        "{OIDC_STATE_COOKIE}={value}; Path=/ui; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    );
+    axum::http::HeaderValue::from_str(&v)
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static(""))
+}
+
+/// Whether a sign-in form post carries the double-submit token of the page that showed it
+/// and no foreign `Origin` (so another site cannot start a sign-in in the visitor's
+/// browser: login CSRF).
+fn from_our_form(headers: &HeaderMap, fields: &[(String, String)]) -> bool {
+    let sent = fields
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let expected = cookie(headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
+    !expected.is_empty() && same_secret(sent, &expected) && !foreign_origin(headers)
 }
 
 async fn audit_sign_in(
@@ -139,7 +178,10 @@ fn tenant_form(
                 @if let Some(e) = error { p.error role="alert" { (e) } }
                 @match provider {
                     Some(ProviderConfig::Oidc { .. }) => {
-                        p { a.button #sso href={ "/ui/oidc/start/" (tenant) } { "Sign in with your identity provider" } }
+                        form method="post" action={ "/ui/oidc/start/" (tenant) } {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button #sso type="submit" { "Sign in with your identity provider" }
+                        }
                     }
                     Some(ProviderConfig::Ldap(_)) => {
                         form method="post" action={ "/ui/login/" (tenant) } {
@@ -207,43 +249,123 @@ async fn oidc_provider(
     Ok((issuer, client_id, secret, groups_claim))
 }
 
-/// `GET /ui/oidc/start/{tenant}`.
+/// A sign-in start form's fields, or the refusal when it did not come from our page.
+async fn start_form(
+    state: &AppState,
+    req: Request,
+    tenant_id: Option<String>,
+    label: &str,
+) -> Result<(HeaderMap, String), Response> {
+    let (parts, body) = req.into_parts();
+    let client_addr = audit::client_addr(&parts.extensions);
+    let bytes = axum::body::to_bytes(body, crate::api::MAX_BODY_BYTES)
+        .await
+        .unwrap_or_default();
+    if !from_our_form(&parts.headers, &form_pairs(&bytes)) {
+        let target = if label == PLATFORM {
+            "/ui/platform/login".to_owned()
+        } else {
+            format!("/ui/oidc/start/{label}")
+        };
+        audit_sign_in(state, client_addr, None, tenant_id, target, 403, None).await;
+        return Err(refusal(
+            StatusCode::FORBIDDEN,
+            "The sign-in form expired or was not sent by this dashboard; try again.",
+            label,
+        ));
+    }
+    Ok((parts.headers, client_addr))
+}
+
+/// `POST /ui/oidc/start/{tenant}` (the tenant page's button).
 pub async fn oidc_start(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
+    req: Request,
 ) -> Response {
-    match tenant_named(&state, &tenant).await {
-        Some(t) => start(&state, &headers, &t.id, &tenant).await,
-        None => layout::error_page(
+    let Some(t) = tenant_named(&state, &tenant).await else {
+        return layout::error_page(
             None,
             StatusCode::NOT_FOUND,
             "Single sign-on is not set up for this tenant.",
-        ),
+        );
+    };
+    match start_form(&state, req, Some(t.id.clone()), &tenant).await {
+        Ok((headers, client_addr)) => start(&state, &headers, client_addr, &t.id, &tenant).await,
+        Err(refused) => refused,
     }
 }
 
-/// `GET /ui/platform/login`: the vendor's staff, through the platform's provider.
-pub async fn platform_start(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    start(&state, &headers, PLATFORM, PLATFORM).await
+/// `GET /ui/platform/login`: the page with the platform's sign-in button.
+pub async fn platform_page(headers: HeaderMap) -> Response {
+    let csrf = tether_shared::tokens::random_hex(16);
+    let body = layout::page(
+        None,
+        "Sign in",
+        html! {
+            section.signin {
+                h1 { "Sign in to Tether (staff)" }
+                form method="post" action="/ui/platform/login" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button #sso type="submit" { "Sign in with the platform's identity provider" }
+                }
+                p { a href="/login" { "Sign in with an API token instead" } }
+            }
+        },
+    );
+    let mut resp = body.into_response();
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(LOGIN_CSRF_COOKIE, &csrf, 600, over_tls(&headers)),
+    );
+    resp
 }
 
-async fn start(state: &AppState, headers: &HeaderMap, scope: &str, label: &str) -> Response {
+/// `POST /ui/platform/login`: the vendor's staff, through the platform's provider.
+pub async fn platform_start(State(state): State<AppState>, req: Request) -> Response {
+    match start_form(&state, req, None, PLATFORM).await {
+        Ok((headers, client_addr)) => {
+            start(&state, &headers, client_addr, PLATFORM, PLATFORM).await
+        }
+        Err(refused) => refused,
+    }
+}
+
+async fn start(
+    state: &AppState,
+    headers: &HeaderMap,
+    client_addr: String,
+    scope: &str,
+    label: &str,
+) -> Response {
+    let tenant_id = (scope != PLATFORM).then(|| scope.to_owned());
+    let target = if label == PLATFORM {
+        "/ui/platform/login".to_owned()
+    } else {
+        format!("/ui/oidc/start/{label}")
+    };
     let (issuer, client_id, secret, groups_claim) = match oidc_provider(state, scope).await {
         Ok(p) => p,
-        Err(e) => return refusal(StatusCode::NOT_FOUND, &e.to_string(), label),
+        Err(e) => {
+            audit_sign_in(state, client_addr, None, tenant_id, target, 404, None).await;
+            return refusal(StatusCode::NOT_FOUND, &e.to_string(), label);
+        }
     };
-    let redirect = redirect_url(state, headers);
+    let redirect = redirect_url(state, headers, label);
     let provider = oidc::Provider {
         issuer: &issuer,
         client_id: &client_id,
         client_secret: &secret,
         groups_claim: &groups_claim,
         redirect_url: &redirect,
+        allow_loopback: state.identity.allow_loopback,
     };
     let started = match oidc::start(&state.oidc_http, &provider).await {
         Ok(s) => s,
-        Err(e) => return refusal(StatusCode::BAD_GATEWAY, &e.to_string(), label),
+        Err(e) => {
+            audit_sign_in(state, client_addr, None, tenant_id, target, 502, None).await;
+            return refusal(StatusCode::BAD_GATEWAY, &e.to_string(), label);
+        }
     };
     let now = state.clock.now_ms();
     let pending = PendingLogin {
@@ -264,17 +386,24 @@ async fn start(state: &AppState, headers: &HeaderMap, scope: &str, label: &str) 
         tracing::error!("cannot keep an OIDC sign-in: {e}");
         return layout::error_page(None, StatusCode::SERVICE_UNAVAILABLE, "Try again shortly.");
     }
-    let mut resp = Redirect::to(&started.url).into_response();
-    // Lax, not Strict: the provider's redirect back is a cross-site top-level navigation.
-    let secure = if over_tls(headers) { "; Secure" } else { "" };
-    let v = format!(
-        "{OIDC_STATE_COOKIE}={}; Path=/ui/oidc; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
-        started.state,
-        LOGIN_STATE_MS / 1000
+    // A page that moves on, not a redirect: the dashboard's CSP (`form-action 'self'`)
+    // also governs where a form post may redirect, and the provider is another origin.
+    let body = layout::page(
+        None,
+        "Signing in",
+        html! {
+            meta http-equiv="refresh" content=(format!("0;url={}", started.url));
+            section.signin {
+                h1 { "Signing in" }
+                p { a #continue href=(started.url) { "Continue to your identity provider" } }
+            }
+        },
     );
-    if let Ok(v) = axum::http::HeaderValue::from_str(&v) {
-        resp.headers_mut().append(header::SET_COOKIE, v);
-    }
+    let mut resp = body.into_response();
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        state_cookie(&started.state, over_tls(headers)),
+    );
     resp
 }
 
@@ -308,23 +437,44 @@ fn refusal(status: StatusCode, message: &str, tenant: &str) -> Response {
         },
     );
     let mut resp = (status, body).into_response();
-    resp.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(OIDC_STATE_COOKIE, "", 0, false),
-    );
+    resp.headers_mut()
+        .append(header::SET_COOKIE, state_cookie("", false));
     resp
 }
 
-/// `GET /ui/oidc/callback`.
+/// `GET /ui/oidc/callback/{tenant}`.
 pub async fn oidc_callback(
     State(state): State<AppState>,
+    Path(tenant): Path<String>,
     Query(q): Query<Callback>,
+    req: Request,
+) -> Response {
+    let expected = tenant_named(&state, &tenant).await.map(|t| t.id);
+    callback(state, &tenant, expected, q, req).await
+}
+
+/// `GET /ui/platform/oidc/callback`.
+pub async fn platform_callback(
+    State(state): State<AppState>,
+    Query(q): Query<Callback>,
+    req: Request,
+) -> Response {
+    callback(state, PLATFORM, Some(PLATFORM.to_owned()), q, req).await
+}
+
+/// The provider sent the browser back to the callback of `label`, whose scope is
+/// `expected` (`None`: no such tenant).
+async fn callback(
+    state: AppState,
+    label: &str,
+    expected: Option<String>,
+    q: Callback,
     req: Request,
 ) -> Response {
     let (parts, _) = req.into_parts();
     let headers = &parts.headers;
     let client_addr = audit::client_addr(&parts.extensions);
-    let target = CALLBACK_PATH.to_owned();
+    let target = parts.uri.path().to_owned();
     let sent_state = q.state.clone().unwrap_or_default();
     let browser_state = cookie(headers, OIDC_STATE_COOKIE).unwrap_or_default();
     // The state must be the one this browser started, and unused.
@@ -344,6 +494,8 @@ pub async fn oidc_callback(
             .ok()
             .flatten()
     };
+    // ...and started for this callback's scope.
+    let pending = pending.filter(|p| expected.as_deref() == Some(p.scope.as_str()));
     let Some(pending) = pending else {
         audit_sign_in(&state, client_addr, None, None, target, 403, None).await;
         return refusal(
@@ -373,13 +525,14 @@ pub async fn oidc_callback(
         }
         let (issuer, client_id, secret, groups_claim) =
             oidc_provider(&state, &pending.scope).await?;
-        let redirect = redirect_url(&state, headers);
+        let redirect = redirect_url(&state, headers, label);
         let provider = oidc::Provider {
             issuer: &issuer,
             client_id: &client_id,
             client_secret: &secret,
             groups_claim: &groups_claim,
             redirect_url: &redirect,
+            allow_loopback: state.identity.allow_loopback,
         };
         oidc::finish(
             &state.oidc_http,
@@ -420,7 +573,7 @@ pub async fn oidc_callback(
             .await
             .ok()
             .flatten()
-            .and_then(|c| c.role_mapping().role_of(&person.groups))
+            .and_then(|c| c.role_mapping().role_of(&person.groups, false))
     };
     let scope = match &tenant_id {
         Some(t) => Scope::Tenant(t),
@@ -439,10 +592,8 @@ pub async fn oidc_callback(
     )
     .await;
     let mut resp = resp;
-    resp.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(OIDC_STATE_COOKIE, "", 0, over_tls(headers)),
-    );
+    resp.headers_mut()
+        .append(header::SET_COOKIE, state_cookie("", over_tls(headers)));
     resp
 }
 
@@ -462,14 +613,10 @@ async fn tenant_label(state: &AppState, scope: &str) -> String {
 
 fn platform_role(state: &AppState, person: &Person) -> Option<Role> {
     let p = state.identity.platform_oidc.as_ref()?;
-    match &p.admin_group {
-        None => Some(Role::PlatformAdmin),
-        Some(g) => person
-            .groups
-            .iter()
-            .any(|x| x == g)
-            .then_some(Role::PlatformAdmin),
-    }
+    person
+        .groups
+        .contains(&p.admin_group)
+        .then_some(Role::PlatformAdmin)
 }
 
 /// The end of every successful authentication: no role is a refusal; else the user is
@@ -489,6 +636,16 @@ async fn signed_in(
     let who = format!("{} via {}", person.name, via.as_str());
     let tenant_id = scope.tenant_id().map(str::to_owned);
     let Some(role) = role else {
+        // Someone who had access and lost it: their sessions and personal tokens end now.
+        match state
+            .store
+            .end_user_tokens(scope, via, &person.subject, state.clock.now())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(user = %who, tokens = n, "sessions and personal tokens ended"),
+            Err(e) => tracing::error!(user = %who, "cannot end the tokens of a refused user: {e}"),
+        }
         tracing::info!(user = %who, groups = ?person.groups, "sign-in refused: no mapped group");
         audit_sign_in(state, client_addr, None, tenant_id, target, 403, Some(who)).await;
         return refusal(
@@ -564,7 +721,7 @@ async fn signed_in(
         None,
         "Signed in",
         html! {
-            (maud::PreEscaped(r#"<meta http-equiv="refresh" content="0;url=/">"#))
+            meta http-equiv="refresh" content="0;url=/";
             section.signin {
                 h1 { "Signed in" }
                 p { "Welcome, " (person.name) ". " a #continue href="/" { "Continue to the dashboard" } }
@@ -686,7 +843,7 @@ pub async fn ldap_login(
             );
         }
     };
-    let role = cfg.role_mapping.role_of(&person.groups);
+    let role = cfg.role_mapping.role_of(&person.groups, true);
     signed_in(
         &state,
         headers,
@@ -749,8 +906,8 @@ pub async fn create_personal_token(
 ) -> Response {
     let p = post.session.principal.clone();
     let result: Result<(String, Role, i64), String> = async {
-        let user_id = p.user_id.clone().ok_or(
-            "Only people who signed in with their identity provider have personal tokens.",
+        let user_id = p.user_id.clone().filter(|_| p.tenant_id.is_some()).ok_or(
+            "Only a tenant's people who signed in with their identity provider have personal tokens.",
         )?;
         let role = Role::parse(&post.field("role"))
             .filter(|r| *r != Role::PlatformAdmin && p.role.at_least(*r))

@@ -77,10 +77,13 @@ pub fn validate(l: &LdapInput) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The value of a DN's first RDN (`cn=analysts,ou=groups` → `analysts`); `None` for a
-/// plain name.
-pub fn first_rdn_value(dn: &str) -> Option<String> {
-    let (_, rest) = dn.split_once('=')?;
+/// The value of a DN's first RDN when it is a `cn` (`cn=analysts,ou=groups` →
+/// `analysts`); `None` for a plain name or another attribute.
+pub fn cn_of(dn: &str) -> Option<String> {
+    let (attr, rest) = dn.split_once('=')?;
+    if !attr.trim().eq_ignore_ascii_case("cn") {
+        return None;
+    }
     let mut out = String::new();
     let mut escaped = false;
     for c in rest.chars() {
@@ -139,10 +142,13 @@ fn tls_config(cfg: &LdapConfig) -> Result<Arc<rustls::ClientConfig>, SignInError
 }
 
 fn unreachable(cfg: &LdapConfig, e: impl std::fmt::Display) -> SignInError {
-    SignInError::Provider(format!(
-        "The directory {} cannot be reached right now ({e}); try again later or ask your administrator.",
-        cfg.url
-    ))
+    // The cause (refused, timed out, TLS) is for the operator's log, not for whoever is
+    // at the sign-in form.
+    tracing::warn!(url = %cfg.url, error = %e, "LDAP directory unreachable");
+    SignInError::Provider(
+        "The directory cannot be reached right now; try again later or ask your administrator."
+            .into(),
+    )
 }
 
 /// Signs `username` in: bind as them (the template's DN), then read their groups.
@@ -177,9 +183,9 @@ pub async fn sign_in(
         }
         rc => {
             let _ = ldap.unbind().await;
+            tracing::warn!(url = %cfg.url, rc, text = %bound.text, "LDAP bind refused");
             return Err(SignInError::Refused(format!(
-                "The directory refused the sign-in (LDAP result {rc}: {}).",
-                bound.text
+                "The directory refused the sign-in (LDAP result {rc})."
             )));
         }
     }
@@ -210,9 +216,10 @@ pub async fn sign_in(
     let _ = ldap.unbind().await;
     // 4: size limit exceeded; the groups read so far still count.
     if found.1.rc != 0 && found.1.rc != 4 && found.1.rc != 32 {
+        tracing::warn!(url = %cfg.url, rc = found.1.rc, text = %found.1.text, "LDAP group search refused");
         return Err(SignInError::Provider(format!(
-            "The directory refused the group search (LDAP result {}: {}).",
-            found.1.rc, found.1.text
+            "The directory refused the group search (LDAP result {}).",
+            found.1.rc
         )));
     }
     let groups = found
@@ -278,11 +285,12 @@ mod tests {
     #[test]
     fn rdn_values_and_credentials() {
         assert_eq!(
-            first_rdn_value("cn=analysts,ou=groups,dc=example,dc=com").as_deref(),
+            cn_of("cn=analysts,ou=groups,dc=example,dc=com").as_deref(),
             Some("analysts")
         );
-        assert_eq!(first_rdn_value("cn=a\\,b,ou=x").as_deref(), Some("a,b"));
-        assert_eq!(first_rdn_value("analysts"), None);
+        assert_eq!(cn_of("CN=a\\,b,ou=x").as_deref(), Some("a,b"));
+        assert_eq!(cn_of("uid=analysts,ou=x"), None);
+        assert_eq!(cn_of("analysts"), None);
         assert!(check_credentials("alice", "").is_err());
         assert!(check_credentials("", "pw").is_err());
         assert!(check_credentials("al\nice", "pw").is_err());

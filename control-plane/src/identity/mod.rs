@@ -67,12 +67,13 @@ impl Via {
 pub struct RoleMapping(pub BTreeMap<String, Role>);
 
 impl RoleMapping {
-    /// The role of someone in `groups` (names or DNs, compared exactly, and an LDAP DN's
-    /// first RDN value too, so `cn=analysts,ou=groups,…` matches a mapping of `analysts`).
-    pub fn role_of(&self, groups: &[String]) -> Option<Role> {
+    /// The role of someone in `groups`, compared exactly; for LDAP (`dns`) a group's DN
+    /// also matches by its `cn` (so `cn=analysts,ou=groups,…` matches a mapping of
+    /// `analysts`; the search is confined to `group_base_dn`).
+    pub fn role_of(&self, groups: &[String], dns: bool) -> Option<Role> {
         let mut best: Option<Role> = None;
         for g in groups {
-            let short = ldap::first_rdn_value(g);
+            let short = if dns { ldap::cn_of(g) } else { None };
             for key in [Some(g.as_str()), short.as_deref()].into_iter().flatten() {
                 if let Some(&r) = self.0.get(key)
                     && best.is_none_or(|b| r.at_least(b))
@@ -218,6 +219,38 @@ impl ProviderConfig {
         }
     }
 
+    /// Whether it needs a secret: an OIDC client secret, or an LDAP service password when
+    /// a service account searches the groups.
+    pub fn needs_secret(&self) -> bool {
+        match self {
+            ProviderConfig::Oidc { .. } => true,
+            ProviderConfig::Ldap(l) => l.bind_dn.is_some(),
+        }
+    }
+
+    /// Whether a stored secret may be kept for `new`: it goes to the same place (issuer and
+    /// client, or directory and service account). Otherwise whoever changes the endpoint
+    /// must give the secret again — else they could send the stored one to a server of
+    /// theirs.
+    pub fn same_endpoint(&self, new: &ProviderConfig) -> bool {
+        match (self, new) {
+            (
+                ProviderConfig::Oidc {
+                    issuer, client_id, ..
+                },
+                ProviderConfig::Oidc {
+                    issuer: i,
+                    client_id: c,
+                    ..
+                },
+            ) => issuer == i && client_id == c,
+            (ProviderConfig::Ldap(a), ProviderConfig::Ldap(b)) => {
+                a.url == b.url && a.bind_dn == b.bind_dn && a.start_tls == b.start_tls
+            }
+            _ => false,
+        }
+    }
+
     /// The role mapping.
     pub fn role_mapping(&self) -> &RoleMapping {
         match self {
@@ -250,7 +283,11 @@ impl ProviderInput {
     /// Validates the input; `has_secret` says whether a secret is already stored (so it
     /// may be left out). Returns the configuration to store and the new secret, if one was
     /// given.
-    pub fn validate(self, has_secret: bool) -> Result<(ProviderConfig, Option<String>), ApiError> {
+    pub fn validate(
+        self,
+        has_secret: bool,
+        allow_loopback: bool,
+    ) -> Result<(ProviderConfig, Option<String>), ApiError> {
         match self {
             ProviderInput::Oidc {
                 issuer,
@@ -259,7 +296,7 @@ impl ProviderInput {
                 groups_claim,
                 role_mapping,
             } => {
-                oidc::validate_issuer(&issuer)?;
+                oidc::validate_issuer(&issuer, allow_loopback)?;
                 if client_id.trim().is_empty() || client_id.len() > 256 {
                     return Err(ApiError::field("client_id", "must be 1 to 256 characters"));
                 }
@@ -288,7 +325,9 @@ impl ProviderInput {
                 role_mapping.validate("role_mapping")?;
                 Ok((
                     ProviderConfig::Oidc {
-                        issuer: issuer.trim_end_matches('/').to_owned(),
+                        // Exactly as given: the ID token's `iss` must equal it, character
+                        // for character (OIDC Discovery §4.3), trailing slash included.
+                        issuer,
                         client_id,
                         groups_claim,
                         role_mapping,
@@ -401,21 +440,28 @@ mod tests {
     #[test]
     fn the_highest_mapped_role_wins_and_no_group_is_no_role() {
         let m = mapping();
-        assert_eq!(m.role_of(&["analysts".into()]), Some(Role::Viewer));
+        assert_eq!(m.role_of(&["analysts".into()], false), Some(Role::Viewer));
         assert_eq!(
-            m.role_of(&["analysts".into(), "platform-team".into()]),
+            m.role_of(&["analysts".into(), "platform-team".into()], false),
             Some(Role::Admin)
         );
+        let dn = "cn=analysts,ou=groups,dc=example,dc=com".to_owned();
         assert_eq!(
-            m.role_of(&["cn=analysts,ou=groups,dc=example,dc=com".into()]),
+            m.role_of(std::slice::from_ref(&dn), true),
             Some(Role::Viewer)
         );
+        // Only LDAP group DNs match by their cn, and only a cn.
+        assert_eq!(m.role_of(std::slice::from_ref(&dn), false), None);
         assert_eq!(
-            m.role_of(&["cn=ops,ou=groups,dc=example,dc=com".into()]),
+            m.role_of(&["uid=analysts,ou=people,dc=example,dc=com".into()], true),
+            None
+        );
+        assert_eq!(
+            m.role_of(&["cn=ops,ou=groups,dc=example,dc=com".into()], true),
             Some(Role::Operator)
         );
-        assert_eq!(m.role_of(&["Analysts".into(), "other".into()]), None);
-        assert_eq!(m.role_of(&[]), None);
+        assert_eq!(m.role_of(&["Analysts".into(), "other".into()], false), None);
+        assert_eq!(m.role_of(&[], false), None);
     }
 
     fn oidc(v: Value) -> Result<(ProviderConfig, Option<String>), ApiError> {
@@ -424,7 +470,7 @@ mod tests {
                 message: e.to_string(),
                 field: None,
             })?
-            .validate(false)
+            .validate(false, true)
     }
 
     fn field_of(r: Result<(ProviderConfig, Option<String>), ApiError>) -> Option<String> {
@@ -441,12 +487,18 @@ mod tests {
         let (cfg, secret) = oidc(ok.clone()).expect("valid");
         assert_eq!(secret.as_deref(), Some("s3cret"));
         let shown = cfg.public_json(true);
-        assert_eq!(shown["issuer"], "https://idp.example.com");
+        assert_eq!(shown["issuer"], "https://idp.example.com/");
         assert_eq!(shown["groups_claim"], "groups");
         assert_eq!(shown["client_secret_set"], true);
         assert!(!shown.to_string().contains("s3cret"));
 
         let mut bad = ok.clone();
+        bad["issuer"] = json!("http://idp.example.com");
+        assert_eq!(field_of(oidc(bad.clone())).as_deref(), Some("issuer"));
+        bad["issuer"] = json!("http://127.0.0.1:9000");
+        let strict =
+            serde_json::from_value::<ProviderInput>(bad.clone()).map(|i| i.validate(false, false));
+        assert!(matches!(strict, Ok(Err(ApiError::BadRequest { .. }))));
         bad["issuer"] = json!("http://idp.example.com");
         assert_eq!(field_of(oidc(bad)).as_deref(), Some("issuer"));
         let mut bad = ok.clone();

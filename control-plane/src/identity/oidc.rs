@@ -71,26 +71,30 @@ type Client = openidconnect::Client<
 
 /// The HTTP client for providers: rustls with the system's roots, no redirects (the
 /// OAuth 2.0 security BCP: a token endpoint that redirects is not followed), bounded.
-pub fn http_client() -> reqwest::Client {
+pub fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(TIMEOUT)
         .connect_timeout(Duration::from_secs(5))
         .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+        .map_err(|e| format!("the identity providers' HTTP client: {e}"))
 }
 
-/// An issuer URL an operator may configure: `https://`, or `http://` on a loopback
-/// address (a provider on the same machine, e.g. for a first look).
-pub fn validate_issuer(issuer: &str) -> Result<(), ApiError> {
-    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+/// Whether `url` is plain HTTP on a loopback address.
+fn http_loopback(url: &str) -> bool {
+    ["http://127.0.0.1", "http://localhost", "http://[::1]"]
         .iter()
         .any(|p| {
-            issuer
-                .strip_prefix(p)
+            url.strip_prefix(p)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
-        });
-    if !(issuer.starts_with("https://") || loopback) {
+        })
+}
+
+/// An issuer URL an operator may configure: `https://`, or — only when the control plane
+/// runs with `--allow-loopback-identity-providers` (the sandbox, tests) — `http://` on a
+/// loopback address.
+pub fn validate_issuer(issuer: &str, allow_loopback: bool) -> Result<(), ApiError> {
+    if !(issuer.starts_with("https://") || (allow_loopback && http_loopback(issuer))) {
         return Err(ApiError::field(
             "issuer",
             "must be an https:// URL (the provider's issuer, as in its discovery document)",
@@ -118,8 +122,10 @@ pub struct Provider<'a> {
     pub client_secret: &'a str,
     /// The groups claim.
     pub groups_claim: &'a str,
-    /// This control plane's callback, e.g. `https://cp.example.com/ui/oidc/callback`.
+    /// This control plane's callback, e.g. `https://cp.example.com/ui/oidc/callback/acme`.
     pub redirect_url: &'a str,
+    /// Plain HTTP on loopback is allowed (`--allow-loopback-identity-providers`).
+    pub allow_loopback: bool,
 }
 
 fn provider_error(issuer: &str, e: impl std::fmt::Display) -> SignInError {
@@ -133,6 +139,21 @@ async fn client(http: &reqwest::Client, p: &Provider<'_>) -> Result<Client, Sign
     let metadata = CoreProviderMetadata::discover_async(issuer, http)
         .await
         .map_err(|e| provider_error(p.issuer, e))?;
+    // The endpoints the discovery document names get the client secret, the code and the
+    // access token: HTTPS only (loopback HTTP only where allowed).
+    let endpoints = [
+        Some(metadata.jwks_uri().url().as_str()),
+        metadata.token_endpoint().map(|u| u.url().as_str()),
+        metadata.userinfo_endpoint().map(|u| u.url().as_str()),
+    ];
+    for e in endpoints.into_iter().flatten() {
+        if !(e.starts_with("https://") || (p.allow_loopback && http_loopback(e))) {
+            return Err(provider_error(
+                p.issuer,
+                format!("its discovery document names a non-HTTPS endpoint {e}"),
+            ));
+        }
+    }
     let redirect =
         RedirectUrl::new(p.redirect_url.to_owned()).map_err(|e| provider_error(p.issuer, e))?;
     Ok(Client::from_provider_metadata(
@@ -211,9 +232,14 @@ pub async fn finish(
             tracing::warn!(issuer = p.issuer, error = %e, "ID token refused");
             SignInError::Invalid(format!("The ID token did not verify ({e})."))
         })?;
-    let subject = claims.subject().as_str().to_owned();
+    // The provider's subject is unique per issuer only.
+    let subject = format!("{} {}", p.issuer, claims.subject().as_str());
     let mut groups = groups_of(&claims.additional_claims().claims, p.groups_claim);
-    let mut email = claims.email().map(|e| e.as_str().to_owned());
+    // An address the provider has not verified names nobody.
+    let mut email = claims
+        .email()
+        .filter(|_| claims.email_verified() == Some(true))
+        .map(|e| e.as_str().to_owned());
     let mut username = claims.preferred_username().map(|u| u.as_str().to_owned());
     if groups.is_none() {
         // Not in the ID token: ask the userinfo endpoint (for the same subject).
@@ -226,7 +252,11 @@ pub async fn finish(
             match info {
                 Ok(info) => {
                     groups = groups_of(&info.additional_claims().claims, p.groups_claim);
-                    email = email.or_else(|| info.email().map(|e| e.as_str().to_owned()));
+                    email = email.or_else(|| {
+                        info.email()
+                            .filter(|_| info.email_verified() == Some(true))
+                            .map(|e| e.as_str().to_owned())
+                    });
                     username = username
                         .or_else(|| info.preferred_username().map(|u| u.as_str().to_owned()));
                 }
@@ -237,7 +267,9 @@ pub async fn finish(
         }
     }
     Ok(Person {
-        name: email.or(username).unwrap_or_else(|| subject.clone()),
+        name: email
+            .or(username)
+            .unwrap_or_else(|| claims.subject().as_str().to_owned()),
         subject,
         groups: groups.unwrap_or_default(),
     })
@@ -280,11 +312,12 @@ mod tests {
 
     #[test]
     fn issuers_must_be_https_or_loopback() {
-        assert!(validate_issuer("https://login.example.com/tenant").is_ok());
-        assert!(validate_issuer("http://127.0.0.1:9000").is_ok());
-        assert!(validate_issuer("http://localhost").is_ok());
-        assert!(validate_issuer("http://localhost.evil.com").is_err());
-        assert!(validate_issuer("http://idp.example.com").is_err());
-        assert!(validate_issuer("https://idp.example.com/?a=b").is_err());
+        assert!(validate_issuer("https://login.example.com/tenant", false).is_ok());
+        assert!(validate_issuer("http://127.0.0.1:9000", false).is_err());
+        assert!(validate_issuer("http://127.0.0.1:9000", true).is_ok());
+        assert!(validate_issuer("http://localhost", true).is_ok());
+        assert!(validate_issuer("http://localhost.evil.com", true).is_err());
+        assert!(validate_issuer("http://idp.example.com", true).is_err());
+        assert!(validate_issuer("https://idp.example.com/?a=b", false).is_err());
     }
 }

@@ -99,6 +99,16 @@ pub trait IdentityStore: Send + Sync + std::fmt::Debug + 'static {
         role: Role,
         now: i64,
     ) -> Result<User, StoreError>;
+    /// Ends (expires at `now`) every token of the user with this identity, if there is one:
+    /// their sign-in was just refused (no mapped group any more), so their sessions and
+    /// personal tokens must not outlive it. Returns how many tokens ended.
+    async fn end_user_tokens(
+        &self,
+        scope: Scope<'_>,
+        via: Via,
+        subject: &str,
+        now: i64,
+    ) -> Result<u64, StoreError>;
     /// A tenant's users, by name.
     async fn list_users(&self, tenant_id: &str) -> Result<Vec<User>, StoreError>;
     /// One user.

@@ -180,7 +180,12 @@ pub async fn sign_in_through(
             fields.push(("password".into(), "any".into()));
         }
         let posted = c.post(&action, &fields).await;
-        let next = posted.location.unwrap_or_else(|| panic!("{}", posted.body));
+        // A redirect, or a page that moves on by itself (`<meta http-equiv="refresh">`).
+        let next = posted
+            .location
+            .clone()
+            .or_else(|| super::web::refresh_of(&posted.body))
+            .unwrap_or_else(|| panic!("{}", posted.body));
         a = c.follow(&next, Some(callback)).await;
         if next.starts_with(callback) {
             return next;

@@ -183,3 +183,11 @@ fn attr(tag: &str, name: &str) -> Option<String> {
     let rest = tag.split(&key).nth(1)?;
     Some(rest.split('"').next()?.replace("&amp;", "&"))
 }
+
+/// The target of a page's `<meta http-equiv="refresh" content="0;url=…">`.
+pub fn refresh_of(html: &str) -> Option<String> {
+    let meta = html.split("http-equiv=\"refresh\"").nth(1)?;
+    let content = attr(meta.split('>').next()?, "content")?;
+    let url = content.split_once("url=")?.1;
+    Some(url.to_owned())
+}

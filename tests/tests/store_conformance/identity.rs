@@ -193,6 +193,42 @@ pub async fn users_are_recorded_at_each_sign_in_and_own_expiring_tokens(store: A
             .await,
         "a token hash stored twice",
     );
+    // A refused sign-in ends that person's tokens only.
+    let other = store
+        .create_user_token(&by_ldap, Role::Viewer, "hash-ldap", 9_000, 25)
+        .await
+        .expect("ldap token");
+    assert_eq!(
+        store
+            .end_user_tokens(a, Via::Ldap, "sub-1", 300)
+            .await
+            .expect("end"),
+        1
+    );
+    assert_eq!(
+        store
+            .find_api_token("hash-ldap")
+            .await
+            .expect("find")
+            .and_then(|t| t.expires_at),
+        Some(300)
+    );
+    assert_eq!(
+        store
+            .find_api_token("hash-alice")
+            .await
+            .expect("find")
+            .and_then(|t| t.expires_at),
+        Some(1_000)
+    );
+    assert_eq!(
+        store
+            .end_user_tokens(a, Via::Oidc, "nobody", 300)
+            .await
+            .expect("none"),
+        0
+    );
+    let _ = other;
     // A tenant's own tokens are nobody's and never expire.
     let plain = store
         .create_api_token(Some(&acme.id), Role::Admin, "hash-plain", 1)

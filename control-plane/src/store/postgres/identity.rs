@@ -101,6 +101,26 @@ impl IdentityStore for PgStore {
         })
     }
 
+    async fn end_user_tokens(
+        &self,
+        scope: Scope<'_>,
+        via: Via,
+        subject: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET expires_at = $1 WHERE (expires_at IS NULL OR expires_at > $1) \
+             AND user_id IN (SELECT id FROM users WHERE scope = $2 AND via = $3 AND subject = $4)",
+        )
+        .bind(now)
+        .bind(scope.key())
+        .bind(via.as_str())
+        .bind(subject)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn list_users(&self, tenant_id: &str) -> Result<Vec<User>, StoreError> {
         let found = sqlx::query("SELECT * FROM users WHERE tenant_id = $1 ORDER BY name, id")
             .bind(tenant_id)

@@ -103,6 +103,27 @@ impl IdentityStore for SqliteStore {
         })
     }
 
+    async fn end_user_tokens(
+        &self,
+        scope: Scope<'_>,
+        via: Via,
+        subject: &str,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET expires_at = ? WHERE (expires_at IS NULL OR expires_at > ?) \
+             AND user_id IN (SELECT id FROM users WHERE scope = ? AND via = ? AND subject = ?)",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(scope.key())
+        .bind(via.as_str())
+        .bind(subject)
+        .execute(&mut *self.writer().await?)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn list_users(&self, tenant_id: &str) -> Result<Vec<User>, StoreError> {
         let found = sqlx::query("SELECT * FROM users WHERE tenant_id = ? ORDER BY name, id")
             .bind(tenant_id)
