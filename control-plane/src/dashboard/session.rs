@@ -55,6 +55,25 @@ pub(super) fn set_cookie(name: &str, value: &str, max_age_s: i64, secure: bool) 
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// `resp` with the new session's cookie set and the sign-in form's double-submit cookie
+/// cleared: the end of every sign-in.
+pub(super) fn with_session_cookie(
+    mut resp: Response,
+    session_id: &str,
+    max_age_s: i64,
+    secure: bool,
+) -> Response {
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(SESSION_COOKIE, session_id, max_age_s, secure),
+    );
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(LOGIN_CSRF_COOKIE, "", 0, secure),
+    );
+    resp
+}
+
 /// Constant-time comparison of two secrets.
 pub(super) fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -327,21 +346,28 @@ pub async fn login(
         principal: p,
         user: None,
     };
+    // A refused sign-in: audited (no tenant: nobody is signed in), the form again.
+    let refuse = |status: StatusCode, message: &'static str| {
+        let (state, headers, origin) = (&state, &parts.headers, origin(None));
+        async move {
+            audit::append(
+                state,
+                origin,
+                None,
+                "sign-in".into(),
+                "/login".into(),
+                status.as_u16(),
+            )
+            .await;
+            login_form(headers, status, Some(message))
+        }
+    };
     if expected.is_empty() || !same_secret(&sent, &expected) || foreign_origin(&parts.headers) {
-        audit::append(
-            &state,
-            origin(None),
-            None,
-            "sign-in".into(),
-            "/login".into(),
-            403,
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "The sign-in form expired or was not sent by this dashboard; try again.",
         )
         .await;
-        return login_form(
-            &parts.headers,
-            StatusCode::FORBIDDEN,
-            Some("The sign-in form expired or was not sent by this dashboard; try again."),
-        );
     }
     let token = get("token");
     let found = if token.is_empty() || token.len() > 256 {
@@ -358,38 +384,14 @@ pub async fn login(
     // A person's tokens (a session's own, a personal API token) are for the API: a person
     // signs in to the dashboard through their provider, which reads their groups again.
     if found.as_ref().is_some_and(|p| p.user_id.is_some()) {
-        audit::append(
-            &state,
-            origin(None),
-            None,
-            "sign-in".into(),
-            "/login".into(),
-            401,
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "Personal API tokens are for the API. Sign in with your identity provider instead.",
         )
         .await;
-        return login_form(
-            &parts.headers,
-            StatusCode::UNAUTHORIZED,
-            Some(
-                "Personal API tokens are for the API. Sign in with your identity provider instead.",
-            ),
-        );
     }
     let Some(principal) = found else {
-        audit::append(
-            &state,
-            origin(None),
-            None,
-            "sign-in".into(),
-            "/login".into(),
-            401,
-        )
-        .await;
-        return login_form(
-            &parts.headers,
-            StatusCode::UNAUTHORIZED,
-            Some("That token is not valid."),
-        );
+        return refuse(StatusCode::UNAUTHORIZED, "That token is not valid.").await;
     };
     let id = tether_shared::tokens::random_hex(32);
     let csrf = tether_shared::tokens::random_hex(32);
@@ -418,17 +420,12 @@ pub async fn login(
     )
     .await;
     tracing::info!(token = %principal.token_id, role = principal.role.as_str(), "dashboard sign-in");
-    let secure = over_tls(&parts.headers);
-    let mut resp = Redirect::to("/").into_response();
-    resp.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, &id, SESSION_MS / 1000, secure),
-    );
-    resp.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(LOGIN_CSRF_COOKIE, "", 0, secure),
-    );
-    resp
+    with_session_cookie(
+        Redirect::to("/").into_response(),
+        &id,
+        SESSION_MS / 1000,
+        over_tls(&parts.headers),
+    )
 }
 
 /// `POST /logout`.

@@ -25,8 +25,8 @@ use serde::Deserialize;
 
 use super::layout;
 use super::session::{
-    LOGIN_CSRF_COOKIE, SESSION_COOKIE, cookie, foreign_origin, form_pairs, over_tls, same_secret,
-    set_cookie,
+    LOGIN_CSRF_COOKIE, cookie, foreign_origin, form_pairs, over_tls, same_secret, set_cookie,
+    with_session_cookie,
 };
 use crate::api::audit::{self, Origin};
 use crate::api::auth::Principal;
@@ -728,17 +728,12 @@ async fn signed_in(
             }
         },
     );
-    let secure = over_tls(headers);
-    let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(SESSION_COOKIE, &session_id, SESSION_MS / 1000, secure),
-    );
-    resp.headers_mut().append(
-        header::SET_COOKIE,
-        set_cookie(LOGIN_CSRF_COOKIE, "", 0, secure),
-    );
-    resp
+    with_session_cookie(
+        (StatusCode::OK, body).into_response(),
+        &session_id,
+        SESSION_MS / 1000,
+        over_tls(headers),
+    )
 }
 
 /// `POST /ui/login/{tenant}`: user name and password against the tenant's LDAP
