@@ -77,6 +77,13 @@ pub(crate) fn tenant(row: &impl StoreRow) -> Result<Tenant, StoreError> {
     })
 }
 
+/// The columns [`api_token`] reads, of `api_tokens t` joined with `users u` (see
+/// [`TOKEN_FROM`]).
+pub(crate) const TOKEN_COLUMNS: &str =
+    "t.id, t.tenant_id, t.role, t.expires_at, t.user_id, u.name AS user_name, u.via AS user_via";
+/// The tokens and their people.
+pub(crate) const TOKEN_FROM: &str = "api_tokens t LEFT JOIN users u ON u.id = t.user_id";
+
 /// An API token (`id`, `tenant_id`, `role`, `expires_at`, and its person's `user_name`
 /// and `user_via` when it is theirs); `None` for a role this version does not know.
 pub(crate) fn api_token(row: &impl StoreRow) -> Result<Option<ApiToken>, sqlx::Error> {

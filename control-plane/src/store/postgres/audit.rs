@@ -106,10 +106,11 @@ impl AuditStore for PgStore {
         id_hash: &str,
         now_ms: i64,
     ) -> Result<Option<DashboardSession>, StoreError> {
-        let row = sqlx::query(
-            "SELECT s.csrf, s.expires_ms, t.id, t.tenant_id, t.role, t.expires_at, t.user_id, u.name AS user_name, u.via AS user_via FROM dashboard_sessions s \
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT s.csrf, s.expires_ms, {} FROM dashboard_sessions s \
              JOIN api_tokens t ON t.id = s.token_id LEFT JOIN users u ON u.id = t.user_id WHERE s.id_hash = $1 AND s.expires_ms > $2",
-        )
+            rows::TOKEN_COLUMNS
+        )))
         .bind(id_hash)
         .bind(now_ms)
         .fetch_optional(&self.pool)

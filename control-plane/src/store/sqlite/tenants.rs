@@ -88,18 +88,26 @@ impl TenantStore for SqliteStore {
     }
 
     async fn find_api_token(&self, token_hash: &str) -> Result<Option<ApiToken>, StoreError> {
-        let row = sqlx::query("SELECT t.id, t.tenant_id, t.role, t.expires_at, t.user_id, u.name AS user_name, u.via AS user_via FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?")
-            .bind(token_hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM {} WHERE t.token_hash = ?",
+            rows::TOKEN_COLUMNS,
+            rows::TOKEN_FROM
+        )))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.as_ref().map(rows::api_token).transpose()?.flatten())
     }
 
     async fn api_token_by_id(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
-        let row = sqlx::query("SELECT t.id, t.tenant_id, t.role, t.expires_at, t.user_id, u.name AS user_name, u.via AS user_via FROM api_tokens t LEFT JOIN users u ON u.id = t.user_id WHERE t.id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM {} WHERE t.id = ?",
+            rows::TOKEN_COLUMNS,
+            rows::TOKEN_FROM
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.as_ref().map(rows::api_token).transpose()?.flatten())
     }
 
