@@ -31,6 +31,7 @@ fn build(stored: StoredDesiredState) -> DesiredState {
         clusters: stored.clusters,
         catalogs: stored.catalogs,
         settings,
+        presto_access: stored.presto_access,
     }
 }
 

@@ -67,6 +67,14 @@ fn ctx(role: Option<&str>) -> RenderContext {
             version: "v-7".into(),
         }),
         withheld_catalogs: Default::default(),
+        // With the install's role, also with access rules (the rules ConfigMap and mounts).
+        presto_access: role.map(|_| {
+            serde_json::from_value(serde_json::json!({
+                "rules": {"catalogs": [{"user": "alice", "catalog": "lake", "allow": "read-only"}]},
+                "table_rules": {"hive": [{"user": "alice", "privileges": ["SELECT"]}]},
+            }))
+            .expect("access")
+        }),
     }
 }
 

@@ -217,6 +217,11 @@ impl Reconciler {
                 }
             }),
             withheld_catalogs: self.withheld_catalogs.clone(),
+            presto_access: self
+                .desired
+                .borrow()
+                .as_ref()
+                .and_then(|d| d.presto_access.clone()),
         }
     }
 

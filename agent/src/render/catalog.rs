@@ -26,7 +26,7 @@ pub struct CatalogFiles {
 }
 
 /// The name of the default catalog the built-in metastore serves.
-pub const DEFAULT_HIVE_CATALOG: &str = "hive";
+pub const DEFAULT_HIVE_CATALOG: &str = tether_shared::spec::DEFAULT_HIVE_CATALOG;
 
 /// `thrift://<cluster>-hive-metastore:9083`: the built-in metastore's Service.
 pub fn metastore_uri(cluster: &str) -> String {

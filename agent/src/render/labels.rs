@@ -36,6 +36,8 @@ pub enum Component {
     Catalog,
     /// The built-in Hive metastore.
     Metastore,
+    /// The access rules ConfigMap.
+    Access,
 }
 
 impl Component {
@@ -47,6 +49,7 @@ impl Component {
             Component::Worker => "worker",
             Component::Catalog => "catalog",
             Component::Metastore => "metastore",
+            Component::Access => "access",
         }
     }
 }

@@ -19,6 +19,7 @@
 //!   left running (see [`workloads`] for what that means);
 //! - Presto version, resources, placement, drain grace: the pod templates they touch.
 
+pub mod access;
 pub mod catalog;
 pub mod config;
 pub mod labels;
@@ -56,6 +57,8 @@ pub struct RenderContext {
     pub metastore_db: Option<MetastoreDb>,
     /// Catalogs left out of every cluster until their credentials resolve.
     pub withheld_catalogs: std::collections::BTreeSet<String>,
+    /// Who may query the compute plane's clusters and what they may read.
+    pub presto_access: Option<tether_shared::spec::PrestoAccess>,
 }
 
 /// Where the built-in metastore keeps its tables.
@@ -154,9 +157,26 @@ pub fn render_cluster(
     catalogs: &BTreeMap<String, CatalogSpec>,
     ctx: &RenderContext,
 ) -> Rendered {
-    let catalog_files = catalog::render(name, spec, catalogs, ctx);
-    let coordinator_config = config::node_config(config::Role::Coordinator, name, spec, ctx);
+    let mut catalog_files = catalog::render(name, spec, catalogs, ctx);
+    let attached: Vec<String> = catalog_files
+        .data
+        .keys()
+        .filter_map(|k| k.strip_suffix(".properties").map(str::to_owned))
+        .collect();
+    let access = access::render(ctx.presto_access.as_ref(), &attached);
+    let mut coordinator_config = config::node_config(config::Role::Coordinator, name, spec, ctx);
     let worker_config = config::node_config(config::Role::Worker, name, spec, ctx);
+    let mut coordinator_inputs = coordinator_config.clone();
+    if let Some(a) = &access {
+        coordinator_config.extend(a.coordinator_files.clone());
+        for (catalog, extra) in &a.catalog_properties {
+            if let Some(text) = catalog_files.data.get_mut(&format!("{catalog}.properties")) {
+                text.push_str(&config::properties(extra.iter().map(|(k, v)| (k, v))));
+            }
+        }
+        coordinator_inputs = coordinator_config.clone();
+        coordinator_inputs.insert("access/start-hash".into(), a.start_hash.clone());
+    }
 
     let mut objects = vec![
         objects::service_account(name, ctx),
@@ -183,6 +203,18 @@ pub fn render_cluster(
         ),
         objects::coordinator_service(name, ctx),
     ];
+    if let Some(a) = &access {
+        objects.insert(
+            4,
+            objects::config_map(
+                &access::access_configmap_name(name),
+                labels::Component::Access,
+                name,
+                ctx,
+                &a.rules,
+            ),
+        );
+    }
     if metastore_enabled(spec) {
         let config = workloads::metastore_config();
         objects.push(objects::config_map(
@@ -205,6 +237,7 @@ pub fn render_cluster(
         spec,
         ctx,
         catalog_env: &catalog_files.env,
+        access: access.as_ref(),
     };
     let mut catalog_inputs = catalog_files.data.clone();
     for c in &spec.catalogs {
@@ -213,7 +246,7 @@ pub fn render_cluster(
         }
     }
     objects.push(
-        pods.coordinator_deployment(&data_hash(&coordinator_config), &data_hash(&catalog_inputs)),
+        pods.coordinator_deployment(&data_hash(&coordinator_inputs), &data_hash(&catalog_inputs)),
     );
     let (worker, worker_template_hash) =
         pods.worker_deployment(&data_hash(&worker_config), &data_hash(&catalog_inputs));

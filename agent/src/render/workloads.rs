@@ -93,6 +93,8 @@ pub struct PrestoPods<'a> {
     pub ctx: &'a RenderContext,
     /// Catalog credential variables (`secretKeyRef`s) of the attached catalogs.
     pub catalog_env: &'a [Value],
+    /// The cluster's access control, if the compute plane has any.
+    pub access: Option<&'a super::access::AccessFiles>,
 }
 
 impl PrestoPods<'_> {
@@ -101,7 +103,11 @@ impl PrestoPods<'_> {
     pub fn coordinator_deployment(&self, config_hash: &str, catalog_hash: &str) -> Value {
         let name = coordinator_name(self.cluster);
         let annotations = json!({ CONFIG_HASH: config_hash, CATALOG_HASH: catalog_hash });
-        let mut pod = self.pod_spec(&self.spec.coordinator, &name, self.catalog_env);
+        let extra: Vec<&str> = self
+            .access
+            .map(|a| a.coordinator_files.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let mut pod = self.pod_spec(&self.spec.coordinator, &name, self.catalog_env, &extra);
         pod.insert(
             "terminationGracePeriodSeconds".into(),
             json!(
@@ -133,7 +139,7 @@ impl PrestoPods<'_> {
     pub fn worker_deployment(&self, config_hash: &str, catalog_hash: &str) -> (Value, String) {
         let name = worker_name(self.cluster);
         let annotations = json!({ CONFIG_HASH: config_hash, CATALOG_HASH: catalog_hash });
-        let mut pod = self.pod_spec(&self.spec.worker, &name, self.catalog_env);
+        let mut pod = self.pod_spec(&self.spec.worker, &name, self.catalog_env, &[]);
         pod.insert(
             "terminationGracePeriodSeconds".into(),
             json!(worker_termination_grace_seconds(
@@ -201,15 +207,17 @@ impl PrestoPods<'_> {
     }
 
     /// The pod spec shared by coordinator and workers; `config_map` holds the node's
-    /// `etc` files.
+    /// `etc` files, [`NODE_CONFIG_KEYS`] and `extra_keys`.
     fn pod_spec(
         &self,
         resources: &Resources,
         config_map: &str,
         env: &[Value],
+        extra_keys: &[&str],
     ) -> Map<String, Value> {
         let items: Vec<Value> = NODE_CONFIG_KEYS
             .iter()
+            .chain(extra_keys)
             .map(|k| json!({"key": k, "path": k}))
             .collect();
         let mut container = json!({
@@ -249,16 +257,22 @@ impl PrestoPods<'_> {
             json!(presto_service_account(self.cluster)),
         );
         placement(self.cluster, self.spec, &mut pod);
+        let mut volumes = vec![
+            json!({"name": "config", "configMap": {"name": config_map, "items": items}}),
+            json!({"name": "catalog", "configMap": {"name": catalog_configmap_name(self.cluster)}}),
+            json!({"name": "data", "emptyDir": {}}),
+            json!({"name": "heapdump", "emptyDir": {"sizeLimit": heap_dump_size_limit(resources)}}),
+        ];
+        if self.access.is_some() {
+            // A directory mount, so the kubelet updates the rules in place.
+            volumes.push(json!({"name": "access", "configMap": {
+                "name": super::access::access_configmap_name(self.cluster)}}));
+            if let Some(Value::Array(mounts)) = container.get_mut("volumeMounts") {
+                mounts.push(json!({"name": "access", "mountPath": super::access::access_dir(), "readOnly": true}));
+            }
+        }
         pod.insert("containers".into(), json!([container]));
-        pod.insert(
-            "volumes".into(),
-            json!([
-                {"name": "config", "configMap": {"name": config_map, "items": items}},
-                {"name": "catalog", "configMap": {"name": catalog_configmap_name(self.cluster)}},
-                {"name": "data", "emptyDir": {}},
-                {"name": "heapdump", "emptyDir": {"sizeLimit": heap_dump_size_limit(resources)}},
-            ]),
-        );
+        pod.insert("volumes".into(), Value::Array(volumes));
         pod
     }
 }

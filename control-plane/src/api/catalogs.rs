@@ -118,6 +118,7 @@ pub async fn put(
         message: e.to_string(),
         field: Some(e.field),
     })?;
+    super::presto_access::check_catalog_change(&s, &cp.id, &name, Some(&spec)).await?;
     let generation = s
         .store
         .put_catalog(&cp.id, &name, &spec, s.clock.now())
@@ -148,7 +149,7 @@ pub async fn put(
         (status = 401, description = "No or unknown API token"),
         (status = 403, description = "Role below operator"),
         (status = 404, description = "No such compute plane or catalog"),
-        (status = 409, description = "The catalog is attached to clusters; detach it first"),
+        (status = 409, description = "The catalog is attached to clusters, or has table rules in the presto access; detach it or remove them first"),
     )
 )]
 pub async fn delete(
@@ -158,6 +159,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     p.require(Role::Operator, "delete catalogs")?;
+    super::presto_access::check_catalog_change(&s, &cp.id, &name, None).await?;
     match s.store.delete_catalog(&cp.id, &name).await? {
         Ok(Some(generation)) => {
             tracing::info!(compute_plane = %cp.id, catalog = %name, generation, by = %p.token_id, "catalog deleted");

@@ -12,6 +12,7 @@ pub mod compute_planes;
 pub mod error;
 pub mod identity;
 pub mod json;
+pub mod presto_access;
 pub mod replicas;
 pub mod telemetry;
 pub mod tenants;
@@ -99,6 +100,11 @@ fn api_routes(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .routes(routes!(clusters::list))
         .routes(routes!(clusters::get, clusters::put, clusters::delete))
         .routes(routes!(compute_planes::put_settings))
+        .routes(routes!(
+            presto_access::get,
+            presto_access::put,
+            presto_access::delete
+        ))
         .routes(routes!(telemetry::query_log))
         .routes(routes!(telemetry::metrics))
         .routes(routes!(catalogs::list))

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use tether_shared::spec::{CatalogSpec, ClusterSpec};
+use tether_shared::spec::{CatalogSpec, ClusterSpec, PrestoAccess};
 use tether_shared::status::{ClusterStatus, Condition};
 
 use super::{Settings, StoreError};
@@ -50,6 +50,8 @@ pub struct StoredDesiredState {
     pub settings: Settings,
     /// Its tenant's settings, under the compute plane's own.
     pub tenant_settings: Settings,
+    /// Presto authentication and access rules, if set.
+    pub presto_access: Option<PrestoAccess>,
 }
 
 /// Why a desired-state write was refused.
@@ -115,6 +117,13 @@ pub trait DesiredStateStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<(), StoreError>;
     /// Replaces the compute plane's settings. Returns the new generation.
     async fn put_settings(&self, cp: &str, settings: &Settings) -> Result<i64, StoreError>;
+    /// Sets (or with `None` removes) the compute plane's Presto access document. Returns
+    /// the new generation.
+    async fn put_presto_access(
+        &self,
+        cp: &str,
+        access: Option<&PrestoAccess>,
+    ) -> Result<i64, StoreError>;
     /// Replaces the tenant's settings and bumps the generation of every compute plane of
     /// the tenant, in one transaction. Returns how many there are.
     async fn put_tenant_settings(

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tether_proto::v1 as pb;
 
-use super::{CatalogSpec, ClusterSpec, SpecError};
+use super::{CatalogSpec, ClusterSpec, Connector, PrestoAccess, SpecError};
 
 /// Everything a compute plane should run. Always whole, never a diff.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,9 @@ pub struct DesiredState {
     pub catalogs: BTreeMap<String, CatalogSpec>,
     /// Compute-plane settings.
     pub settings: BTreeMap<String, String>,
+    /// Presto authentication and access rules for every cluster; `None`: Presto's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presto_access: Option<PrestoAccess>,
 }
 
 /// A desired-state document that must not be applied.
@@ -44,6 +47,9 @@ pub enum InvalidDesiredState {
         /// Why.
         error: SpecError,
     },
+    /// The Presto access document failed validation.
+    #[error("invalid presto access: {0}")]
+    Access(SpecError),
     /// A cluster names a catalog the state does not define.
     #[error("cluster {cluster:?} attaches unknown catalog {catalog:?}")]
     UnknownCatalog {
@@ -89,6 +95,13 @@ impl DesiredState {
                 });
             }
         }
+        if let Some(access) = &self.presto_access {
+            access.validate().map_err(InvalidDesiredState::Access)?;
+            for catalog in access.table_rules.keys() {
+                validate_table_rules_catalog(catalog, self.catalogs.get(catalog))
+                    .map_err(InvalidDesiredState::Access)?;
+            }
+        }
         Ok(())
     }
 
@@ -113,7 +126,38 @@ impl DesiredState {
             settings: self.settings.clone().into_iter().collect(),
             signature: Vec::new(),
             signature_key_id: String::new(),
+            presto_access_json: self
+                .presto_access
+                .as_ref()
+                .map(|a| serde_json::to_string(a).unwrap_or_default())
+                .unwrap_or_default(),
         }
+    }
+}
+
+/// Table rules are the Hive connector's own file-based security: they may name only a
+/// Hive catalog of the compute plane, or `hive`, the catalog of a cluster's built-in
+/// metastore.
+pub fn validate_table_rules_catalog(
+    catalog: &str,
+    spec: Option<&CatalogSpec>,
+) -> Result<(), SpecError> {
+    let field = format!("table_rules.{catalog}");
+    match spec {
+        // The default catalog of a cluster's built-in metastore.
+        None if catalog == super::DEFAULT_HIVE_CATALOG => Ok(()),
+        None => Err(SpecError::new(
+            field,
+            "no such catalog in this compute plane",
+        )),
+        Some(c) if c.connector != Connector::Hive => Err(SpecError::new(
+            field,
+            format!(
+                "table rules are Hive's file-based security; {catalog} is a {:?} catalog (use rules.catalogs)",
+                c.connector
+            ),
+        )),
+        Some(_) => Ok(()),
     }
 }
 
@@ -144,6 +188,17 @@ impl TryFrom<pb::DesiredState> for DesiredState {
             clusters: parse("cluster", p.clusters)?,
             catalogs: parse("catalog", p.catalogs)?,
             settings: p.settings.into_iter().collect(),
+            presto_access: if p.presto_access_json.is_empty() {
+                None
+            } else {
+                Some(serde_json::from_str(&p.presto_access_json).map_err(|e| {
+                    InvalidDesiredState::Unparsable {
+                        kind: "presto access",
+                        name: String::new(),
+                        message: e.to_string(),
+                    }
+                })?)
+            },
         };
         state.validate()?;
         Ok(state)
@@ -201,5 +256,31 @@ mod tests {
             DesiredState::try_from(p),
             Err(InvalidDesiredState::Unparsable { .. })
         ));
+    }
+
+    #[test]
+    fn presto_access_travels_and_its_table_rules_need_a_hive_catalog() {
+        let mut s = sample();
+        let access: PrestoAccess = serde_json::from_value(serde_json::json!({
+            "rules": {"catalogs": [{"user": "alice", "catalog": "lake", "allow": "read-only"}]},
+            "table_rules": {"lake": [{"user": "alice", "privileges": ["SELECT"]}]},
+        }))
+        .expect("access");
+        s.presto_access = Some(access.clone());
+        let back = DesiredState::try_from(s.to_proto()).expect("valid");
+        assert_eq!(back.presto_access, Some(access.clone()));
+        assert_eq!(
+            DesiredState::try_from(sample().to_proto())
+                .expect("valid")
+                .presto_access,
+            None
+        );
+        let mut other = access;
+        other.table_rules.insert("orders".into(), Vec::new());
+        s.presto_access = Some(other);
+        match DesiredState::try_from(s.to_proto()) {
+            Err(InvalidDesiredState::Access(e)) => assert_eq!(e.field, "table_rules.orders"),
+            r => panic!("expected a refusal, got {r:?}"),
+        }
     }
 }

@@ -5,17 +5,26 @@
 //! Validation errors name the offending field (`workers.max`, `properties.connection-url`)
 //! so the API can answer 400 with it.
 
+mod access;
 mod catalog;
 mod cluster;
 mod desired;
 mod quantity;
 
+pub use access::{
+    Authentication, CatalogAccess, CatalogRule, CoordinatorTls, LdapAuthentication, PrestoAccess,
+    SchemaRule, SystemRules, TablePrivilege, TableRule, matches_whole,
+};
 pub use catalog::{CatalogSpec, Connector, Credentials, SecretRef};
 pub use cluster::{
     ClusterSpec, HiveMetastore, MAX_CLUSTER_NAME, MAX_WORKERS, Resources, Toleration, Workers,
     validate_cluster_name,
 };
-pub use desired::{DesiredState, InvalidDesiredState};
+pub use desired::{DesiredState, InvalidDesiredState, validate_table_rules_catalog};
+/// The catalog a cluster's built-in Hive metastore serves when no attached catalog is
+/// named so.
+pub const DEFAULT_HIVE_CATALOG: &str = "hive";
+
 pub use quantity::{cpu_millis, memory_bytes};
 
 /// A spec that failed validation: which field, and why.

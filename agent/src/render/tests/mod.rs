@@ -10,6 +10,7 @@ use tether_shared::spec::{
 
 use super::*;
 
+mod access;
 mod catalogs;
 mod changes;
 
@@ -24,6 +25,7 @@ fn ctx() -> RenderContext {
         secret_versions: BTreeMap::new(),
         metastore_db: None,
         withheld_catalogs: Default::default(),
+        presto_access: None,
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use tether_shared::spec::{CatalogSpec, ClusterSpec};
+use tether_shared::spec::{CatalogSpec, ClusterSpec, PrestoAccess};
 use tether_shared::status::{ClusterStatus, Condition};
 
 use super::{PgStore, Tx, bump};
@@ -234,14 +234,14 @@ impl DesiredStateStore for PgStore {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut *tx)
             .await?;
-        let row: Option<(i64, String, String)> = sqlx::query_as(
-            "SELECT p.generation, p.settings::text, t.settings::text \
+        let row: Option<(i64, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT p.generation, p.settings::text, t.settings::text, p.presto_access::text \
              FROM compute_planes p JOIN tenants t ON t.id = p.tenant_id WHERE p.id = $1",
         )
         .bind(cp)
         .fetch_optional(&mut *tx)
         .await?;
-        let (generation, settings, tenant_settings) =
+        let (generation, settings, tenant_settings, presto_access) =
             row.ok_or(StoreError::NotFound("compute plane"))?;
         let (mut clusters, mut catalogs) = specs_of(&mut tx, &[cp.to_owned()]).await?;
         tx.commit().await?;
@@ -251,6 +251,9 @@ impl DesiredStateStore for PgStore {
             catalogs: catalogs.remove(cp).unwrap_or_default(),
             settings: from_json("settings", cp, &settings)?,
             tenant_settings: from_json("tenant settings", cp, &tenant_settings)?,
+            presto_access: presto_access
+                .map(|a| from_json("presto access", cp, &a))
+                .transpose()?,
         })
     }
 
@@ -271,6 +274,22 @@ impl DesiredStateStore for PgStore {
         let generation = bump(&mut tx, cp).await?;
         sqlx::query("UPDATE compute_planes SET settings = $1::jsonb WHERE id = $2")
             .bind(to_json(settings))
+            .bind(cp)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(generation)
+    }
+
+    async fn put_presto_access(
+        &self,
+        cp: &str,
+        access: Option<&PrestoAccess>,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let generation = bump(&mut tx, cp).await?;
+        sqlx::query("UPDATE compute_planes SET presto_access = $1::jsonb WHERE id = $2")
+            .bind(access.map(to_json))
             .bind(cp)
             .execute(&mut *tx)
             .await?;
@@ -389,25 +408,28 @@ impl PgStore {
                 .await?;
         let (tenant_settings,) = tenant_settings.ok_or(StoreError::NotFound("tenant"))?;
         let tenant_settings: Settings = from_json("tenant settings", tenant, &tenant_settings)?;
-        let cps: Vec<(String, i64, String)> = sqlx::query_as(
-            "SELECT id, generation, settings::text FROM compute_planes WHERE tenant_id = $1 \
+        let cps: Vec<(String, i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, generation, settings::text, presto_access::text FROM compute_planes WHERE tenant_id = $1 \
              AND ($2::text[] IS NULL OR id = ANY($2)) ORDER BY id",
         )
         .bind(tenant)
         .bind(only)
         .fetch_all(&mut *tx)
         .await?;
-        let ids: Vec<String> = cps.iter().map(|(id, _, _)| id.clone()).collect();
+        let ids: Vec<String> = cps.iter().map(|(id, ..)| id.clone()).collect();
         let (mut clusters, mut catalogs) = specs_of(&mut tx, &ids).await?;
         tx.commit().await?;
         cps.into_iter()
-            .map(|(id, generation, settings)| {
+            .map(|(id, generation, settings, presto_access)| {
                 let state = StoredDesiredState {
                     generation,
                     clusters: clusters.remove(&id).unwrap_or_default(),
                     catalogs: catalogs.remove(&id).unwrap_or_default(),
                     settings: from_json("settings", &id, &settings)?,
                     tenant_settings: tenant_settings.clone(),
+                    presto_access: presto_access
+                        .map(|a| from_json("presto access", &id, &a))
+                        .transpose()?,
                 };
                 Ok((id, state))
             })

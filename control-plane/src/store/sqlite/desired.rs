@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use sqlx::Row;
-use tether_shared::spec::{CatalogSpec, ClusterSpec};
+use tether_shared::spec::{CatalogSpec, ClusterSpec, PrestoAccess};
 use tether_shared::status::{ClusterStatus, Condition};
 
 use super::{SqliteStore, Tx};
@@ -236,7 +236,7 @@ impl DesiredStateStore for SqliteStore {
         // One read transaction, so generation and specs belong together.
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
-            "SELECT p.generation, p.settings, t.settings AS tenant_settings \
+            "SELECT p.generation, p.settings, p.presto_access, t.settings AS tenant_settings \
              FROM compute_planes p JOIN tenants t ON t.id = p.tenant_id WHERE p.id = ?",
         )
         .bind(cp)
@@ -246,6 +246,7 @@ impl DesiredStateStore for SqliteStore {
         let generation: i64 = row.try_get("generation")?;
         let settings: String = row.try_get("settings")?;
         let tenant_settings: String = row.try_get("tenant_settings")?;
+        let presto_access: Option<String> = row.try_get("presto_access")?;
         let clusters = sqlx::query(
             "SELECT name, spec FROM clusters WHERE compute_plane_id = ? AND deleted_generation IS NULL ORDER BY name",
         )
@@ -270,6 +271,9 @@ impl DesiredStateStore for SqliteStore {
             catalogs: specs("catalog", catalogs)?,
             settings: from_json("settings", cp, &settings)?,
             tenant_settings: from_json("tenant settings", cp, &tenant_settings)?,
+            presto_access: presto_access
+                .map(|a| from_json("presto access", cp, &a))
+                .transpose()?,
         })
     }
 
@@ -310,7 +314,9 @@ impl DesiredStateStore for SqliteStore {
             .try_get("settings")?;
         let tenant_settings: Settings = from_json("tenant settings", tenant, &tenant_settings)?;
         let mut out: BTreeMap<String, StoredDesiredState> =
-            sqlx::query("SELECT id, generation, settings FROM compute_planes WHERE tenant_id = ?")
+            sqlx::query(
+                "SELECT id, generation, settings, presto_access FROM compute_planes WHERE tenant_id = ?",
+            )
                 .bind(tenant)
                 .fetch_all(&mut *tx)
                 .await?
@@ -318,6 +324,7 @@ impl DesiredStateStore for SqliteStore {
                 .map(|r| {
                     let id: String = r.try_get("id")?;
                     let settings: String = r.try_get("settings")?;
+                    let presto_access: Option<String> = r.try_get("presto_access")?;
                     Ok((
                         id.clone(),
                         StoredDesiredState {
@@ -326,6 +333,9 @@ impl DesiredStateStore for SqliteStore {
                             catalogs: BTreeMap::new(),
                             settings: from_json("settings", &id, &settings)?,
                             tenant_settings: tenant_settings.clone(),
+                            presto_access: presto_access
+                                .map(|a| from_json("presto access", &id, &a))
+                                .transpose()?,
                         },
                     ))
                 })
@@ -373,6 +383,22 @@ impl DesiredStateStore for SqliteStore {
         let generation = bump(&mut tx, cp).await?;
         sqlx::query("UPDATE compute_planes SET settings = ? WHERE id = ?")
             .bind(to_json(settings))
+            .bind(cp)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(generation)
+    }
+
+    async fn put_presto_access(
+        &self,
+        cp: &str,
+        access: Option<&PrestoAccess>,
+    ) -> Result<i64, StoreError> {
+        let (_turn, mut tx) = self.write_tx().await?;
+        let generation = bump(&mut tx, cp).await?;
+        sqlx::query("UPDATE compute_planes SET presto_access = ? WHERE id = ?")
+            .bind(access.map(to_json))
             .bind(cp)
             .execute(&mut *tx)
             .await?;
