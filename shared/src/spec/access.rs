@@ -335,12 +335,7 @@ fn regex(field: &str, value: Option<&str>) -> Result<(), SpecError> {
 /// `k8s:NAME` of an object in the agent's namespace.
 fn k8s_ref(field: &str, value: &str) -> Result<(), SpecError> {
     let name = value.strip_prefix("k8s:").unwrap_or_default();
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .split('.')
-            .all(|p| crate::names::validate_dns1123_label(p).is_ok());
-    if ok {
+    if super::catalog::is_object_name(name) {
         Ok(())
     } else {
         Err(SpecError::new(

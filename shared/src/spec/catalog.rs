@@ -79,6 +79,16 @@ pub enum SecretRef {
     Kubernetes(String),
 }
 
+/// Whether `name` is a valid name of a Kubernetes Secret or ConfigMap (a DNS-1123
+/// subdomain).
+pub(crate) fn is_object_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .split('.')
+            .all(|p| crate::names::validate_dns1123_label(p).is_ok())
+}
+
 /// Credentials by reference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,12 +103,7 @@ impl Credentials {
         let field = "credentials.secret_ref";
         no_control_chars(field, &self.secret_ref)?;
         if let Some(name) = self.secret_ref.strip_prefix("k8s:") {
-            let ok = !name.is_empty()
-                && name.len() <= 253
-                && name
-                    .split('.')
-                    .all(|p| crate::names::validate_dns1123_label(p).is_ok());
-            return if ok {
+            return if is_object_name(name) {
                 Ok(SecretRef::Kubernetes(name.to_owned()))
             } else {
                 Err(SpecError::new(
