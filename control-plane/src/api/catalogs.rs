@@ -114,10 +114,7 @@ pub async fn put(
     let cp = visible_cp(&s, &p, &cp).await?;
     p.require(Role::Operator, "change catalogs")?;
     validate_dns1123_label(&name).map_err(|e| ApiError::field("name", e))?;
-    spec.validate().map_err(|e| ApiError::BadRequest {
-        message: e.to_string(),
-        field: Some(e.field),
-    })?;
+    spec.validate()?;
     super::presto_access::check_catalog_change(&s, &cp.id, &name, Some(&spec)).await?;
     let generation = s
         .store

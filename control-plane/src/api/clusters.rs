@@ -163,10 +163,7 @@ pub async fn put(
     let cp = visible_cp(&s, &p, &cp).await?;
     p.require(Role::Operator, "change clusters")?;
     validate_name(&name)?;
-    spec.validate().map_err(|e| ApiError::BadRequest {
-        message: e.to_string(),
-        field: Some(e.field),
-    })?;
+    spec.validate()?;
     let generation = match s
         .store
         .put_cluster(&cp.id, &name, &spec, s.clock.now())

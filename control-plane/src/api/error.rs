@@ -66,6 +66,16 @@ impl ApiError {
     }
 }
 
+/// A spec that failed validation: a 400 naming its field.
+impl From<tether_shared::spec::SpecError> for ApiError {
+    fn from(e: tether_shared::spec::SpecError) -> Self {
+        ApiError::BadRequest {
+            message: e.to_string(),
+            field: Some(e.field),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

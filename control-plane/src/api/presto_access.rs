@@ -18,13 +18,6 @@ use super::json::ApiJson;
 use crate::authz::Role;
 use crate::state::AppState;
 
-fn spec_error(e: tether_shared::spec::SpecError) -> ApiError {
-    ApiError::BadRequest {
-        message: e.to_string(),
-        field: Some(e.field),
-    }
-}
-
 /// `GET /compute-planes/{cp}/presto-access`.
 #[utoipa::path(
     get,
@@ -83,7 +76,7 @@ pub async fn put(
 ) -> Result<Json<Value>, ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     p.require(Role::Admin, "change who may query Presto")?;
-    access.validate().map_err(spec_error)?;
+    access.validate()?;
     if access.needs_https() {
         // The agent does not yet issue the coordinator's HTTPS certificate that password
         // authentication needs; accepting the document would leave Presto unable to start.
@@ -95,7 +88,7 @@ pub async fn put(
     let catalogs = s.store.list_catalogs(&cp.id).await?;
     for name in access.table_rules.keys() {
         let spec = catalogs.iter().find(|c| &c.name == name).map(|c| &c.spec);
-        validate_table_rules_catalog(name, spec).map_err(spec_error)?;
+        validate_table_rules_catalog(name, spec)?;
     }
     let generation = s.store.put_presto_access(&cp.id, Some(&access)).await?;
     tracing::info!(compute_plane = %cp.id, generation, by = %p.token_id, "presto access written");
