@@ -42,6 +42,9 @@ const EXPECTED: &[(&str, &str)] = &[
     ("GET", "/compute-planes/{cp}/catalogs/{name}"),
     ("PUT", "/compute-planes/{cp}/catalogs/{name}"),
     ("DELETE", "/compute-planes/{cp}/catalogs/{name}"),
+    ("GET", "/compute-planes/{cp}/presto-access"),
+    ("PUT", "/compute-planes/{cp}/presto-access"),
+    ("DELETE", "/compute-planes/{cp}/presto-access"),
     ("GET", "/openapi.json"),
 ];
 
