@@ -16,6 +16,7 @@ pub mod error;
 pub mod identity_store;
 pub mod metrics;
 pub mod podlogs;
+pub mod presto_tls;
 pub mod reach;
 pub mod reconcile;
 pub mod render;
@@ -77,6 +78,8 @@ pub struct Config {
     pub catalog_check_interval: Duration,
     /// The install's PostgreSQL for the built-in metastore: `host:port` and its secret's ARN.
     pub metastore_db: Option<(String, String)>,
+    /// Coordinator certificates of password-protected clusters.
+    pub presto_tls: reconcile::PrestoTlsSettings,
     /// How the Presto coordinators are reached.
     pub coordinator_access: collect::CoordinatorAccess,
     /// How often coordinators are scraped.
@@ -339,6 +342,7 @@ fn start_reconciler(
         presto_role_arn: config.presto_role_arn.clone(),
         secrets: config.secrets.clone(),
         metastore_db: config.metastore_db.clone(),
+        presto_tls: config.presto_tls.clone(),
     };
     let reconciler = reconcile::Reconciler::new(kube, settings, desired.subscribe(), report, reach);
     tokio::spawn(reconciler.run(stop))

@@ -172,6 +172,7 @@ pub async fn run(
         // The sandbox has no AWS to reach; every check would only say so.
         catalog_checks: tether_agent::reach::CatalogChecks::Off,
         metastore_db: None,
+        presto_tls: Default::default(),
         catalog_check_interval: Duration::from_secs(60),
         coordinator_access: tether_agent::collect::CoordinatorAccess::ApiProxy,
         scrape_interval: Duration::from_secs(5),

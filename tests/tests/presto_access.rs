@@ -202,3 +202,221 @@ async fn access_rules_reach_every_cluster_and_change_without_restarts() {
         .await;
     assert_eq!(s, 204, "{v}");
 }
+
+fn ldap_access(extra: Value) -> Value {
+    let mut doc = json!({
+        "authentication": {"kind": "ldap", "url": "ldaps://dir.corp:636",
+            "user_bind_pattern": "uid=${USER},ou=people,dc=corp",
+            "ca_pem": "-----BEGIN CERTIFICATE-----\nMIIBdirectoryca\n-----END CERTIFICATE-----\n"},
+        "rules": {"catalogs": [{"user": "alice", "allow": "read-only"}]}
+    });
+    if let (Some(d), Some(e)) = (doc.as_object_mut(), extra.as_object()) {
+        d.extend(e.clone());
+    }
+    doc
+}
+
+/// A Secret's key, decoded.
+fn secret_text(env: &PrestoEnv, name: &str, key: &str) -> Option<String> {
+    use base64::Engine as _;
+    let s = env.object("v1", "secrets", name)?;
+    let b = base64::engine::general_purpose::STANDARD
+        .decode(s["data"][key].as_str()?)
+        .ok()?;
+    String::from_utf8(b).ok()
+}
+
+/// The cluster's condition `kind`: (status, message).
+async fn condition(env: &PrestoEnv, cluster: &str, kind: &str) -> Option<(String, String)> {
+    let c = env.cluster(cluster).await;
+    let found = c["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)?
+        .clone();
+    Some((
+        found["status"].as_str()?.to_owned(),
+        found["message"].as_str().unwrap_or("").to_owned(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldap_puts_the_coordinator_behind_https_with_a_certificate_from_the_vpc() {
+    init();
+    let mut env = PrestoEnv::start().await;
+    // Certificates that live seconds, so a renewal happens during the test.
+    let mut args = tether_tests::harness::presto_env::FAST_AGENT.to_vec();
+    args.extend(["--presto-cert-validity", "9s"]);
+    env.start_agent_with(None, &args);
+    env.fx.connected(&env.cp.api(), 10).await;
+    let path = format!("/compute-planes/{}/presto-access", env.fx.cp_id);
+    env.put_catalog("lake", glue_catalog()).await;
+    env.put_cluster("analytics", cluster_spec(1, &["lake"]))
+        .await;
+    env.running("analytics", 1, 30).await;
+    let svc = env.object("v1", "services", "analytics").expect("service");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
+
+    env.api().ok_put(&path, &ldap_access(json!({}))).await;
+    // The CA is made in the VPC: its key in a Secret, its certificate for clients.
+    let ca = eventually(Duration::from_secs(20), "the Presto CA", || async {
+        let key = secret_text(&env, "tether-presto-ca", "ca.key")?;
+        assert!(key.contains("PRIVATE KEY"));
+        env.object("v1", "configmaps", "tether-presto-ca")?["data"]["ca.crt"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await;
+    let keystore = eventually(
+        Duration::from_secs(20),
+        "the coordinator keystore",
+        || async { secret_text(&env, "analytics-tls", "keystore.pem") },
+    )
+    .await;
+    assert!(keystore.starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert!(
+        keystore.ends_with(&ca),
+        "the chain ends with the published CA"
+    );
+    let svc = eventually(
+        Duration::from_secs(20),
+        "the client Service HTTPS only",
+        || async {
+            let s = env.object("v1", "services", "analytics")?;
+            (s["spec"]["ports"].as_array()?.len() == 1 && s["spec"]["ports"][0]["port"] == 8443)
+                .then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(svc["spec"]["ports"][0]["name"], "https");
+    assert!(env.object("v1", "services", "analytics-internal").is_some());
+    let np = env
+        .object(
+            "networking.k8s.io/v1",
+            "networkpolicies",
+            "analytics-coordinator",
+        )
+        .expect("network policy");
+    assert_eq!(np["spec"]["ingress"][1]["ports"][0]["port"], 8080);
+    let coordinator = env
+        .object("v1", "configmaps", "analytics-coordinator")
+        .expect("coordinator config");
+    assert!(
+        coordinator["data"]["password-authenticator.properties"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ldap.url=ldaps://dir.corp:636")
+    );
+    assert_eq!(
+        env.object("v1", "configmaps", "analytics-ldap-ca")
+            .expect("ldap ca")["data"]["ca.crt"]
+            .as_str()
+            .map(|s| s.contains("MIIBdirectoryca")),
+        Some(true)
+    );
+    let c = env.running("analytics", 1, 30).await;
+    assert_eq!(
+        c["status"]["endpoint"],
+        "https://analytics.tether.svc.cluster.local:8443"
+    );
+
+    // Renewal: a new certificate (same CA) before the old one runs out, and the
+    // coordinator is replaced to read it; the workers keep running.
+    // (The switch to HTTPS rolled the workers too: discovery moved to the internal
+    // Service. Let that roll finish first.)
+    settled_pods(&env, 2).await;
+    let first = secret_text(&env, "analytics-tls", "keystore.pem").expect("keystore");
+    let workers = |env: &PrestoEnv| {
+        env.kube
+            .pod_events()
+            .iter()
+            .filter(|e| e.owner.ends_with("-worker") || e.pod.contains("-worker"))
+            .count()
+    };
+    let worker_events = workers(&env);
+    let coordinator_events = env.kube.pod_events().len() - worker_events;
+    eventually(
+        Duration::from_secs(30),
+        "the certificate renewed",
+        || async {
+            let now = secret_text(&env, "analytics-tls", "keystore.pem")?;
+            (now != first && now.ends_with(&ca)).then_some(())
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the coordinator replaced",
+        || async {
+            (env.kube.pod_events().len() - workers(&env) > coordinator_events).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        workers(&env),
+        worker_events,
+        "no worker replaced by a renewal"
+    );
+
+    // A customer certificate by reference: named when missing, copied once it exists.
+    env.api()
+        .ok_put(
+            &path,
+            &ldap_access(json!({"tls": {"certificate_ref": "k8s:corp-presto-cert"}})),
+        )
+        .await;
+    let (status, message) = eventually(
+        Duration::from_secs(20),
+        "the missing Secret named",
+        || async { condition(&env, "analytics", "CoordinatorCertificate").await },
+    )
+    .await;
+    assert_eq!(status, "False");
+    assert!(message.contains("corp-presto-cert"), "{message}");
+    let crt = secret_text(&env, "analytics-tls", "tls.crt").expect("crt");
+    let key = secret_text(&env, "analytics-tls", "tls.key").expect("key");
+    env.kube.create_secret(
+        "tether",
+        "corp-presto-cert",
+        &[("tls.crt", crt.as_str()), ("tls.key", key.as_str())],
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the customer's pair copied",
+        || async {
+            (condition(&env, "analytics", "CoordinatorCertificate")
+                .await
+                .is_none()
+                && secret_text(&env, "analytics-tls", "ca.crt")?.is_empty())
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Back to no authentication: the certificate goes, the Service is plain HTTP again.
+    let (s, _) = env.api().delete(&path).await;
+    assert_eq!(s, 204);
+    eventually(Duration::from_secs(20), "HTTPS removed", || async {
+        let svc = env.object("v1", "services", "analytics")?;
+        (svc["spec"]["ports"][0]["port"] == 8080
+            && env.object("v1", "secrets", "analytics-tls").is_none()
+            && env.object("v1", "services", "analytics-internal").is_none()
+            && env
+                .object(
+                    "networking.k8s.io/v1",
+                    "networkpolicies",
+                    "analytics-coordinator",
+                )
+                .is_none())
+        .then_some(())
+    })
+    .await;
+    let c = env.running("analytics", 1, 30).await;
+    assert!(
+        c["status"]["endpoint"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("http://"),
+        "{c}"
+    );
+}

@@ -67,14 +67,23 @@ fn ctx(role: Option<&str>) -> RenderContext {
             version: "v-7".into(),
         }),
         withheld_catalogs: Default::default(),
-        // With the install's role, also with access rules (the rules ConfigMap and mounts).
+        // With the install's role, also with access rules (the rules ConfigMap and mounts)
+        // and LDAP authentication (HTTPS, the trust store's init container, the internal
+        // Service and the NetworkPolicy).
         presto_access: role.map(|_| {
             serde_json::from_value(serde_json::json!({
+                "authentication": {"kind": "ldap", "url": "ldaps://dir.corp:636",
+                    "user_bind_pattern": "uid=${USER},ou=people,dc=corp",
+                    "ca_pem": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"},
                 "rules": {"catalogs": [{"user": "alice", "catalog": "lake", "allow": "read-only"}]},
                 "table_rules": {"hive": [{"user": "alice", "privileges": ["SELECT"]}]},
             }))
             .expect("access")
         }),
+        tls_versions: BTreeMap::from([("analytics".into(), "v-1".into())]),
+        coordinator_http_cidrs: role
+            .map(|_| vec!["10.0.0.0/16".to_owned()])
+            .unwrap_or_default(),
     }
 }
 

@@ -117,6 +117,17 @@ struct RunArgs {
         requires = "metastore_db_endpoint"
     )]
     metastore_db_secret_arn: Option<String>,
+    /// Lifetime of the coordinator certificates the agent issues when Presto access asks for
+    /// password authentication (renewed two thirds of the way through; a renewal restarts
+    /// the coordinator, which reads its keystore only at start).
+    #[arg(long, env = "TETHER_PRESTO_CERT_VALIDITY", default_value = "90d", value_parser = humantime::parse_duration)]
+    presto_cert_validity: std::time::Duration,
+    /// CIDRs, besides the cluster's own pods, that may reach a password-protected
+    /// coordinator's plain HTTP port, which trusts X-Presto-User: the API server's
+    /// addresses when the agent reads coordinators through its service proxy
+    /// (comma-separated).
+    #[arg(long, env = "TETHER_COORDINATOR_HTTP_CIDRS", value_delimiter = ',')]
+    coordinator_http_cidr: Vec<ipnet::IpNet>,
     /// How often the catalog endpoints are checked (and on every desired-state change).
     #[arg(long, env = "TETHER_CATALOG_CHECK_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     catalog_check_interval: std::time::Duration,
@@ -259,6 +270,14 @@ async fn main() {
         drain_grace: args.drain_grace,
         presto_role_arn: args.presto_role_arn,
         metastore_db: args.metastore_db_endpoint.zip(args.metastore_db_secret_arn),
+        presto_tls: tether_agent::reconcile::PrestoTlsSettings {
+            validity: args.presto_cert_validity,
+            coordinator_http_cidrs: args
+                .coordinator_http_cidr
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        },
         catalog_checks: args.catalog_checks,
         catalog_check_interval: args.catalog_check_interval,
         secrets: tether_agent::secrets::SecretsSettings {

@@ -249,7 +249,18 @@ impl Shared {
         cluster: &str,
         path: &str,
     ) -> Result<T, String> {
-        let svc = service_name(cluster);
+        // A password-protected coordinator's client Service is HTTPS only; its plain port
+        // (which the NetworkPolicy keeps to the cluster and the agent) is the internal one.
+        let https = self
+            .desired
+            .borrow()
+            .as_ref()
+            .and_then(|d| d.presto_access.as_ref())
+            .is_some_and(|a| a.needs_https());
+        let svc = match https {
+            true => crate::render::tls::internal_service_name(cluster),
+            false => service_name(cluster),
+        };
         let ns = &self.settings.namespace;
         let body = match (self.settings.access, &self.kube) {
             (CoordinatorAccess::ApiProxy, Some(kube)) => {

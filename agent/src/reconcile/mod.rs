@@ -48,6 +48,44 @@ pub struct Settings {
     /// The install's PostgreSQL for the built-in metastore: `host:port` and the ARN of its
     /// Secrets Manager secret (RDS-managed, rotated).
     pub metastore_db: Option<(String, String)>,
+    /// Coordinator certificates of password-protected clusters.
+    pub presto_tls: PrestoTlsSettings,
+}
+
+/// How the agent serves password-protected coordinators over HTTPS ([`crate::presto_tls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrestoTlsSettings {
+    /// Lifetime of an issued coordinator certificate.
+    pub validity: Duration,
+    /// CIDRs besides the cluster's pods admitted to the coordinator's plain HTTP port.
+    pub coordinator_http_cidrs: Vec<String>,
+}
+
+impl Default for PrestoTlsSettings {
+    fn default() -> Self {
+        Self {
+            validity: crate::presto_tls::DEFAULT_VALIDITY,
+            coordinator_http_cidrs: Vec::new(),
+        }
+    }
+}
+
+/// A Secret's data, decoded (keys whose value is not base64 are left out).
+fn secret_data(s: &kube::api::DynamicObject) -> BTreeMap<String, Vec<u8>> {
+    use base64::Engine as _;
+    s.data["data"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| {
+                    let b = base64::engine::general_purpose::STANDARD
+                        .decode(v.as_str()?)
+                        .ok()?;
+                    Some((k.clone(), b))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The coordinator URL reported for a cluster, e.g. the default
@@ -85,13 +123,23 @@ impl EndpointTemplate {
         Ok(Self(template.to_owned()))
     }
 
-    /// The URL of `cluster`'s coordinator.
-    pub fn render(&self, cluster: &str, namespace: &str) -> String {
-        self.0
+    /// The URL of `cluster`'s coordinator. With `https` (password authentication, when
+    /// the client Service offers only HTTPS) the default becomes `https://` on the HTTPS
+    /// port, and `{port}` is that port.
+    pub fn render(&self, cluster: &str, namespace: &str, https: bool) -> String {
+        let (template, port) = match https {
+            true if self.0 == Self::DEFAULT => (
+                Self::DEFAULT.replacen("http://", "https://", 1),
+                render::tls::HTTPS_PORT,
+            ),
+            true => (self.0.clone(), render::tls::HTTPS_PORT),
+            false => (self.0.clone(), render::PRESTO_PORT),
+        };
+        template
             .replace("{cluster}", cluster)
             .replace("{service}", &service_name(cluster))
             .replace("{namespace}", namespace)
-            .replace("{port}", &render::PRESTO_PORT.to_string())
+            .replace("{port}", &port.to_string())
     }
 }
 
@@ -143,6 +191,12 @@ pub struct Reconciler {
     metastore_db_version: Option<String>,
     /// Catalogs left out of the clusters until their credentials resolve.
     withheld_catalogs: BTreeSet<String>,
+    /// Per password-protected cluster, the version of its coordinator certificate.
+    tls_versions: BTreeMap<String, String>,
+    /// The `<cluster>-tls` Secrets this process wrote, deleted by name when not needed.
+    tls_secrets: BTreeSet<String>,
+    /// Whether TLS Secrets of a previous process may be left over (until the first pass).
+    tls_unknown: bool,
 }
 
 fn condition(
@@ -191,6 +245,9 @@ impl Reconciler {
             synced_secrets: BTreeSet::new(),
             metastore_db_version: None,
             withheld_catalogs: BTreeSet::new(),
+            tls_versions: BTreeMap::new(),
+            tls_secrets: BTreeSet::new(),
+            tls_unknown: true,
         }
     }
 
@@ -222,6 +279,8 @@ impl Reconciler {
                 .borrow()
                 .as_ref()
                 .and_then(|d| d.presto_access.clone()),
+            tls_versions: self.tls_versions.clone(),
+            coordinator_http_cidrs: self.settings.presto_tls.coordinator_http_cidrs.clone(),
         }
     }
 
@@ -372,6 +431,8 @@ impl Reconciler {
         }
         let mut keep: BTreeSet<ObjectId> = BTreeSet::new();
         let credentials = self.sync_catalog_secrets(&desired).await?;
+        let (tls_problems, ca_configmap) = self.sync_presto_tls(&desired).await?;
+        keep.extend(ca_configmap);
         let ctx = self.context();
         let mut conditions = Vec::new();
         let mut first_err: Option<KubeError> = None;
@@ -393,6 +454,15 @@ impl Reconciler {
                     false,
                     u.reason,
                     &format!("the metastore database's credentials: {}", u.message),
+                ));
+            }
+            if let Some(problem) = tls_problems.get(name) {
+                conditions.push(condition(
+                    name,
+                    "CoordinatorCertificate",
+                    false,
+                    "CertificateUnavailable",
+                    &problem.0,
                 ));
             }
             if let Some(reason) = spec
@@ -432,6 +502,16 @@ impl Reconciler {
         self.errors
             .retain(|name, _| desired.clusters.contains_key(name));
         let pruned = self.kube.prune(&self.selector(), &keep).await?;
+        // A removed cluster's certificate goes with its coordinator.
+        for (_, kind, name) in &pruned {
+            if kind == "Deployment"
+                && let Some(cluster) = name.strip_suffix("-coordinator")
+            {
+                self.kube
+                    .delete("v1", "Secret", &render::tls::tls_secret_name(cluster))
+                    .await?;
+            }
+        }
         if !pruned.is_empty() {
             tracing::info!(objects = pruned.len(), "pruned objects no longer desired");
         }
@@ -660,6 +740,152 @@ impl Reconciler {
         Ok(problems)
     }
 
+    /// The coordinator certificates of the clusters whose access needs HTTPS
+    /// ([`crate::presto_tls`]): makes the compute plane's CA when missing, publishes its
+    /// certificate, issues or renews each `<cluster>-tls`, or copies the customer's Secret.
+    /// Returns the problems by cluster (the coordinator then keeps what it runs: its pod
+    /// cannot start without the Secret, and `Recreate` replaces it only once it can) and
+    /// the CA ConfigMap to keep. Secrets no cluster needs any more are deleted by name.
+    async fn sync_presto_tls(
+        &mut self,
+        desired: &tether_shared::spec::DesiredState,
+    ) -> Result<
+        (
+            BTreeMap<String, crate::presto_tls::TlsProblem>,
+            Option<ObjectId>,
+        ),
+        KubeError,
+    > {
+        use crate::presto_tls::{PrestoCa, TlsProblem, from_customer_secret, still_good};
+        use render::tls::{PRESTO_CA_NAME, certificate_names, tls_secret_name};
+        let access = desired.presto_access.as_ref();
+        let needs = access.is_some_and(|a| a.needs_https());
+        let mut problems = BTreeMap::new();
+        let mut versions = BTreeMap::new();
+        let mut wanted = BTreeSet::new();
+        let mut ca_configmap = None;
+        if needs && !desired.clusters.is_empty() {
+            let ctx = self.context();
+            let customer = access
+                .and_then(|a| a.tls.as_ref())
+                .map(|t| t.certificate_ref.trim_start_matches("k8s:").to_owned());
+            let ca = match &customer {
+                Some(_) => None,
+                None => match self.kube.get("v1", "Secret", PRESTO_CA_NAME).await? {
+                    Some(s) => Some(PrestoCa::from_secret_data(&secret_data(&s))),
+                    None => match PrestoCa::generate(&ctx) {
+                        Ok((ca, secret)) => {
+                            self.kube.apply(&secret).await?;
+                            tracing::info!(
+                                secret = PRESTO_CA_NAME,
+                                "made the compute plane's Presto CA"
+                            );
+                            Some(Ok(ca))
+                        }
+                        Err(e) => Some(Err(e)),
+                    },
+                },
+            };
+            if let Some(Ok(ca)) = &ca {
+                let cm = render::tls::presto_ca_configmap(&ctx, ca.cert_pem());
+                self.kube.apply(&cm).await?;
+                ca_configmap = Some(object_id(&cm));
+            }
+            let customer_data = match &customer {
+                Some(name) => Some((
+                    name.clone(),
+                    self.kube
+                        .get("v1", "Secret", name)
+                        .await?
+                        .map(|s| secret_data(&s)),
+                )),
+                None => None,
+            };
+            let now = tether_shared::timestamps::now_unix_ms() / 1000;
+            for cluster in desired.clusters.keys() {
+                let name = tls_secret_name(cluster);
+                wanted.insert(name.clone());
+                let issued = match (&ca, &customer_data) {
+                    (_, Some((secret, None))) => Err(TlsProblem(format!(
+                        "Secret {secret} (tls.certificate_ref) does not exist in namespace {}",
+                        self.settings.namespace
+                    ))),
+                    (_, Some((secret, Some(data)))) => {
+                        from_customer_secret(cluster, &ctx, secret, data).map(Some)
+                    }
+                    (Some(Err(e)), None) => Err(e.clone()),
+                    (Some(Ok(ca)), None) => {
+                        let live = self.kube.get("v1", "Secret", &name).await?;
+                        let good = live.as_ref().and_then(|s| {
+                            let annotations = s.metadata.annotations.clone().unwrap_or_default();
+                            still_good(
+                                &secret_data(s),
+                                &annotations,
+                                ca.cert_pem(),
+                                &certificate_names(cluster, &ctx.namespace),
+                                now,
+                            )
+                        });
+                        match good {
+                            Some(v) => {
+                                versions.insert(cluster.clone(), v);
+                                Ok(None)
+                            }
+                            None => ca
+                                .issue(cluster, &ctx, self.settings.presto_tls.validity)
+                                .map(Some),
+                        }
+                    }
+                    (None, None) => Ok(None),
+                };
+                match issued {
+                    Ok(Some((secret, version))) => {
+                        self.kube.apply(&secret).await?;
+                        if self.tls_versions.get(cluster) != Some(&version) {
+                            tracing::info!(
+                                cluster,
+                                secret = name,
+                                "coordinator certificate written"
+                            );
+                        }
+                        versions.insert(cluster.clone(), version);
+                    }
+                    Ok(None) => {}
+                    Err(p) => {
+                        tracing::warn!(cluster, problem = %p, "no coordinator certificate");
+                        // Keep what the coordinator runs with.
+                        if let Some(v) = self.tls_versions.get(cluster) {
+                            versions.insert(cluster.clone(), v.clone());
+                        }
+                        problems.insert(cluster.clone(), p);
+                    }
+                }
+            }
+        }
+        let mut stale: BTreeSet<String> = self.tls_secrets.difference(&wanted).cloned().collect();
+        if self.tls_unknown {
+            // After a restart: what a previous process wrote for clusters that no longer
+            // need it (read first, so an agent that never served HTTPS writes nothing).
+            for name in desired.clusters.keys().map(|c| tls_secret_name(c)) {
+                if !wanted.contains(&name) && self.kube.get("v1", "Secret", &name).await?.is_some()
+                {
+                    stale.insert(name);
+                }
+            }
+        }
+        for gone in &stale {
+            self.kube.delete("v1", "Secret", gone).await?;
+            tracing::info!(
+                secret = gone,
+                "deleted a coordinator certificate no cluster needs"
+            );
+        }
+        self.tls_unknown = false;
+        self.tls_secrets = wanted;
+        self.tls_versions = versions;
+        Ok((problems, ca_configmap))
+    }
+
     /// Reads `arn` and applies the Secret `secret` makes of it; the version written, else
     /// why not (that Secret's problem, not the whole pass's).
     async fn sync_secret(
@@ -741,6 +967,7 @@ impl Reconciler {
         observed_generation: i64,
         last_error: Option<String>,
     ) -> pb::ClusterStatus {
+        let https = render::tls::ldap(&self.context()).is_some();
         let read = |n: String| async move { self.kube.get("apps/v1", "Deployment", &n).await };
         let coordinator = read(coordinator_name(name)).await;
         let workers = read(worker_name(name)).await;
@@ -867,7 +1094,7 @@ impl Reconciler {
             endpoint: self
                 .settings
                 .endpoint
-                .render(name, &self.settings.namespace),
+                .render(name, &self.settings.namespace, https),
             observed_generation,
             conditions,
             last_error: last_error.unwrap_or_default(),
@@ -927,17 +1154,21 @@ mod tests {
     fn endpoint_templates_render_and_refuse_what_they_cannot_fill() {
         let d = EndpointTemplate::default();
         assert_eq!(
-            d.render("etl", "tether"),
+            d.render("etl", "tether", false),
             format!(
                 "http://{}.tether.svc.cluster.local:{}",
                 super::service_name("etl"),
                 super::render::PRESTO_PORT
             )
         );
+        assert_eq!(
+            d.render("etl", "tether", true),
+            "https://etl.tether.svc.cluster.local:8443"
+        );
         let ingress =
             EndpointTemplate::parse("https://presto-{cluster}.data.example.com").expect("valid");
         assert_eq!(
-            ingress.render("etl", "tether"),
+            ingress.render("etl", "tether", true),
             "https://presto-etl.data.example.com"
         );
         let e = EndpointTemplate::parse("https://{host}:8080").expect_err("unknown placeholder");

@@ -82,6 +82,12 @@ pub fn render(access: Option<&PrestoAccess>, catalogs: &[String]) -> Option<Acce
             ("security.refresh-period", REFRESH_PERIOD.to_owned()),
         ]),
     );
+    if let Some(l) = super::tls::ldap_of(access) {
+        out.coordinator_files.insert(
+            super::tls::PASSWORD_AUTHENTICATOR_PROPERTIES.to_owned(),
+            super::tls::password_authenticator_properties(l),
+        );
+    }
     out.rules
         .insert(RULES_FILE.to_owned(), system_rules_json(access).to_string());
     let mut start = BTreeMap::new();

@@ -105,13 +105,23 @@ pub fn node_config(
         Role::Worker => &spec.worker,
     };
     let [config, node, jvm, log] = NODE_CONFIG_KEYS;
+    let mut jvm_text = jvm_config(resources);
+    if role == Role::Coordinator
+        && let Some(l) = super::tls::ldap(ctx)
+        && super::tls::has_ldap_ca(l)
+    {
+        for flag in super::tls::jvm_flags() {
+            jvm_text.push_str(&flag);
+            jvm_text.push('\n');
+        }
+    }
     BTreeMap::from([
         (
             config.to_owned(),
             config_properties(role, cluster, spec, ctx),
         ),
         (node.to_owned(), node_properties()),
-        (jvm.to_owned(), jvm_config(resources)),
+        (jvm.to_owned(), jvm_text),
         (log.to_owned(), log_properties()),
     ])
 }
@@ -149,13 +159,20 @@ pub fn config_properties(
             ("http-server.http.port", PRESTO_PORT.to_string()),
         ],
     };
+    let https = super::tls::ldap(ctx).is_some();
+    if https && role == Role::Coordinator {
+        p.extend(super::tls::coordinator_properties());
+    }
+    // With password authentication the client Service is HTTPS only: discovery goes to
+    // the plain port of the internal one.
+    let discovery = match https {
+        true => super::tls::internal_service_name(cluster),
+        false => service_name(cluster),
+    };
     p.extend([
         // The Service's short name: the pods live in its namespace, and it does not
         // assume the cluster domain is `cluster.local`.
-        (
-            "discovery.uri",
-            format!("http://{}:{PRESTO_PORT}", service_name(cluster)),
-        ),
+        ("discovery.uri", format!("http://{discovery}:{PRESTO_PORT}")),
         ("query.max-memory", format!("{max_memory}MB")),
         ("query.max-memory-per-node", format!("{per_node}MB")),
         ("query.max-total-memory-per-node", format!("{per_node}MB")),

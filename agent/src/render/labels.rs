@@ -71,6 +71,14 @@ pub fn selector(cluster: &str, component: Component) -> Value {
     Value::Object(selector_map(cluster, component))
 }
 
+/// The `matchLabels` selecting every pod of `cluster`, whatever its component.
+pub fn instance_selector(cluster: &str) -> Value {
+    let mut m = Map::new();
+    m.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
+    m.insert(INSTANCE_LABEL.into(), cluster.into());
+    Value::Object(m)
+}
+
 fn selector_map(cluster: &str, component: Component) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());

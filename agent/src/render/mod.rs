@@ -24,6 +24,7 @@ pub mod catalog;
 pub mod config;
 pub mod labels;
 pub mod objects;
+pub mod tls;
 pub mod workloads;
 
 use std::collections::BTreeMap;
@@ -59,6 +60,13 @@ pub struct RenderContext {
     pub withheld_catalogs: std::collections::BTreeSet<String>,
     /// Who may query the compute plane's clusters and what they may read.
     pub presto_access: Option<tether_shared::spec::PrestoAccess>,
+    /// Per cluster, the version of the coordinator certificate in its `<cluster>-tls`
+    /// Secret (when the access needs HTTPS): part of the coordinator's pod-template hash,
+    /// since Presto reads the keystore only at start.
+    pub tls_versions: BTreeMap<String, String>,
+    /// CIDRs besides the cluster's own pods that may reach a password-protected
+    /// coordinator's plain HTTP port (the API server's service proxy, for the agent).
+    pub coordinator_http_cidrs: Vec<String>,
 }
 
 /// Where the built-in metastore keeps its tables.
@@ -101,6 +109,12 @@ pub const MANAGED_KINDS: &[(&str, &str, &str, bool)] = &[
     ("v1", "ServiceAccount", "serviceaccounts", true),
     ("v1", "ConfigMap", "configmaps", true),
     ("v1", "Service", "services", true),
+    (
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        true,
+    ),
     ("apps/v1", "Deployment", "deployments", true),
     (
         "autoscaling/v2",
@@ -177,6 +191,13 @@ pub fn render_cluster(
         coordinator_inputs = coordinator_config.clone();
         coordinator_inputs.insert("access/start-hash".into(), a.start_hash.clone());
     }
+    let ldap = tls::ldap(ctx);
+    if ldap.is_some() {
+        coordinator_inputs.insert(
+            "tls/version".into(),
+            ctx.tls_versions.get(name).cloned().unwrap_or_default(),
+        );
+    }
 
     let mut objects = vec![
         objects::service_account(name, ctx),
@@ -203,6 +224,13 @@ pub fn render_cluster(
         ),
         objects::coordinator_service(name, ctx),
     ];
+    if let Some(l) = ldap {
+        objects.push(tls::internal_service(name, ctx));
+        objects.push(tls::network_policy(name, ctx));
+        if let (None, Some(pem)) = (&l.ca_ref, &l.ca_pem) {
+            objects.insert(4, tls::ldap_ca_configmap(name, ctx, pem));
+        }
+    }
     if let Some(a) = &access {
         objects.insert(
             4,

@@ -141,14 +141,19 @@ pub fn config_map(
 }
 
 /// Service `<cluster>`: the coordinator's HTTP port, for clients and for discovery.
+/// With password authentication, only the HTTPS port ([`super::tls`]).
 pub fn coordinator_service(cluster: &str, ctx: &RenderContext) -> Value {
+    let (port_name, port) = match super::tls::ldap(ctx) {
+        Some(_) => ("https", super::tls::HTTPS_PORT),
+        None => ("http", PRESTO_PORT),
+    };
     cluster_ip_service(
         &service_name(cluster),
         Component::Coordinator,
         cluster,
         ctx,
-        "http",
-        PRESTO_PORT,
+        port_name,
+        port,
     )
 }
 

@@ -120,6 +120,9 @@ impl PrestoPods<'_> {
         {
             container.insert("lifecycle".into(), query_drain_hook());
         }
+        if let Some(ldap) = super::tls::ldap(self.ctx) {
+            self.https(&mut pod, ldap);
+        }
         let template = self.template(Component::Coordinator, annotations, pod);
         json!({
             "apiVersion": "apps/v1",
@@ -174,6 +177,46 @@ impl PrestoPods<'_> {
             "spec": spec,
         });
         (deployment, hash)
+    }
+
+    /// HTTPS on the coordinator ([`super::tls`]): the TLS Secret mounted, the HTTPS port,
+    /// and with a directory CA the init container that builds the JVM's trust store.
+    fn https(&self, pod: &mut Map<String, Value>, ldap: &tether_shared::spec::LdapAuthentication) {
+        use super::tls;
+        let mut volumes = vec![json!({"name": "tls", "secret": {
+            "secretName": tls::tls_secret_name(self.cluster),
+            "items": [{"key": tls::KEYSTORE_KEY, "path": tls::KEYSTORE_KEY}]}})];
+        let mut mounts =
+            vec![json!({"name": "tls", "mountPath": tls::tls_dir(), "readOnly": true})];
+        if let Some(ca) = tls::ldap_ca_source(self.cluster, ldap) {
+            volumes.push(json!({"name": "ldap-ca", "configMap": {
+                "name": ca, "items": [{"key": tls::CA_KEY, "path": tls::CA_KEY}]}}));
+            volumes.push(json!({"name": "truststore", "emptyDir": {"sizeLimit": "16Mi"}}));
+            mounts.push(
+                json!({"name": "truststore", "mountPath": tls::TRUSTSTORE_DIR, "readOnly": true}),
+            );
+            pod.insert(
+                "initContainers".into(),
+                json!([tls::truststore_init_container(&format!(
+                    "prestodb/presto:{}",
+                    self.spec.presto_version
+                ))]),
+            );
+        }
+        if let Some(Value::Array(v)) = pod.get_mut("volumes") {
+            v.extend(volumes);
+        }
+        if let Some(Value::Object(container)) = pod.get_mut("containers").and_then(|c| c.get_mut(0))
+        {
+            if let Some(Value::Array(m)) = container.get_mut("volumeMounts") {
+                m.extend(mounts);
+            }
+            if let Some(Value::Array(ports)) = container.get_mut("ports") {
+                ports.push(
+                    json!({"name": "https", "containerPort": tls::HTTPS_PORT, "protocol": "TCP"}),
+                );
+            }
+        }
     }
 
     /// The worker drains itself before it stops: it tells Presto it is shutting down (the

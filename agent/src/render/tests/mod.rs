@@ -26,6 +26,8 @@ fn ctx() -> RenderContext {
         metastore_db: None,
         withheld_catalogs: Default::default(),
         presto_access: None,
+        tls_versions: BTreeMap::new(),
+        coordinator_http_cidrs: Vec::new(),
     }
 }
 

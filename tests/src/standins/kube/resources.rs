@@ -143,6 +143,17 @@ pub(crate) static RESOURCES: &[ResourceType] = &[
         subresources: &[Subresource::Status, Subresource::Scale],
     },
     ResourceType {
+        group: "networking.k8s.io",
+        version: "v1",
+        plural: "networkpolicies",
+        singular: "networkpolicy",
+        kind: "NetworkPolicy",
+        namespaced: true,
+        short_names: &["netpol"],
+        categories: &[],
+        subresources: &[],
+    },
+    ResourceType {
         group: "policy",
         version: "v1",
         plural: "poddisruptionbudgets",
