@@ -388,7 +388,7 @@ async fn ldap_puts_the_coordinator_behind_https_with_a_certificate_from_the_vpc(
                 .await
                 .is_none()
                 && secret_text(&env, "analytics-tls", "ca.crt")?.is_empty())
-                .then_some(())
+            .then_some(())
         },
     )
     .await;
@@ -419,4 +419,243 @@ async fn ldap_puts_the_coordinator_behind_https_with_a_certificate_from_the_vpc(
             .starts_with("http://"),
         "{c}"
     );
+}
+
+/// Runs each `[user, password, sql]` of `cases` through presto-python-client over HTTPS
+/// to `port`, trusting `ca` and expecting the certificate to name `name` (a client outside
+/// the cluster, reaching the coordinator by a port-forward or a load balancer, still checks
+/// the Service's name). One JSON result per case: rows, or the error.
+const CLIENT: &str = r#"
+import json, sys
+import prestodb
+from requests.adapters import HTTPAdapter
+port, ca, name, cases = int(sys.argv[1]), sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
+class Named(HTTPAdapter):
+    def init_poolmanager(self, *a, **kw):
+        kw['assert_hostname'] = name
+        kw['server_hostname'] = name
+        return super().init_poolmanager(*a, **kw)
+out = []
+for user, password, sql in cases:
+    conn = prestodb.dbapi.connect(host='127.0.0.1', port=port, user=user, catalog='lake',
+        schema='sales', http_scheme='https', max_attempts=1,
+        auth=prestodb.auth.BasicAuthentication(user, password))
+    conn._http_session.verify = ca
+    conn._http_session.mount('https://', Named())
+    cur = conn.cursor()
+    try:
+        cur.execute(sql)
+        rows = cur.fetchall()
+        out.append({"rows": len(rows), "id": cur.stats.get("queryId")})
+    except prestodb.exceptions.PrestoUserError as e:
+        out.append({"error": e.error_name, "message": e.message, "id": e.query_id})
+    except Exception as e:
+        out.append({"http": str(e)})
+print(json.dumps(out))
+"#;
+
+async fn client(port: u16, ca: &std::path::Path, cases: &[[&str; 3]]) -> Vec<Value> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new("python3")
+            .args([
+                "-c",
+                CLIENT,
+                &port.to_string(),
+                &ca.display().to_string(),
+                "analytics.tether.svc",
+                &serde_json::to_string(cases).expect("cases"),
+            ])
+            // As the docs tell a user to; requests prefers it to a session's `verify`.
+            .env("REQUESTS_CA_BUNDLE", ca)
+            .env_remove("CURL_CA_BUNDLE")
+            .env("NO_PROXY", "*")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .env_remove("ALL_PROXY")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("python3 timed out")
+    .expect("python3 runs (presto-python-client: scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("client JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presto_checks_passwords_and_rules_from_what_the_agent_applied() {
+    use tether_tests::harness::slapd::{Person, Slapd};
+    use tether_tests::standins::presto::{PodSource, PrestoOptions, PrestoStandIn};
+    init();
+    let slapd = Slapd::start(&[
+        Person {
+            uid: "alice",
+            password: "alice-pw",
+            groups: &["analysts"],
+        },
+        Person {
+            uid: "bob",
+            password: "bob-pw",
+            groups: &[],
+        },
+    ])
+    .await;
+    let env = PrestoEnv::start().await;
+    let path = format!("/compute-planes/{}/presto-access", env.fx.cp_id);
+    env.put_catalog("lake", glue_catalog()).await;
+    env.put_catalog("orders", tether_tests::harness::presto_env::mysql_catalog())
+        .await;
+    env.put_cluster("analytics", cluster_spec(1, &["lake", "orders"]))
+        .await;
+    env.running("analytics", 1, 30).await;
+    let access = |orders: bool| {
+        let mut catalogs = vec![json!({"user": "alice", "catalog": "lake", "allow": "read-only"})];
+        if orders {
+            catalogs.push(json!({"user": "alice", "catalog": "orders", "allow": "read-only"}));
+        }
+        json!({
+            "authentication": {"kind": "ldap", "url": slapd.ldaps_url,
+                "user_bind_pattern": "uid=${USER},ou=people,dc=example,dc=com",
+                "ca_pem": slapd.ca_pem},
+            "rules": {"catalogs": catalogs},
+            "table_rules": {"lake": [{"user": "alice", "schema": "sales", "privileges": ["SELECT"]}]}
+        })
+    };
+    env.api().ok_put(&path, &access(false)).await;
+    eventually(
+        Duration::from_secs(30),
+        "the coordinator keystore",
+        || async { env.object("v1", "secrets", "analytics-tls") },
+    )
+    .await;
+    env.running("analytics", 1, 30).await;
+    let before = settled_pods(&env, 2).await;
+
+    // The coordinator pod, as it starts from what the agent applied.
+    let presto = PrestoStandIn::start(PrestoOptions {
+        pod: Some(PodSource {
+            objects: env.kube.objects(),
+            namespace: "tether".into(),
+            deployment: "analytics-coordinator".into(),
+        }),
+        ..PrestoOptions::default()
+    })
+    .await
+    .expect("the coordinator starts from its mounted configuration");
+    let https = presto.https_addr().expect("HTTPS is on").port();
+    // The agent reads it through the internal Service.
+    env.kube
+        .register_service_backend("tether", "analytics-internal", presto.addr());
+    let ca_file = env.dir().join("presto-ca.pem");
+    let ca = env
+        .object("v1", "configmaps", "tether-presto-ca")
+        .expect("CA")["data"]["ca.crt"]
+        .as_str()
+        .expect("ca.crt")
+        .to_owned();
+    std::fs::write(&ca_file, &ca).expect("write CA");
+
+    let r = client(
+        https,
+        &ca_file,
+        &[
+            ["alice", "alice-pw", "SELECT * FROM lake.sales.orders"],
+            ["alice", "alice-pw", "SELECT * FROM orders.crm.customers"],
+            [
+                "alice",
+                "alice-pw",
+                "INSERT INTO lake.sales.orders SELECT 1",
+            ],
+            ["alice", "alice-pw", "SELECT * FROM lake.hr.salaries"],
+            ["alice", "wrong", "SELECT * FROM lake.sales.orders"],
+            ["bob", "bob-pw", "SELECT * FROM lake.sales.orders"],
+        ],
+    )
+    .await;
+    assert_eq!(r[0]["rows"], 3, "{r:?}");
+    let denied = |i: usize, message: &str| {
+        assert_eq!(r[i]["error"], "PERMISSION_DENIED", "{i}: {:?}", r[i]);
+        assert_eq!(r[i]["message"], message, "{i}");
+    };
+    denied(1, "Access Denied: Cannot access catalog orders");
+    denied(
+        2,
+        "Access Denied: Cannot insert into table lake.sales.orders",
+    );
+    denied(3, "Access Denied: Cannot select from table hr.salaries");
+    assert!(
+        r[4]["http"].as_str().unwrap_or("").contains("401"),
+        "a wrong password: {:?}",
+        r[4]
+    );
+    denied(5, "Access Denied: Cannot access catalog lake");
+
+    // Plain HTTP believes X-Presto-User, so the principal rule refuses any statement there.
+    let resp = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("http")
+        .post(format!("http://{}/v1/statement", presto.addr()))
+        .header("X-Presto-User", "alice")
+        .body("SELECT * FROM lake.sales.orders")
+        .send()
+        .await
+        .expect("post");
+    let first: Value = resp.json().await.expect("json");
+    let next = first["nextUri"].as_str().expect("nextUri").to_owned();
+    let done: Value = reqwest::get(&next)
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        done["error"]["message"], "Access Denied: Principal null cannot become user alice",
+        "{done}"
+    );
+
+    // A rule change reaches the running coordinator: no pod replaced.
+    env.api().ok_put(&path, &access(true)).await;
+    let r = eventually(Duration::from_secs(40), "alice may read orders", || async {
+        let r = client(
+            https,
+            &ca_file,
+            &[["alice", "alice-pw", "SELECT * FROM orders.crm.customers"]],
+        )
+        .await;
+        (r[0]["rows"] == 3).then_some(r)
+    })
+    .await;
+    assert!(r[0]["id"].is_string());
+    assert_eq!(settled_pods(&env, 2).await, before, "no pod replaced");
+
+    // The query log shows who ran what, as authenticated.
+    let alice_id = r[0]["id"].as_str().expect("id").to_owned();
+    eventually(
+        Duration::from_secs(30),
+        "alice's query in the log",
+        || async {
+            let page = env
+                .api()
+                .ok_get(&format!(
+                    "/compute-planes/{}/query-log?limit=1000",
+                    env.fx.cp_id
+                ))
+                .await;
+            page["records"]
+                .as_array()?
+                .iter()
+                .find(|q| q["query_id"] == alice_id.as_str())
+                .filter(|q| q["user"] == "alice")
+                .map(|_| ())
+        },
+    )
+    .await;
+    presto.shutdown().await;
 }

@@ -122,6 +122,11 @@ impl PrestoEnv {
         self.agent = Some(AgentProc::start(opts));
     }
 
+    /// A directory that lives as long as the environment.
+    pub fn dir(&self) -> &std::path::Path {
+        self._tmp.path()
+    }
+
     /// The API as the tenant's admin.
     pub fn api(&self) -> Api {
         self.cp.api().as_token(&self.fx.admin_token)

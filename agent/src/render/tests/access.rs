@@ -252,3 +252,29 @@ fn a_renewed_certificate_restarts_the_coordinator_only() {
             .all(|o| o["metadata"]["name"] != "analytics-ldap-ca")
     );
 }
+
+#[test]
+fn with_passwords_a_user_may_only_be_the_one_who_authenticated() {
+    let r = with_tls(ldap_access(false), "v1");
+    let rules: Value = serde_json::from_str(
+        data(&r, "analytics-access")["rules.json"]
+            .as_str()
+            .expect("rules"),
+    )
+    .expect("json");
+    assert_eq!(
+        rules["principals"],
+        json!([{"principal": "(.*)", "user": "$1", "allow": true}])
+    );
+    let open = with(Some(access()));
+    let rules: Value = serde_json::from_str(
+        data(&open, "analytics-access")["rules.json"]
+            .as_str()
+            .expect("rules"),
+    )
+    .expect("json");
+    assert!(
+        rules.get("principals").is_none(),
+        "no principal to hold users to"
+    );
+}

@@ -196,6 +196,14 @@ impl KubeStandIn {
         }
     }
 
+    /// A cheap read handle on the stored objects, for stand-ins that read what a pod
+    /// mounts (the Presto stand-in reads its configuration so).
+    pub fn objects(&self) -> Objects {
+        Objects {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Creates (or replaces) Secret `namespace`/`name` with `data` (plain values, stored
     /// base64 as the API keeps them), as `kubectl create secret generic` would.
     pub fn create_secret(&self, namespace: &str, name: &str, data: &[(&str, &str)]) {
@@ -280,6 +288,33 @@ impl KubeStandIn {
                 abort.abort();
             }
         }
+    }
+}
+
+/// See [`KubeStandIn::objects`].
+#[derive(Clone)]
+pub struct Objects {
+    shared: Arc<Shared>,
+}
+
+impl Objects {
+    /// The stored object `api_version`/`plural` `namespace`/`name`, as a GET returns it.
+    pub fn get(
+        &self,
+        api_version: &str,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<serde_json::Value> {
+        self.shared
+            .store
+            .get(&ObjectKey::new(api_version, plural, Some(namespace), name))
+    }
+}
+
+impl std::fmt::Debug for Objects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Objects").finish_non_exhaustive()
     }
 }
 

@@ -57,6 +57,29 @@ async fn forward(shared: &Shared, p: ProxyPath, req: Request) -> Result<Response
             format!("no endpoints available for service \"{}\"", p.name),
         ));
     };
+    // The port must be one the Service defines, by number or name (the API server's
+    // `ResourceLocation` for services: "no service port %q found for service %q").
+    let key = ObjectKey::new("v1", "services", Some(&p.namespace), &p.name);
+    if let (Some(port), Some(svc)) = (&p.port, shared.store.get(&key)) {
+        let defined = svc["spec"]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|sp| {
+                sp["name"].as_str() == Some(port.as_str())
+                    || sp["port"].as_u64().map(|n| n.to_string()).as_deref() == Some(port.as_str())
+            });
+        if !defined {
+            return Err(ApiError::new(
+                503,
+                "ServiceUnavailable",
+                format!(
+                    "no service port \"{port}\" found for service \"{}\"",
+                    p.name
+                ),
+            ));
+        }
+    }
     let (parts, body) = req.into_parts();
     let query = parts
         .uri

@@ -217,7 +217,12 @@ mod tests {
         assert!(find("v1", "deployments").is_none());
         assert_eq!(
             groups(),
-            vec![("apps", "v1"), ("policy", "v1"), ("autoscaling", "v2")]
+            vec![
+                ("apps", "v1"),
+                ("networking.k8s.io", "v1"),
+                ("policy", "v1"),
+                ("autoscaling", "v2")
+            ]
         );
     }
 }

@@ -26,6 +26,7 @@ const fn user(code: i32, name: &'static str) -> ErrorCode {
 
 /// `StandardErrorCode` entries the stand-in produces.
 pub(crate) const USER_CANCELED: ErrorCode = user(3, "USER_CANCELED");
+pub(crate) const PERMISSION_DENIED: ErrorCode = user(4, "PERMISSION_DENIED");
 pub(crate) const INVALID_CAST_ARGUMENT: ErrorCode = user(9, "INVALID_CAST_ARGUMENT");
 pub(crate) const NUMERIC_VALUE_OUT_OF_RANGE: ErrorCode = user(19, "NUMERIC_VALUE_OUT_OF_RANGE");
 pub(crate) const ADMINISTRATIVELY_KILLED: ErrorCode = user(38, "ADMINISTRATIVELY_KILLED");
@@ -179,6 +180,21 @@ impl Failure {
                 f
             }
         }
+    }
+
+    /// A query an access check refused (`AccessDeniedException`; `message` starts with
+    /// `Access Denied: `).
+    pub fn access_denied(message: &str) -> Self {
+        Failure::new(
+            PERMISSION_DENIED,
+            "com.facebook.presto.spi.security.AccessDeniedException",
+            message.to_owned(),
+            frames(&[
+                "com.facebook.presto.spi.security.AccessDeniedException.denyCatalogAccess(AccessDeniedException.java:74)",
+                "com.facebook.presto.security.AccessControlManager.checkCanSelectFromColumns(AccessControlManager.java:880)",
+                "java.lang.Thread.run(Thread.java:829)",
+            ]),
+        )
     }
 
     /// A query canceled by its client.

@@ -15,7 +15,12 @@
 //! Finished queries are kept per Presto's rule: the last `max_history`, plus every query that
 //! ended less than `min_expire_age` ago, checked by a job once a second.
 //!
-//! Not served: authentication and roles, `/v1/status`, `/v1/queryState`, stage plans
+//! Started with [`PrestoOptions::pod`], it is that coordinator pod: it reads its
+//! configuration from the Deployment's mounted ConfigMaps and Secrets and enforces HTTPS,
+//! LDAP password authentication and the file-based access rules they configure (see
+//! `security`); it then also listens for HTTPS when the configuration says so.
+//!
+//! Not served: roles, Kerberos and certificate authentication, `/v1/status`, `/v1/queryState`, stage plans
 //! (`outputStage` is null), real result data (every statement returns the same three rows).
 //!
 //! Module map: `server` (router, REST resources) and `statement` (client protocol) over
@@ -28,7 +33,9 @@ mod durations;
 mod failure;
 mod hash;
 mod model;
+pub mod pod;
 mod query;
+mod security;
 mod server;
 mod statement;
 mod workload;
@@ -44,6 +51,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use pod::PodSource;
 pub use workload::{Workload, WorkloadHandle, default_texts};
 
 use query::{ClientSession, Timing};
@@ -64,6 +72,9 @@ pub struct PrestoOptions {
     pub max_history: usize,
     /// Like `query.min-expire-age`; default 15 min (tests set it low).
     pub min_expire_age: Duration,
+    /// The coordinator Deployment whose mounted configuration the stand-in runs with;
+    /// `None`: no authentication and no access control, HTTP only.
+    pub pod: Option<PodSource>,
 }
 
 impl Default for PrestoOptions {
@@ -75,6 +86,7 @@ impl Default for PrestoOptions {
             active_workers: 2,
             max_history: 100,
             min_expire_age: Duration::from_secs(15 * 60),
+            pod: None,
         }
     }
 }
@@ -88,6 +100,7 @@ pub struct PrestoStandIn {
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<()>>,
     expiry: Option<JoinHandle<()>>,
+    https: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
 impl PrestoStandIn {
@@ -95,12 +108,33 @@ impl PrestoStandIn {
     pub async fn start(opts: PrestoOptions) -> std::io::Result<Self> {
         // Its HTTP clients (rustls) need the one crypto provider; a no-op once installed.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let security = match &opts.pod {
+            Some(src) => Some(Arc::new(
+                security::Security::load(src.clone()).map_err(std::io::Error::other)?,
+            )),
+            None => None,
+        };
         let listener = TcpListener::bind(opts.listen).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared::new(opts, addr));
+        let tls = security.as_ref().and_then(|s| s.https.clone());
+        let shared = Arc::new(Shared::new(opts, addr, security));
         let (stop, stopped) = watch::channel(false);
-        let app =
-            server::router(shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let https = match tls {
+            Some(tls) => {
+                let l = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+                let https_addr = l.local_addr()?;
+                let app =
+                    server::router(shared.clone()).layer(axum::Extension(server::Transport::Https));
+                Some((
+                    https_addr,
+                    tokio::spawn(server::serve_https(l, tls, app, stopped.clone())),
+                ))
+            }
+            None => None,
+        };
+        let app = server::router(shared.clone())
+            .layer(axum::Extension(server::Transport::Http))
+            .into_make_service_with_connect_info::<SocketAddr>();
         let mut until = stopped.clone();
         let server = tokio::spawn(async move {
             let shutdown = async move {
@@ -119,7 +153,13 @@ impl PrestoStandIn {
             stop,
             server: Some(server),
             expiry: Some(expiry),
+            https,
         })
+    }
+
+    /// The HTTPS listener's address, when the mounted configuration enables HTTPS.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https.as_ref().map(|(a, _)| *a)
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -193,7 +233,8 @@ impl PrestoStandIn {
     /// requests to finish.
     pub async fn shutdown(mut self) {
         self.stop.send_replace(true);
-        for task in [self.server.take(), self.expiry.take()]
+        let https = self.https.take().map(|(_, t)| t);
+        for task in [self.server.take(), self.expiry.take(), https]
             .into_iter()
             .flatten()
         {

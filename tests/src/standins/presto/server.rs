@@ -20,6 +20,7 @@ use super::coordinator::{Coordinator, NodeState};
 use super::durations::AirDuration;
 use super::failure::Failure;
 use super::model::{self, NodeVersion, ServerInfo};
+use super::security::{Security, Unauthorized};
 use super::statement;
 
 /// Largest statement or request body accepted.
@@ -33,11 +34,26 @@ pub(crate) struct Shared {
     pub addr: SocketAddr,
     pub started: Instant,
     coordinator: Mutex<Coordinator>,
+    /// What the pod's configuration enforces (none without [`PrestoOptions::pod`]).
+    pub security: Option<Arc<Security>>,
 }
+
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transport {
+    /// `http-server.http.port`.
+    Http,
+    /// `http-server.https.port`.
+    Https,
+}
+
+/// Who authenticated an HTTPS request.
+#[derive(Debug, Clone)]
+pub(crate) struct Principal(pub String);
 
 impl Shared {
     /// Fresh state for a coordinator listening on `addr`.
-    pub fn new(opts: PrestoOptions, addr: SocketAddr) -> Self {
+    pub fn new(opts: PrestoOptions, addr: SocketAddr, security: Option<Arc<Security>>) -> Self {
         let coordinator =
             Coordinator::new(opts.active_workers, opts.max_history, opts.min_expire_age);
         Shared {
@@ -45,6 +61,7 @@ impl Shared {
             addr,
             started: Instant::now(),
             coordinator: Mutex::new(coordinator),
+            security,
         }
     }
 
@@ -95,7 +112,72 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/v1/statement/{phase}/{id}/{token}",
             get(statement::get).delete(statement::delete),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            authenticate,
+        ))
         .with_state(shared)
+}
+
+/// airlift's `AuthenticationFilter`: with password authentication, every request over HTTPS
+/// needs valid credentials (401 and `WWW-Authenticate: Basic realm="Presto"` otherwise);
+/// plain HTTP is passed on unauthenticated.
+async fn authenticate(
+    State(shared): State<Arc<Shared>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let https = req.extensions().get::<Transport>() == Some(&Transport::Https);
+    if https && let Some(security) = shared.security.as_ref().filter(|s| s.requires_password()) {
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match security.authenticate(authorization).await {
+            Ok(principal) => {
+                req.extensions_mut().insert(Principal(principal));
+            }
+            Err(Unauthorized(message)) => {
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [
+                        (header::WWW_AUTHENTICATE, "Basic realm=\"Presto\""),
+                        (header::CONTENT_TYPE, "text/plain"),
+                    ],
+                    message,
+                )
+                    .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// Serves `app` over TLS on `listener` until `stop`, one task per connection.
+pub(crate) async fn serve_https(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((tcp, peer)) = accepted else { continue };
+                let acceptor = acceptor.clone();
+                let app = app.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else { return };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 async fn info(State(shared): State<Arc<Shared>>) -> Response {

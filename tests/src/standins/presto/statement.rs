@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::coordinator::Coordinator;
 use super::failure::FailureInfo;
 use super::query::{ClientSession, Query, QueryState, Timing};
-use super::server::{BODY_LIMIT, Shared, text};
+use super::server::{BODY_LIMIT, Principal, Shared, Transport, text};
 
 /// A statement query's timeline when its client stops polling: it still ends on its own.
 const STATEMENT_TIMING: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(2));
@@ -116,11 +116,15 @@ fn result_set() -> (Value, Value) {
 
 /// `http://host:port` as the client addressed us (behind the API server's service proxy the
 /// Host header is the backend's own address).
-fn base_uri(shared: &Shared, headers: &HeaderMap) -> String {
+fn base_uri(shared: &Shared, headers: &HeaderMap, transport: Option<Transport>) -> String {
+    let own = match transport {
+        Some(Transport::Https) => "https",
+        _ => "http",
+    };
     let proto = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("http");
+        .unwrap_or(own);
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -228,9 +232,25 @@ pub(crate) async fn post(State(shared): State<Arc<Shared>>, req: Request) -> Res
         run_for: STATEMENT_TIMING.1,
         failure_pick: sql.to_ascii_lowercase().contains("fail").then_some(0),
     };
-    let base = base_uri(&shared, headers);
+    // `checkCanSetUser` when the session is made, the catalog and table checks while the
+    // statement is analysed: either fails the query (it is still created and recorded).
+    let principal = parts.extensions.get::<Principal>().map(|p| p.0.as_str());
+    let denied = shared.security.as_ref().and_then(|s| {
+        s.check_statement(
+            principal,
+            &session.user,
+            (session.catalog.as_deref(), session.schema.as_deref()),
+            &sql,
+        )
+        .err()
+    });
+    let transport = parts.extensions.get::<Transport>().copied();
+    let base = base_uri(&shared, headers, transport);
     let (mut c, now) = shared.coordinator();
     let id = c.create(sql, session, timing, now);
+    if let Some(message) = denied {
+        c.abort(&id, super::failure::Failure::access_denied(&message), now);
+    }
     let Some(q) = c.get(&id) else {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "query vanished");
     };
@@ -250,9 +270,10 @@ pub(crate) async fn get(
     State(shared): State<Arc<Shared>>,
     Path((phase, id, token)): Path<(String, String, u64)>,
     QueryParams(p): QueryParams<SlugParam>,
+    transport: Option<axum::Extension<Transport>>,
     headers: HeaderMap,
 ) -> Response {
-    let base = base_uri(&shared, &headers);
+    let base = base_uri(&shared, &headers, transport.map(|t| t.0));
     let (mut c, now) = shared.coordinator();
     if !addressed(&c, &phase, &id, p.slug.as_deref()) {
         return text(StatusCode::NOT_FOUND, "Query not found");

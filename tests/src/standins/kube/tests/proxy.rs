@@ -116,6 +116,14 @@ async fn service_proxy_forwards_to_the_registered_backend() {
                 name: Some("presto".into()),
                 ..ObjectMeta::default()
             },
+            spec: Some(k8s_openapi::api::core::v1::ServiceSpec {
+                ports: Some(vec![k8s_openapi::api::core::v1::ServicePort {
+                    name: Some("http".into()),
+                    port: 8080,
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
             ..Service::default()
         };
         Api::<Service>::namespaced(client(&k).await, NS)
@@ -154,6 +162,24 @@ async fn service_proxy_forwards_to_the_registered_backend() {
             .await
             .expect("get");
         assert_eq!(resp.text().await.expect("body"), "GET / ");
+        // A port the Service does not define, as the API server answers it.
+        let resp = http
+            .get(format!("{base}/presto:8443/proxy/v1/info"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(resp.status().as_u16(), 503);
+        let s: Value = resp.json().await.expect("status");
+        assert_eq!(
+            s["message"],
+            "no service port \"8443\" found for service \"presto\""
+        );
+        let resp = http
+            .get(format!("{base}/presto:http/proxy/"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(resp.status().as_u16(), 200, "by the port's name");
         k.shutdown().await;
     })
     .await;
