@@ -624,3 +624,164 @@ async fn usage_counts_reported_ready_pods_over_a_simulated_hour() {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// Chooses `value` in the `<select>` at `css` as a user would (the change event fires).
+async fn choose(b: &Browser, css: &str, value: &str) {
+    let option = b.must(&format!("{css} option[value={value}]")).await;
+    b.click(&option).await;
+}
+
+/// The text of the catalogs table's row for `name`, if any.
+async fn catalog_row(b: &Browser, name: &str) -> Option<String> {
+    let row = b
+        .find(&format!("#catalogs tr[data-catalog={name}]"))
+        .await?;
+    Some(b.text(&row).await)
+}
+
+/// The catalog form asks per source for what it needs, refuses a bad field by name while
+/// keeping what was typed, shows each catalog's reachability from the VPC as the agent
+/// reports it (live), and catalogs and clusters are deleted from the browser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogs_by_source_with_reachability_and_deletes_in_the_browser() {
+    init();
+    let env = PrestoEnv::start().await;
+    // A database that answers, and a port where nothing listens.
+    let db = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listener");
+    let db_port = db.local_addr().expect("addr").port().to_string();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").port().to_string()
+    };
+    let _accept = tokio::spawn(async move {
+        while let Ok((s, _)) = db.accept().await {
+            drop(s);
+        }
+    });
+    let operator = token(&env, "operator").await;
+    let http = env.cp.http.clone();
+    let cp = env.fx.cp_id.clone();
+    let b = Browser::start().await;
+    sign_in(&b, &http, &operator).await;
+    b.goto(&format!("http://{http}/ui/cp/{cp}/catalogs")).await;
+
+    // Only the chosen source's fields are shown.
+    choose(&b, "#catalog-kind", "mysql").await;
+    assert_eq!(
+        b.execute("return document.querySelector('fieldset[data-kind=glue]').hidden;")
+            .await,
+        true
+    );
+    b.fill("#catalog-name", "orders").await;
+    b.fill("#catalog-host", "127.0.0.1").await;
+    b.fill("#catalog-port", &db_port).await;
+    b.fill("#catalog-secret", "k8s:orders-db-credentials").await;
+    b.screenshot(&shots().join("10-catalog-form.png")).await;
+    submit(&b, "#create-catalog-submit").await;
+    assert!(b.text_of(".flash").await.contains("Catalog orders saved."));
+    let row = catalog_row(&b, "orders").await.expect("orders row");
+    assert!(
+        row.contains(&format!("jdbc:mysql://127.0.0.1:{db_port}")),
+        "{row}"
+    );
+
+    // A bad port: refused naming the field, what was typed kept, nothing saved.
+    choose(&b, "#catalog-kind", "postgresql").await;
+    b.fill("#catalog-name", "crm").await;
+    b.fill("#catalog-host", "127.0.0.1").await;
+    b.fill("#catalog-port", "99999").await;
+    b.fill("#catalog-database", "crm").await;
+    b.fill("#catalog-secret", "k8s:orders-db-credentials").await;
+    submit(&b, "#create-catalog-submit").await;
+    let flash = b.text_of(".flash").await;
+    assert!(flash.starts_with("Port:"), "{flash}");
+    assert_eq!(
+        b.execute("return document.getElementById('catalog-host').value;")
+            .await,
+        "127.0.0.1"
+    );
+    let (s, _) = env
+        .api()
+        .get(&format!("/compute-planes/{cp}/catalogs/crm"))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // The API's own validation still applies behind the form (a Glue catalog in a region
+    // the form accepts, then a PostgreSQL one on the closed port).
+    b.fill("#catalog-port", &closed).await;
+    submit(&b, "#create-catalog-submit").await;
+    assert!(b.text_of(".flash").await.contains("Catalog crm saved."));
+    choose(&b, "#catalog-kind", "glue").await;
+    b.fill("#catalog-name", "lake").await;
+    b.fill("#catalog-glue-region", "us-east-1").await;
+    submit(&b, "#create-catalog-submit").await;
+    assert!(
+        catalog_row(&b, "lake")
+            .await
+            .is_some_and(|r| r.contains("Glue, us-east-1"))
+    );
+    assert!(
+        catalog_row(&b, "orders")
+            .await
+            .is_some_and(|r| r.contains("checked once a cluster uses it"))
+    );
+
+    // Reachability as the agent reports it, arriving without a reload.
+    env.put_cluster(
+        "etl",
+        tether_tests::harness::presto_env::cluster_spec(1, &["orders", "crm", "lake"]),
+    )
+    .await;
+    mark(&b).await;
+    b.wait_for(Duration::from_secs(40), "reachability shown", || async {
+        let orders = catalog_row(&b, "orders").await?;
+        let crm = catalog_row(&b, "crm").await?;
+        (orders.contains("reachable")
+            && !orders.contains("unreachable")
+            && crm.contains("unreachable")
+            && crm.contains(&closed))
+        .then_some(())
+    })
+    .await;
+    assert!(still_marked(&b).await, "updated live");
+    b.screenshot(&shots().join("11-catalog-reachability.png"))
+        .await;
+
+    // Delete the cluster from its page, with the name typed again.
+    env.running("etl", 1, 30).await;
+    b.goto(&format!("http://{http}/ui/cp/{cp}/clusters/etl"))
+        .await;
+    submit(&b, "#delete-cluster").await;
+    b.fill("#confirm-name", "etl").await;
+    submit(&b, "#confirm-delete-submit").await;
+    assert!(b.text_of(".flash").await.contains("Deleting cluster etl."));
+    eventually(Duration::from_secs(30), "the cluster gone", || async {
+        (env.api()
+            .get(&format!("/compute-planes/{cp}/clusters/etl"))
+            .await
+            .0
+            == StatusCode::NOT_FOUND)
+            .then_some(())
+    })
+    .await;
+    assert!(env.object("apps/v1", "deployments", "etl-worker").is_none());
+
+    // And a catalog from the list.
+    b.goto(&format!("http://{http}/ui/cp/{cp}/catalogs")).await;
+    submit(&b, "#catalogs tr[data-catalog=lake] button").await;
+    assert!(b.text_of(".flash").await.contains("Catalog lake deleted."));
+    assert!(catalog_row(&b, "lake").await.is_none());
+    let puts = audit(&env)
+        .await
+        .into_iter()
+        .filter(|e| {
+            e["action"] == "PUT /compute-planes/{cp}/catalogs/{name}" && e["via"] == "dashboard"
+        })
+        .count();
+    assert_eq!(
+        puts, 3,
+        "the three saves, audited (the refused one never reached the API)"
+    );
+    drop(b);
+}

@@ -13,7 +13,7 @@
 //! elements marked `data-live` (tables and charts, never forms).
 //!
 //! Read in this order: [`router`], [`session`] (sign-in, the session extractor, CSRF),
-//! [`pages`] (one handler per page or form), [`layout`], [`chart`].
+//! [`pages`] (one handler per page or form, a module per resource), [`layout`], [`chart`].
 
 mod chart;
 mod layout;

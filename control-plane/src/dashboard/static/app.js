@@ -47,4 +47,17 @@
   }
 
   window.setInterval(refresh, INTERVAL_MS);
+
+  // The catalog form: show only the fields of the chosen source (all are shown without
+  // script; the server reads only the chosen kind's).
+  var kind = document.getElementById("catalog-kind");
+  if (kind) {
+    var showKind = function () {
+      document.querySelectorAll("fieldset[data-kind]").forEach(function (f) {
+        f.hidden = f.getAttribute("data-kind").split(" ").indexOf(kind.value) < 0;
+      });
+    };
+    kind.addEventListener("change", showKind);
+    showKind();
+  }
 })();

@@ -1,0 +1,148 @@
+//! Usage and the audit log.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use maud::html;
+use serde_json::{Value, json};
+
+use crate::api;
+use crate::dashboard::layout::{self, page};
+use crate::dashboard::session::Session;
+use crate::state::AppState;
+
+use super::*;
+
+/// `GET /ui/tenants/{t}/usage`.
+pub async fn usage(
+    State(st): State<AppState>,
+    session: Session,
+    Path(tenant): Path<String>,
+) -> Page {
+    let Json(u) = api::usage::get(
+        State(st.clone()),
+        session.principal.clone(),
+        Path(tenant.clone()),
+        Ok(Query(serde_json::from_value(json!({})).map_err(|_| {
+            layout::error_page(
+                Some(&session),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error",
+            )
+        })?)),
+    )
+    .await
+    .map_err(|e| fail(&session, &e))?;
+    Ok(page(
+        Some(&session),
+        "Usage",
+        html! {
+            h1 { "Usage" }
+            p.hint { "Node-hours (coordinator and ready workers), measured from what the agents report, from "
+                (s(&u["since"])) " to " (s(&u["until"])) ". Total: " strong #total-node-hours { (s(&u["total_node_hours"])) } " node-hours." }
+            h2 { "By month" }
+            table.list #usage-monthly {
+                thead { tr { th { "Month" } th { "Compute plane" } th { "Cluster" } th { "Node-hours" } } }
+                tbody {
+                    @for r in u["monthly"].as_array().into_iter().flatten() {
+                        tr { td { (s(&r["month"])) } td.mono { (s(&r["compute_plane_id"])) } td { (s(&r["cluster"])) } td { (s(&r["node_hours"])) } }
+                    }
+                }
+            }
+            h2 { "By hour" }
+            div #live-usage data-live {
+                table.list #usage-hourly {
+                    thead { tr { th { "Hour" } th { "Cluster" } th { "Node-hours" } } }
+                    tbody {
+                        @for r in u["hourly"].as_array().into_iter().flatten().rev().take(72) {
+                            tr { td { (s(&r["hour"])) } td { (s(&r["cluster"])) } td { (s(&r["node_hours"])) } }
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .into_response())
+}
+
+/// `GET /ui/audit?actor=&action=&result=&cursor=` (admin).
+pub async fn audit(
+    State(st): State<AppState>,
+    session: Session,
+    Query(q): Query<HashMap<String, String>>,
+) -> Page {
+    let mut params = serde_json::Map::new();
+    for k in ["actor", "action", "result", "cursor", "tenant"] {
+        if let Some(v) = q.get(k).filter(|v| !v.is_empty()) {
+            params.insert(
+                k.into(),
+                if k == "cursor" {
+                    json!(v.parse::<i64>().unwrap_or(0))
+                } else {
+                    json!(v)
+                },
+            );
+        }
+    }
+    let query: api::audit::AuditQuery = serde_json::from_value(Value::Object(params))
+        .map_err(|e| layout::error_page(Some(&session), StatusCode::BAD_REQUEST, &e.to_string()))?;
+    let Json(log) = api::audit::list(
+        State(st.clone()),
+        session.principal.clone(),
+        Ok(Query(query)),
+    )
+    .await
+    .map_err(|e| fail(&session, &e))?;
+    let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+    Ok(page(
+        Some(&session),
+        "Audit log",
+        html! {
+            h1 { "Audit log" }
+            form.filters method="get" action="/ui/audit" {
+                label { "Actor (token id)" input name="actor" value=(get("actor")); }
+                label { "Action contains" input name="action" value=(get("action")); }
+                label { "Result"
+                    select name="result" {
+                        option value="" { "any" }
+                        @for r in ["ok", "denied", "rejected", "error"] {
+                            option value=(r) selected[get("result") == r] { (r) }
+                        }
+                    }
+                }
+                button type="submit" { "Filter" }
+            }
+            div #live-audit data-live {
+                table.list #audit {
+                    thead { tr { th { "When" } th { "Actor" } th { "Role" } th { "Action" } th { "Target" } th { "Result" } th { "Client" } th { "Via" } } }
+                    tbody {
+                        @for e in log["entries"].as_array().into_iter().flatten() {
+                            tr {
+                                td.nowrap title=(s(&e["at"])) { (short_time(&e["at"])) }
+                                td.mono { (s(&e["token_id"])) }
+                                td { (s(&e["role"])) }
+                                td.mono { (s(&e["action"])) }
+                                td.mono { (s(&e["target"])) }
+                                td { span class={ "result " (s(&e["result"])) } { (s(&e["result"])) " (" (s(&e["status"])) ")" } }
+                                td.mono { (s(&e["client_addr"])) }
+                                td { (s(&e["via"])) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(c) = log["next_cursor"].as_i64() {
+                @let keep: Vec<(String, String)> = q.iter()
+                    .filter(|(k, v)| ["actor", "action", "result", "tenant"].contains(&k.as_str()) && !v.is_empty())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .chain(std::iter::once(("cursor".to_owned(), c.to_string())))
+                    .collect();
+                p { a #older href={ "/ui/audit?" (serde_urlencoded::to_string(&keep).unwrap_or_default()) } { "Older entries →" } }
+            }
+        },
+    )
+    .into_response())
+}
