@@ -191,6 +191,7 @@ impl ControlPlane {
             secrets: secrets.clone(),
             identity: config.identity.clone(),
             oidc_http: identity::oidc::http_client().map_err(ServeError::Tls)?,
+            sign_in_limits: Arc::default(),
             install: state::InstallSettings {
                 grpc_endpoint: config.public_grpc_endpoint.clone().unwrap_or_default(),
                 agent_image: format!("public.ecr.aws/tether/agent:{}", env!("CARGO_PKG_VERSION")),

@@ -68,6 +68,8 @@ pub struct AppState {
     pub identity: IdentitySettings,
     /// The HTTP client for identity providers.
     pub oidc_http: reqwest::Client,
+    /// Bounds on password sign-in attempts (this replica's).
+    pub sign_in_limits: Arc<crate::identity::limits::SignInLimits>,
 }
 
 /// Sign-in with identity providers (see [`crate::identity`]).

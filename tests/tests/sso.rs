@@ -743,3 +743,67 @@ async fn platform_admins_sign_in_through_the_vendors_own_provider() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Guessing passwords: a few tries per account, then the form says to wait (429, with
+/// `Retry-After`) without asking the directory, even for the right password; other accounts
+/// are unaffected, and every refusal is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_is_slowed_per_account_and_audited() {
+    init();
+    let slapd = Slapd::start(&[
+        Person {
+            uid: "alice",
+            password: "alice-pw",
+            groups: &["analysts"],
+        },
+        Person {
+            uid: "bob",
+            password: "bob-pw",
+            groups: &["analysts"],
+        },
+    ])
+    .await;
+    let cp = ControlPlaneProc::start(ControlPlaneOptions::default()).await;
+    let api = cp.api();
+    let fx = TenantFixture::create(&api, "acme").await;
+    let admin = api.as_token(&fx.admin_token);
+    let base = format!("http://{}", cp.http);
+    admin
+        .ok_put(
+            &format!("/tenants/{}/identity-provider", fx.tenant_id),
+            &ldap_provider(&slapd.ldaps_url, false, &slapd.ca_pem),
+        )
+        .await;
+    for i in 0..tether_control_plane::identity::limits::USER_BURST {
+        let (s, page) = ldap_sign_in(
+            &mut WebClient::new(),
+            &base,
+            "acme",
+            "alice",
+            &format!("guess-{i}"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "guess {i}: {page}");
+    }
+    let (s, page) = ldap_sign_in(&mut WebClient::new(), &base, "acme", "alice", "alice-pw").await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{page}");
+    assert!(
+        page.contains("Too many sign-in attempts; try again in"),
+        "{page}"
+    );
+    let (s, page) = ldap_sign_in(&mut WebClient::new(), &base, "acme", "bob", "bob-pw").await;
+    assert_eq!(s, StatusCode::OK, "another account signs in: {page}");
+    let entries = audit(&admin).await;
+    let of = |user: &str, status: u64| {
+        entries
+            .iter()
+            .filter(|e| e["user"] == user && e["status"] == status)
+            .count()
+    };
+    assert_eq!(
+        of("alice via ldap", 401),
+        tether_control_plane::identity::limits::USER_BURST as usize
+    );
+    assert_eq!(of("alice via ldap", 429), 1, "{entries:#?}");
+    assert_eq!(of("bob via ldap", 200), 1);
+}

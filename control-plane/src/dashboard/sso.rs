@@ -793,6 +793,37 @@ pub async fn ldap_login(
         );
     };
     let username = get("username").trim().to_owned();
+    if let Err(wait) = state.sign_in_limits.attempt(&t.id, &username, &client_addr) {
+        // Refused before the directory is asked; audited like every refusal.
+        let who =
+            (!username.is_empty() && username.len() <= 256).then(|| format!("{username} via ldap"));
+        let status = StatusCode::TOO_MANY_REQUESTS;
+        audit_sign_in(
+            &state,
+            client_addr,
+            None,
+            Some(t.id),
+            target,
+            status.as_u16(),
+            who,
+        )
+        .await;
+        let secs = wait.as_secs().max(1);
+        let mut page = tenant_form(
+            headers,
+            &tenant,
+            provider.as_ref(),
+            status,
+            Some(&format!(
+                "Too many sign-in attempts; try again in {secs} seconds."
+            )),
+        );
+        if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+            page.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+        return page;
+    }
     let service_password = match &cfg.bind_dn {
         Some(_) => state
             .secrets

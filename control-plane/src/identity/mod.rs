@@ -13,6 +13,7 @@
 //!   [`SESSION_MS`].
 
 pub mod ldap;
+pub mod limits;
 pub mod oidc;
 
 use std::collections::BTreeMap;
