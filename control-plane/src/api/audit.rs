@@ -181,7 +181,7 @@ fn ms_param(name: &str, v: Option<&String>) -> Result<Option<i64>, ApiError> {
         ("result" = Option<String>, Query, description = "Only this result: `ok`, `denied`, `rejected` or `error`"),
         ("since" = Option<String>, Query, description = "Earliest time, RFC 3339"),
         ("until" = Option<String>, Query, description = "Latest time, RFC 3339"),
-        ("limit" = Option<u32>, Query, description = "Entries per page (default 100)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Entries per page, 1 to 1000 (default 100)"),
         ("cursor" = Option<i64>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses(
@@ -214,7 +214,11 @@ pub async fn list(
         result: q.result,
         since_ms: ms_param("since", q.since.as_ref())?,
         until_ms: ms_param("until", q.until.as_ref())?,
-        limit: q.limit.unwrap_or(100),
+        limit: match q.limit {
+            None => 100,
+            Some(n @ 1..=1000) => n,
+            Some(_) => return Err(ApiError::field("limit", "must be between 1 and 1000")),
+        },
         cursor: q.cursor,
     };
     let (entries, next) = s.store.audit_log(&filter).await?;

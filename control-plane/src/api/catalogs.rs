@@ -93,7 +93,7 @@ pub async fn get(
         ("name" = String, Path, description = "Catalog name (DNS-1123 label)"),
     ),
     request_body(
-        content = serde_json::Value,
+        content = tether_shared::spec::CatalogSpec,
         content_type = "application/json",
         description = "The catalog spec: `{\"connector\": \"hive\" | \"mysql\" | \"postgresql\", \"properties\"?: {name: value} from the connector's allow-list, \"credentials\"?: {\"secret_ref\": \"arn:aws:secretsmanager:...\" | \"k8s:NAME\"}}`"
     ),

@@ -142,7 +142,7 @@ pub async fn get(
         ("name" = String, Path, description = "Cluster name (DNS-1123 label)"),
     ),
     request_body(
-        content = serde_json::Value,
+        content = tether_shared::spec::ClusterSpec,
         content_type = "application/json",
         description = "The cluster spec: `{\"presto_version\": string, \"workers\": {\"count\": n} | {\"min\": n, \"max\": n, \"target_cpu_percent\"?: n}, \"catalogs\"?: [catalog name], \"coordinator\"?: {\"cpu\", \"memory\"}, \"worker\"?: {\"cpu\", \"memory\"}, \"hive_metastore\"?: {\"enabled\", \"warehouse\"}, \"node_selector\"?: {label: value}, \"tolerations\"?: [{\"key\", \"operator\", \"value\", \"effect\"}]}`"
     ),

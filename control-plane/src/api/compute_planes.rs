@@ -22,7 +22,7 @@ const DEFAULT_ENROLLMENT_TTL: u64 = 3600;
 const MAX_ENROLLMENT_TTL: u64 = 7 * 24 * 3600;
 
 /// `POST /tenants/{t}/compute-planes` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateComputePlane {
     name: String,
@@ -30,7 +30,7 @@ pub struct CreateComputePlane {
 }
 
 /// `POST /compute-planes/{cp}/enrollment-tokens` body (optional).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEnrollmentToken {
     #[serde(default)]
@@ -136,7 +136,7 @@ pub async fn list(
     security(("bearer" = [])),
     params(("tenant" = String, Path, description = "Tenant id")),
     request_body(
-        content = serde_json::Value,
+        content = CreateComputePlane,
         content_type = "application/json",
         description = "`{\"name\": DNS-1123 label, \"region\": AWS region such as \"us-east-1\"}`"
     ),
@@ -295,7 +295,7 @@ pub async fn revoke_agent(
 }
 
 /// `PUT /compute-planes/{cp}/settings` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// `redacted` (default), `full` or `none`.
@@ -328,7 +328,7 @@ impl Settings {
     security(("bearer" = [])),
     params(("cp" = String, Path, description = "Compute plane id")),
     request_body(
-        content = serde_json::Value,
+        content = Settings,
         content_type = "application/json",
         description = "`{\"query_text_redaction\"?: \"redacted\" (default) | \"full\" | \"none\"}`"
     ),

@@ -48,7 +48,7 @@ async fn secret_stored(s: &AppState, tenant_id: &str) -> Result<bool, ApiError> 
     security(("bearer" = [])),
     params(("tenant" = String, Path, description = "Tenant id")),
     request_body(
-        content = serde_json::Value,
+        content = ProviderInput,
         content_type = "application/json",
         description = "`{\"kind\": \"oidc\", \"issuer\": URL, \"client_id\", \"client_secret\", \"groups_claim\"?: \"groups\", \"role_mapping\": {GROUP: \"admin\"|\"operator\"|\"viewer\"}}` or `{\"kind\": \"ldap\", \"url\": \"ldaps://…\" | \"ldap://…\" (with `start_tls`), \"start_tls\"?, \"ca_pem\"?, \"user_dn_template\": \"uid={username},…\", \"group_base_dn\", \"group_filter\"?: \"(member={user_dn})\", \"bind_dn\"?, \"bind_password\"?, \"role_mapping\"}`. A secret left out keeps the stored one."
     ),

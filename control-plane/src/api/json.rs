@@ -48,8 +48,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalApiJson<T> 
     }
 }
 
-/// Parses `bytes`, naming the field at fault in the error.
+/// Parses `bytes`, naming the field at fault in the error. Every request body is a JSON
+/// object: serde would otherwise also read a struct from an array of its fields in order
+/// (`["acme"]` as `{"name": "acme"}`), which the documented schemas do not allow.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(ApiError::BadRequest {
+                message: "the request body must be a JSON object".into(),
+                field: None,
+            });
+        }
+        None => {
+            return Err(ApiError::BadRequest {
+                message: "the request body is empty: a JSON object is required".into(),
+                field: None,
+            });
+        }
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -112,6 +129,7 @@ mod tests {
         );
         assert_eq!(field_of(r#"{"name": "a", "n": -1}"#).as_deref(), Some("n"));
         assert_eq!(field_of("not json"), None);
+        assert_eq!(field_of(r#"["a", 1]"#), None, "an array is not an object");
         // Truncated input is blamed on the field being read.
         assert_eq!(field_of(r#"{"name": "#).as_deref(), Some("name"));
     }

@@ -56,7 +56,7 @@ pub async fn get(
     security(("bearer" = [])),
     params(("cp" = String, Path, description = "Compute plane id")),
     request_body(
-        content = serde_json::Value,
+        content = PrestoAccess,
         content_type = "application/json",
         description = "`{\"authentication\"?: {\"kind\": \"none\"} | {\"kind\": \"ldap\", \"url\": \"ldaps://HOST[:PORT]\", \"user_bind_pattern\": \"uid=${USER},ou=...\", \"ca_pem\"?: PEM, \"ca_ref\"?: \"k8s:CONFIGMAP\", \"user_base_dn\"?, \"group_auth_pattern\"?, \"bind_secret_ref\"?: \"k8s:SECRET\"}, \"rules\"?: {\"catalogs\": [{\"user\"?: REGEX, \"catalog\"?: REGEX, \"allow\": \"all\" | \"read-only\" | \"none\"}], \"schemas\"?: [{\"user\"?, \"schema\"?, \"owner\": bool}]}, \"table_rules\"?: {HIVE_CATALOG: [{\"user\"?, \"schema\"?, \"table\"?, \"privileges\": [\"SELECT\" | \"INSERT\" | \"DELETE\" | \"OWNERSHIP\" | \"GRANT_SELECT\"]}]}, \"tls\"?: {\"certificate_ref\": \"k8s:TLS_SECRET\"}}`"
     ),

@@ -84,7 +84,7 @@ fn record_json(r: &QueryRow) -> Value {
         ("since" = Option<String>, Query, description = "Earliest create time: RFC 3339 (2026-11-26T08:00:00Z) or Unix milliseconds"),
         ("until" = Option<String>, Query, description = "Latest create time: RFC 3339 (2026-11-26T08:00:00Z) or Unix milliseconds"),
         ("q" = Option<String>, Query, description = "Text the query contains (at most 256 characters)"),
-        ("limit" = Option<u32>, Query, description = "Records per page, 1 to 1000 (default 100)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Records per page, 1 to 1000 (default 100)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses(

@@ -17,7 +17,7 @@ use crate::state::AppState;
 use crate::store::Tenant;
 
 /// `POST /tenants` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     name: String,
@@ -30,9 +30,11 @@ pub struct CreateTenant {
 }
 
 /// `POST /tenants/{t}/tokens` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    /// `admin`, `operator` or `viewer`.
+    #[schema(pattern = "^(admin|operator|viewer)$")]
     role: String,
 }
 
@@ -77,7 +79,7 @@ pub async fn list(State(s): State<AppState>, p: Principal) -> Result<Json<Value>
     operation_id = "create_tenant",
     security(("bearer" = [])),
     request_body(
-        content = serde_json::Value,
+        content = CreateTenant,
         content_type = "application/json",
         description = "`{\"name\": DNS-1123 label, \"aws_account_id\"?: 12 digits}`"
     ),
@@ -124,7 +126,7 @@ pub async fn create(
     security(("bearer" = [])),
     params(("tenant" = String, Path, description = "Tenant id")),
     request_body(
-        content = serde_json::Value,
+        content = CreateToken,
         content_type = "application/json",
         description = "`{\"role\": \"admin\" | \"operator\" | \"viewer\"}`"
     ),
@@ -181,7 +183,7 @@ pub async fn create_token(
     security(("bearer" = [])),
     params(("tenant" = String, Path, description = "Tenant id")),
     request_body(
-        content = serde_json::Value,
+        content = super::compute_planes::Settings,
         content_type = "application/json",
         description = "`{\"query_text_redaction\"?: \"redacted\" (default) | \"full\" | \"none\"}`"
     ),

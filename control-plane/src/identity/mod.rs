@@ -67,6 +67,24 @@ impl Via {
 #[serde(transparent)]
 pub struct RoleMapping(pub BTreeMap<String, Role>);
 
+/// Documented as what it accepts: group names to `admin`, `operator` or `viewer`.
+impl utoipa::PartialSchema for RoleMapping {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        let role = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["admin", "operator", "viewer"]));
+        ObjectBuilder::new()
+            .additional_properties(Some(AdditionalProperties::RefOr(role.into())))
+            .description(Some(
+                "Group → role; a person gets the highest role of their groups",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for RoleMapping {}
+
 impl RoleMapping {
     /// The role of someone in `groups`, compared exactly; for LDAP (`dns`) a group's DN
     /// also matches by its `cn` (so `cn=analysts,ou=groups,…` matches a mapping of
@@ -113,7 +131,7 @@ impl RoleMapping {
 }
 
 /// `PUT /tenants/{t}/identity-provider` (secrets included; they are sealed on the way in).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ProviderInput {
     /// Any OpenID Connect provider, by discovery.
@@ -135,7 +153,7 @@ pub enum ProviderInput {
 }
 
 /// The LDAP variant of [`ProviderInput`].
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LdapInput {
     /// `ldaps://host:port` or `ldap://host:port` with `start_tls`.

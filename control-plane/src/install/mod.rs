@@ -57,7 +57,7 @@ pub async fn template_yaml(
         ("vpc" = Option<String>, Query, description = "`new` (default): a new VPC with private subnets and a NAT gateway; `existing`: parameters for your VPC and private subnets"),
     ),
     responses(
-        (status = 200, description = "CloudFormation template (YAML)", content_type = "application/yaml", body = String),
+        (status = 200, description = "CloudFormation template: a YAML document (a mapping of `AWSTemplateFormatVersion`, `Parameters`, `Resources`, `Outputs`)", content_type = "application/yaml", body = serde_json::Value),
         (status = 400, description = "Unknown `vpc` value"),
         (status = 401, description = "No or unknown API token"),
         (status = 404, description = "No such compute plane visible to the caller"),

@@ -34,6 +34,7 @@ pub const MAX_RULES: usize = 200;
 
 /// A compute plane's Presto authentication and authorization.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PrestoAccess {
     /// How clients prove who they are.
@@ -52,6 +53,7 @@ pub struct PrestoAccess {
 
 /// How Presto authenticates clients.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Authentication {
     /// No authentication: Presto believes the `X-Presto-User` a client sends.
@@ -64,6 +66,7 @@ pub enum Authentication {
 /// Presto's LDAP password authenticator. Passwords go from the client to Presto to the
 /// directory; none of them reaches Tether.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LdapAuthentication {
     /// `ldaps://host[:port]` (Presto refuses anything else).
@@ -94,6 +97,7 @@ pub struct LdapAuthentication {
 
 /// Where the coordinator's HTTPS certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CoordinatorTls {
     /// `k8s:NAME`: a `kubernetes.io/tls` Secret of the customer's (keys `tls.crt`,
@@ -103,6 +107,7 @@ pub struct CoordinatorTls {
 
 /// `FileBasedSystemAccessControl`'s rules.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SystemRules {
     /// Catalog rules, first match wins; a catalog no rule matches is denied.
@@ -115,6 +120,7 @@ pub struct SystemRules {
 
 /// One catalog rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CatalogRule {
     /// Regex of user names; absent matches everyone.
@@ -129,6 +135,7 @@ pub struct CatalogRule {
 
 /// A catalog rule's verdict (`AccessMode` in prestodb).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum CatalogAccess {
     /// Read and write.
@@ -141,6 +148,7 @@ pub enum CatalogAccess {
 
 /// One schema ownership rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SchemaRule {
     /// Regex of user names; absent matches everyone.
@@ -155,6 +163,7 @@ pub struct SchemaRule {
 
 /// One table rule of a Hive catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TableRule {
     /// Regex of user names; absent matches everyone.
@@ -172,6 +181,7 @@ pub struct TableRule {
 
 /// A table privilege of prestodb's `FileBasedAccessControl`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TablePrivilege {
     /// Read.

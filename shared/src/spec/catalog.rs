@@ -11,6 +11,7 @@ use super::{SpecError, no_control_chars};
 /// The connectors Tether can configure. The allow-lists below are data, so more
 /// connectors are a table entry, not new code paths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Connector {
     /// Hive: built-in metastore, an external Thrift metastore, or AWS Glue.
@@ -91,6 +92,7 @@ pub(crate) fn is_object_name(name: &str) -> bool {
 
 /// Credentials by reference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// `arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME` or `k8s:NAME`.
@@ -135,6 +137,7 @@ impl Credentials {
 
 /// A catalog (`PUT /compute-planes/{cp}/catalogs/{name}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CatalogSpec {
     /// The connector.

@@ -30,6 +30,7 @@ pub fn validate_cluster_name(name: &str) -> Result<(), SpecError> {
 
 /// The desired shape of one Presto cluster (`PUT /compute-planes/{cp}/clusters/{name}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
     /// Presto version, used as the image tag (`prestodb/presto:<version>`).
@@ -133,6 +134,45 @@ impl<'de> Deserialize<'de> for Workers {
     }
 }
 
+/// The documented schema of [`Workers`]: `{"count"}` or `{"min", "max",
+/// "target_cpu_percent"?}` (its `Deserialize` is written by hand, so is this).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Workers {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        let int = |description: &str, min: u32, max: u32| {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(f64::from(min)))
+                .maximum(Some(f64::from(max)))
+                .description(Some(description))
+        };
+        let closed = || Some(AdditionalProperties::FreeForm(false));
+        let fixed = ObjectBuilder::new()
+            .property("count", int("Number of workers", 0, MAX_WORKERS))
+            .required("count")
+            .additional_properties(closed());
+        let autoscaling = ObjectBuilder::new()
+            .property("min", int("Fewest workers", 0, MAX_WORKERS))
+            .property("max", int("Most workers (at least min)", 1, MAX_WORKERS))
+            .property(
+                "target_cpu_percent",
+                int("Average CPU utilisation to aim for (default 70)", 1, 100),
+            )
+            .required("min")
+            .required("max")
+            .additional_properties(closed());
+        OneOfBuilder::new()
+            .item(fixed)
+            .item(autoscaling)
+            .description(Some("A fixed count, or autoscaling bounds"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Workers {}
+
 impl Workers {
     /// The number of workers to expect when nothing scaled yet.
     pub fn initial(&self) -> u32 {
@@ -145,6 +185,7 @@ impl Workers {
 
 /// CPU and memory of a pod, as Kubernetes quantities.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// e.g. `"2"`, `"500m"`.
@@ -199,6 +240,7 @@ impl Resources {
 
 /// The built-in Hive metastore.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HiveMetastore {
     /// Run it.
@@ -209,6 +251,7 @@ pub struct HiveMetastore {
 
 /// A Kubernetes toleration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Toleration {
     /// Taint key.
