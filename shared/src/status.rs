@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Where a cluster is in its life, as the API shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Phase {
     /// No report from the agent yet.
@@ -63,6 +64,7 @@ impl std::fmt::Display for Phase {
 }
 
 /// One condition the agent reported (Kubernetes-style: type, status, reason, message).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Condition {
     /// The cluster it is about (empty: the compute plane).
@@ -86,6 +88,7 @@ pub struct Condition {
 }
 
 /// The observed state of one cluster.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterStatus {
     /// Phase.

@@ -20,7 +20,7 @@ use crate::store::{ClusterRow, DesiredStateConflict};
 /// The API form of a cluster. `generation` is the compute plane's desired generation and
 /// `observed_generation` the one the agent last reconciled this cluster at, so the two
 /// are equal exactly when the agent has caught up.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ClusterView {
     /// Name.
     pub name: String,
@@ -32,6 +32,15 @@ pub struct ClusterView {
     pub observed_generation: i64,
     /// What the agent observed, with the phase the control plane knows better.
     pub status: ClusterStatus,
+}
+
+/// `GET /compute-planes/{cp}/clusters`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ClusterList {
+    /// Every cluster, deleted ones while the agent removes them.
+    pub clusters: Vec<ClusterView>,
+    /// The compute plane's desired generation.
+    pub generation: i64,
 }
 
 /// The view of a cluster row.
@@ -78,7 +87,7 @@ fn validate_name(name: &str) -> Result<(), ApiError> {
     security(("bearer" = [])),
     params(("cp" = String, Path, description = "Compute plane id")),
     responses(
-        (status = 200, description = "`{\"clusters\": [cluster], \"generation\"}`", body = serde_json::Value),
+        (status = 200, description = "Every cluster of the compute plane", body = ClusterList),
         (status = 401, description = "No or unknown API token"),
         (status = 404, description = "No such compute plane visible to the caller"),
     )
@@ -87,16 +96,17 @@ pub async fn list(
     State(s): State<AppState>,
     p: Principal,
     Path(cp): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ClusterList>, ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     let rows = s.store.list_clusters(&cp.id).await?;
-    let clusters: Vec<Value> = rows
+    let clusters = rows
         .iter()
-        .map(|r| cluster_json(r, cp.generation))
+        .map(|r| cluster_view(r, cp.generation))
         .collect();
-    Ok(Json(
-        json!({ "clusters": clusters, "generation": cp.generation }),
-    ))
+    Ok(Json(ClusterList {
+        clusters,
+        generation: cp.generation,
+    }))
 }
 
 /// `GET /compute-planes/{cp}/clusters/{name}`.
@@ -111,7 +121,7 @@ pub async fn list(
         ("name" = String, Path, description = "Cluster name"),
     ),
     responses(
-        (status = 200, description = "The cluster, its spec beside what the agent observed: `{\"name\", \"spec\", \"generation\", \"observed_generation\", \"status\": {\"phase\", \"coordinator_ready\", \"ready_workers\", \"desired_workers\", \"endpoint\", \"conditions\", \"last_error\"}}`", body = serde_json::Value),
+        (status = 200, description = "The cluster, its spec beside what the agent observed", body = ClusterView),
         (status = 401, description = "No or unknown API token"),
         (status = 404, description = "No such compute plane or cluster"),
     )
@@ -120,14 +130,14 @@ pub async fn get(
     State(s): State<AppState>,
     p: Principal,
     Path((cp, name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ClusterView>, ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     let row = s
         .store
         .get_cluster(&cp.id, &name)
         .await?
         .ok_or(ApiError::NotFound("cluster"))?;
-    Ok(Json(cluster_json(&row, cp.generation)))
+    Ok(Json(cluster_view(&row, cp.generation)))
 }
 
 /// `PUT /compute-planes/{cp}/clusters/{name}` (operator): create or replace.
@@ -147,7 +157,7 @@ pub async fn get(
         description = "The cluster spec: `{\"presto_version\": string, \"workers\": {\"count\": n} | {\"min\": n, \"max\": n, \"target_cpu_percent\"?: n}, \"catalogs\"?: [catalog name], \"coordinator\"?: {\"cpu\", \"memory\"}, \"worker\"?: {\"cpu\", \"memory\"}, \"hive_metastore\"?: {\"enabled\", \"warehouse\"}, \"node_selector\"?: {label: value}, \"tolerations\"?: [{\"key\", \"operator\", \"value\", \"effect\"}]}`"
     ),
     responses(
-        (status = 200, description = "The cluster as written (created or replaced): `{\"name\", \"spec\", \"generation\", \"observed_generation\", \"status\": {\"phase\", \"coordinator_ready\", \"ready_workers\", \"desired_workers\", \"endpoint\", \"conditions\", \"last_error\"}}`", body = serde_json::Value),
+        (status = 200, description = "The cluster as written (created or replaced)", body = ClusterView),
         (status = 400, description = "Invalid spec or unknown catalog; `error.field` names the field"),
         (status = 401, description = "No or unknown API token"),
         (status = 403, description = "Role below operator"),
@@ -159,7 +169,7 @@ pub async fn put(
     p: Principal,
     Path((cp, name)): Path<(String, String)>,
     ApiJson(spec): ApiJson<ClusterSpec>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ClusterView>, ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     p.require(Role::Operator, "change clusters")?;
     validate_name(&name)?;
@@ -185,7 +195,7 @@ pub async fn put(
         .get_cluster(&cp.id, &name)
         .await?
         .ok_or(ApiError::NotFound("cluster"))?;
-    Ok(Json(cluster_json(&row, generation)))
+    Ok(Json(cluster_view(&row, generation)))
 }
 
 /// `DELETE /compute-planes/{cp}/clusters/{name}` (operator): the agent removes every object

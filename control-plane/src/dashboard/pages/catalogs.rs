@@ -159,16 +159,11 @@ enum Reach {
 
 /// A catalog's reachability from the `CatalogReachable` conditions of the clusters that
 /// attach it (the agent writes one message per catalog: `catalog NAME: why`, joined by `; `).
-fn reachability(catalog: &str, clusters: &Value) -> Reach {
-    let attaching: Vec<&Value> = clusters["clusters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| {
-            c["spec"]["catalogs"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|n| n == catalog))
-        })
+fn reachability(catalog: &str, clusters: &api::clusters::ClusterList) -> Reach {
+    let attaching: Vec<&api::clusters::ClusterView> = clusters
+        .clusters
+        .iter()
+        .filter(|c| c.spec.catalogs.iter().any(|n| n == catalog))
         .collect();
     if attaching.is_empty() {
         return Reach::NotAttached;
@@ -176,17 +171,17 @@ fn reachability(catalog: &str, clusters: &Value) -> Reach {
     let prefix = format!("catalog {catalog}: ");
     let mut seen = false;
     for c in attaching {
-        let Some(cond) = c["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|x| x["type"] == "CatalogReachable")
+        let Some(cond) = c
+            .status
+            .conditions
+            .iter()
+            .find(|x| x.kind == "CatalogReachable")
         else {
             continue;
         };
         seen = true;
-        let message = s(&cond["message"]);
-        if let Some(why) = message
+        if let Some(why) = cond
+            .message
             .split("; ")
             .find_map(|part| part.strip_prefix(prefix.as_str()))
         {
@@ -595,12 +590,35 @@ mod tests {
 
     #[test]
     fn reachability_comes_from_the_clusters_that_attach_the_catalog() {
-        let clusters = json!({"clusters": [
-            {"spec": {"catalogs": ["lake", "orders"]}, "status": {"conditions": [
-                {"type": "CatalogReachable", "status": "False",
-                 "message": "catalog orders: orders-db:3306: connection refused; catalog crm: timed out"}]}},
-            {"spec": {"catalogs": ["fresh"]}, "status": {"conditions": []}}
-        ]});
+        use tether_shared::status::{ClusterStatus, Condition};
+        let cluster = |catalogs: &[&str], conditions: Vec<Condition>| api::clusters::ClusterView {
+            name: "c".into(),
+            spec: serde_json::from_value(
+                json!({"presto_version": "0.293", "workers": {"count": 1}, "catalogs": catalogs}),
+            )
+            .expect("spec"),
+            generation: 1,
+            observed_generation: 1,
+            status: ClusterStatus {
+                conditions,
+                ..ClusterStatus::pending(1)
+            },
+        };
+        let clusters = api::clusters::ClusterList {
+            clusters: vec![
+                cluster(
+                    &["lake", "orders"],
+                    vec![Condition {
+                        kind: "CatalogReachable".into(),
+                        status: "False".into(),
+                        message: "catalog orders: orders-db:3306: connection refused; catalog crm: timed out".into(),
+                        ..Condition::default()
+                    }],
+                ),
+                cluster(&["fresh"], vec![]),
+            ],
+            generation: 1,
+        };
         assert_eq!(reachability("lake", &clusters), Reach::Reachable);
         assert_eq!(
             reachability("orders", &clusters),

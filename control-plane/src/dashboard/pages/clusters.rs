@@ -13,6 +13,8 @@ use crate::authz::Role;
 use crate::dashboard::layout::{cp_nav, flash, page, page_at};
 use crate::dashboard::session::{FormPost, Session};
 use crate::state::AppState;
+use tether_shared::spec::Workers;
+use tether_shared::status::Phase;
 
 use super::*;
 
@@ -55,15 +57,15 @@ async fn clusters_page(
                         th { "Endpoint" } th { "Last error" }
                     } }
                     tbody {
-                        @for c in list["clusters"].as_array().into_iter().flatten() {
-                            @let name = s(&c["name"]);
+                        @for c in &list.clusters {
+                            @let name = &c.name;
                             tr data-cluster=(name) {
                                 td { a href={ "/ui/cp/" (cp) "/clusters/" (name) } { (name) } }
-                                td { span class={ "phase " (s(&c["status"]["phase"]).to_lowercase()) } data-field="phase" { (s(&c["status"]["phase"])) } }
-                                td data-field="workers" { (s(&c["status"]["ready_workers"])) " / " (s(&c["status"]["desired_workers"])) }
-                                td { (s(&c["generation"])) " (observed " (s(&c["observed_generation"])) ")" }
-                                td.mono { (s(&c["status"]["endpoint"])) }
-                                td.error { (s(&c["status"]["last_error"])) }
+                                td { span class={ "phase " (c.status.phase.as_str().to_lowercase()) } data-field="phase" { (c.status.phase) } }
+                                td data-field="workers" { (c.status.ready_workers) " / " (c.status.desired_workers) }
+                                td { (c.generation) " (observed " (c.observed_generation) ")" }
+                                td.mono { (c.status.endpoint.as_deref().unwrap_or("")) }
+                                td.error { (c.status.last_error.as_deref().unwrap_or("")) }
                             }
                         }
                     }
@@ -115,7 +117,7 @@ async fn put_cluster(
     cp: &str,
     name: &str,
     spec: &Value,
-) -> Result<Value, ApiError> {
+) -> Result<api::clusters::ClusterView, ApiError> {
     let result = match body(spec) {
         Ok(b) => api::clusters::put(
             State(st.clone()),
@@ -177,11 +179,13 @@ async fn cluster_page(
     )
     .await
     .map_err(|e| fail(session, &e))?;
-    let st_ = &c["status"];
+    let st_ = &c.status;
     let operator = can(session, Role::Operator);
-    let workers = match &c["spec"]["workers"] {
-        w if w["count"].is_number() => s(&w["count"]),
-        w => format!("{}–{} (autoscaling)", s(&w["min"]), s(&w["max"])),
+    let (workers, count) = match c.spec.workers {
+        Workers::Fixed { count } => (count.to_string(), count.to_string()),
+        Workers::Autoscaling { min, max, .. } => {
+            (format!("{min}–{max} (autoscaling)"), String::new())
+        }
     };
     Ok(page_at(
         Some(session),
@@ -193,32 +197,32 @@ async fn cluster_page(
             (flash(msg, err))
             div #live-cluster data-live {
                 dl.facts #cluster {
-                    dt { "Phase" } dd { span class={ "phase " (s(&st_["phase"]).to_lowercase()) } #phase data-field="phase" { (s(&st_["phase"])) } }
-                    dt { "Workers ready" } dd #ready-workers data-field="ready_workers" { (s(&st_["ready_workers"])) " / " (s(&st_["desired_workers"])) }
-                    dt { "Coordinator ready" } dd { (s(&st_["coordinator_ready"])) }
-                    dt { "Generation" } dd #generation { (s(&c["generation"])) }
-                    dt { "Observed generation" } dd #observed-generation { (s(&c["observed_generation"])) }
-                    dt { "Endpoint" } dd.mono { (s(&st_["endpoint"])) }
-                    dt { "Last error" } dd.error { (s(&st_["last_error"])) }
-                    dt { "Spec" } dd { "Presto " (s(&c["spec"]["presto_version"])) ", workers " (workers)
-                        ", catalogs " (c["spec"]["catalogs"].as_array().map(|a| a.iter().map(s).collect::<Vec<_>>().join(", ")).unwrap_or_default()) }
+                    dt { "Phase" } dd { span class={ "phase " (st_.phase.as_str().to_lowercase()) } #phase data-field="phase" { (st_.phase) } }
+                    dt { "Workers ready" } dd #ready-workers data-field="ready_workers" { (st_.ready_workers) " / " (st_.desired_workers) }
+                    dt { "Coordinator ready" } dd { (st_.coordinator_ready) }
+                    dt { "Generation" } dd #generation { (c.generation) }
+                    dt { "Observed generation" } dd #observed-generation { (c.observed_generation) }
+                    dt { "Endpoint" } dd.mono { (st_.endpoint.as_deref().unwrap_or("")) }
+                    dt { "Last error" } dd.error { (st_.last_error.as_deref().unwrap_or("")) }
+                    dt { "Spec" } dd { "Presto " (c.spec.presto_version) ", workers " (workers)
+                        ", catalogs " (c.spec.catalogs.join(", ")) }
                 }
                 h3 { "Conditions" }
                 table.list #conditions {
                     thead { tr { th { "Type" } th { "Status" } th { "Reason" } th { "Message" } } }
                     tbody {
-                        @for k in st_["conditions"].as_array().into_iter().flatten() {
-                            tr { td { (s(&k["type"])) } td { (s(&k["status"])) } td { (s(&k["reason"])) } td { (s(&k["message"])) } }
+                        @for k in &st_.conditions {
+                            tr { td { (k.kind) } td { (k.status) } td { (k.reason) } td { (k.message) } }
                         }
                     }
                 }
             }
-            @if operator && st_["phase"] != "Deleting" {
+            @if operator && st_.phase != Phase::Deleting {
                 div.cards {
                     form.card #scale-cluster method="post" action={ "/ui/cp/" (cp) "/clusters/" (name) "/scale" } {
                         h3 { "Scale" }
                         input type="hidden" name="csrf" value=(session.csrf);
-                        label { "Workers" input #scale-workers name="workers" type="number" min="0" max="500" value=(s(&c["spec"]["workers"]["count"])) required; }
+                        label { "Workers" input #scale-workers name="workers" type="number" min="0" max="500" value=(count) required; }
                         button type="submit" #scale-submit { "Scale" }
                     }
                     div.card.danger {
@@ -246,13 +250,14 @@ pub async fn scale_cluster(
     )
     .await
     .map_err(|e| fail(&post.session, &e))?;
-    let spec = cluster_spec_from_form(&post, Some(&current.0["spec"]));
+    let base = serde_json::to_value(&current.0.spec).unwrap_or_default();
+    let spec = cluster_spec_from_form(&post, Some(&base));
     match put_cluster(&st, &post, &cp, &name, &spec).await {
         Ok(c) => {
             let m = format!(
                 "Scaling to {} workers (generation {}).",
                 post.field("workers"),
-                s(&c["generation"])
+                c.generation
             );
             cluster_page(&st, &post.session, &cp, &name, Some(&m), false).await
         }
