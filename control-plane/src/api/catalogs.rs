@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde_json::{Value, json};
 use tether_shared::names::validate_dns1123_label;
 use tether_shared::spec::CatalogSpec;
 
@@ -16,12 +15,30 @@ use crate::authz::Role;
 use crate::state::AppState;
 use crate::store::{CatalogRow, DesiredStateConflict};
 
-fn catalog_json(row: &CatalogRow) -> Value {
-    json!({
-        "name": row.name,
-        "spec": row.spec,
-        "generation": row.generation,
-    })
+/// The API form of a catalog.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct CatalogView {
+    /// Name (the Presto catalog name).
+    pub name: String,
+    /// The spec.
+    pub spec: CatalogSpec,
+    /// The compute plane's generation when it was last written.
+    pub generation: i64,
+}
+
+/// `GET /compute-planes/{cp}/catalogs`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct CatalogList {
+    /// Every catalog of the compute plane, by name.
+    pub catalogs: Vec<CatalogView>,
+}
+
+fn catalog_view(row: &CatalogRow) -> CatalogView {
+    CatalogView {
+        name: row.name.clone(),
+        spec: row.spec.clone(),
+        generation: row.generation,
+    }
 }
 
 /// `GET /compute-planes/{cp}/catalogs`.
@@ -33,7 +50,7 @@ fn catalog_json(row: &CatalogRow) -> Value {
     security(("bearer" = [])),
     params(("cp" = String, Path, description = "Compute plane id")),
     responses(
-        (status = 200, description = "`{\"catalogs\": [catalog]}`", body = serde_json::Value),
+        (status = 200, description = "Every catalog of the compute plane", body = CatalogList),
         (status = 401, description = "No or unknown API token"),
         (status = 404, description = "No such compute plane visible to the caller"),
     )
@@ -42,12 +59,12 @@ pub async fn list(
     State(s): State<AppState>,
     p: Principal,
     Path(cp): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CatalogList>, ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     let rows = s.store.list_catalogs(&cp.id).await?;
-    Ok(Json(
-        json!({ "catalogs": rows.iter().map(catalog_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(CatalogList {
+        catalogs: rows.iter().map(catalog_view).collect(),
+    }))
 }
 
 /// `GET /compute-planes/{cp}/catalogs/{name}`.
@@ -62,7 +79,7 @@ pub async fn list(
         ("name" = String, Path, description = "Catalog name"),
     ),
     responses(
-        (status = 200, description = "The catalog: `{\"name\", \"spec\", \"generation\"}`", body = serde_json::Value),
+        (status = 200, description = "The catalog", body = CatalogView),
         (status = 401, description = "No or unknown API token"),
         (status = 404, description = "No such compute plane or catalog"),
     )
@@ -71,14 +88,14 @@ pub async fn get(
     State(s): State<AppState>,
     p: Principal,
     Path((cp, name)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CatalogView>, ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     let row = s
         .store
         .get_catalog(&cp.id, &name)
         .await?
         .ok_or(ApiError::NotFound("catalog"))?;
-    Ok(Json(catalog_json(&row)))
+    Ok(Json(catalog_view(&row)))
 }
 
 /// `PUT /compute-planes/{cp}/catalogs/{name}` (operator).
@@ -98,7 +115,7 @@ pub async fn get(
         description = "The catalog spec: `{\"connector\": \"hive\" | \"mysql\" | \"postgresql\", \"properties\"?: {name: value} from the connector's allow-list, \"credentials\"?: {\"secret_ref\": \"arn:aws:secretsmanager:...\" | \"k8s:NAME\"}}`"
     ),
     responses(
-        (status = 200, description = "The catalog as written (created or replaced): `{\"name\", \"spec\", \"generation\"}`", body = serde_json::Value),
+        (status = 200, description = "The catalog as written (created or replaced)", body = CatalogView),
         (status = 400, description = "Invalid spec; `error.field` names the field"),
         (status = 401, description = "No or unknown API token"),
         (status = 403, description = "Role below operator"),
@@ -110,7 +127,7 @@ pub async fn put(
     p: Principal,
     Path((cp, name)): Path<(String, String)>,
     ApiJson(spec): ApiJson<CatalogSpec>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CatalogView>, ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     p.require(Role::Operator, "change catalogs")?;
     validate_dns1123_label(&name).map_err(|e| ApiError::field("name", e))?;
@@ -127,7 +144,7 @@ pub async fn put(
         .get_catalog(&cp.id, &name)
         .await?
         .ok_or(ApiError::NotFound("catalog"))?;
-    Ok(Json(catalog_json(&row)))
+    Ok(Json(catalog_view(&row)))
 }
 
 /// `DELETE /compute-planes/{cp}/catalogs/{name}` (operator): refused while attached.

@@ -19,6 +19,7 @@ use crate::authz::Role;
 use crate::dashboard::layout::{cp_nav, flash, page_at};
 use crate::dashboard::session::{FormPost, Session};
 use crate::state::AppState;
+use tether_shared::spec::{CatalogSpec, Connector};
 
 use super::*;
 
@@ -81,14 +82,14 @@ async fn catalogs_page(
             table.list #catalogs data-live {
                 thead { tr { th { "Catalog" } th { "Source" } th { "Credentials" } th { "Reachable from the VPC" } th { "Generation" } @if operator { th {} } } }
                 tbody {
-                    @for c in cats["catalogs"].as_array().into_iter().flatten() {
-                        @let name = s(&c["name"]);
+                    @for c in &cats.catalogs {
+                        @let name = &c.name;
                         tr data-catalog=(name) {
                             td { (name) }
-                            td { (source(&c["spec"])) }
-                            td.mono { (s(&c["spec"]["credentials"]["secret_ref"])) }
-                            td.reach { (reach_badge(&reachability(&name, &clusters))) }
-                            td { (s(&c["generation"])) }
+                            td { (source(&c.spec)) }
+                            td.mono { (c.spec.credentials.as_ref().map(|cr| cr.secret_ref.as_str()).unwrap_or("")) }
+                            td.reach { (reach_badge(&reachability(name, &clusters))) }
+                            td { (c.generation) }
                             @if operator {
                                 td {
                                     form.inline method="post" action={ "/ui/cp/" (cp) "/catalogs/" (name) "/delete" } {
@@ -108,11 +109,15 @@ async fn catalogs_page(
 }
 
 /// What a catalog reads from, in words.
-fn source(spec: &Value) -> Markup {
-    let p = &spec["properties"];
-    let prop = |k: &str| s(&p[k]);
+fn source(spec: &CatalogSpec) -> Markup {
+    let prop = |k: &str| spec.properties.get(k).cloned().unwrap_or_default();
+    let connector = match spec.connector {
+        Connector::Hive => "hive",
+        Connector::Mysql => "mysql",
+        Connector::Postgresql => "postgresql",
+    };
     html! {
-        @match (s(&spec["connector"]).as_str(), prop("hive.metastore").as_str()) {
+        @match (connector, prop("hive.metastore").as_str()) {
             ("hive", "glue") => {
                 "Glue, " (prop("hive.metastore.glue.region"))
                 @if !prop("hive.metastore.glue.catalogid").is_empty() { " (catalog " (prop("hive.metastore.glue.catalogid")) ")" }
@@ -125,11 +130,11 @@ fn source(spec: &Value) -> Markup {
                 (connector) " " span.mono { (prop("connection-url")) }
             }
         }
-        @let others: Vec<(&String, &Value)> = p.as_object().into_iter().flatten()
+        @let others: Vec<(&String, &String)> = spec.properties.iter()
             .filter(|(k, _)| !SHOWN.contains(&k.as_str())).collect();
         @if !others.is_empty() {
             details { summary { "properties" }
-                div.mono { @for (k, val) in others { (k) "=" (s(val)) br; } }
+                div.mono { @for (k, val) in others { (k) "=" (val) br; } }
             }
         }
     }

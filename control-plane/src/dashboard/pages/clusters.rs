@@ -80,8 +80,8 @@ async fn clusters_page(
                     label { "Workers" input #cluster-workers name="workers" type="number" min="0" max="500" value="2" required; }
                     fieldset {
                         legend { "Catalogs" }
-                        @for cat in cats["catalogs"].as_array().into_iter().flatten() {
-                            label.check { input type="checkbox" name="catalogs" value=(s(&cat["name"])); " " (s(&cat["name"])) }
+                        @for cat in &cats.catalogs {
+                            label.check { input type="checkbox" name="catalogs" value=(cat.name); " " (cat.name) }
                         }
                     }
                     label { "Coordinator CPU / memory" input name="coordinator_cpu" value="2"; input name="coordinator_memory" value="8Gi"; }
