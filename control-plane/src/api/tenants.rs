@@ -38,15 +38,53 @@ pub struct CreateToken {
     role: String,
 }
 
-fn tenant_json(t: &Tenant) -> Value {
-    json!({
-        "id": t.id,
-        "name": t.name,
-        "aws_account_id": t.aws_account_id,
-        "account_binding": t.account_binding && t.aws_account_id.is_some(),
-        "created_at": rfc3339(t.created_at),
-        "settings": t.settings,
-    })
+/// The API form of a tenant.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TenantView {
+    /// Id.
+    pub id: String,
+    /// Name (a DNS-1123 label, unique).
+    pub name: String,
+    /// The AWS account its compute planes must run in, if registered.
+    pub aws_account_id: Option<String>,
+    /// Whether enrollment checks the agent's AWS account.
+    pub account_binding: bool,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// Settings for every compute plane of the tenant.
+    pub settings: std::collections::BTreeMap<String, String>,
+}
+
+/// `GET /tenants`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TenantList {
+    /// The tenants the caller may see.
+    pub tenants: Vec<TenantView>,
+}
+
+/// `POST /tenants/{t}/tokens`: the token, shown once.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct CreatedToken {
+    /// The token's id (what audit entries name).
+    pub id: String,
+    /// The token itself; only its hash is stored.
+    pub token: String,
+    /// `admin`, `operator` or `viewer`.
+    pub role: String,
+    /// Its tenant.
+    pub tenant_id: String,
+}
+
+fn tenant_view(t: &Tenant) -> TenantView {
+    TenantView {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        aws_account_id: t.aws_account_id.clone(),
+        account_binding: t.account_binding && t.aws_account_id.is_some(),
+        created_at: rfc3339(t.created_at),
+        settings: t.settings.clone(),
+    }
 }
 
 /// `GET /tenants`: all tenants for the platform admin, one's own otherwise.
@@ -57,18 +95,18 @@ fn tenant_json(t: &Tenant) -> Value {
     operation_id = "list_tenants",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "`{\"tenants\": [{\"id\", \"name\", \"aws_account_id\", \"created_at\"}]}`", body = serde_json::Value),
+        (status = 200, description = "The tenants the caller may see", body = TenantList),
         (status = 401, description = "No or unknown API token"),
     )
 )]
-pub async fn list(State(s): State<AppState>, p: Principal) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(s): State<AppState>, p: Principal) -> Result<Json<TenantList>, ApiError> {
     let all = s.store.list_tenants().await?;
-    let visible: Vec<Value> = all
+    let tenants = all
         .iter()
         .filter(|t| p.can_see(&t.id))
-        .map(tenant_json)
+        .map(tenant_view)
         .collect();
-    Ok(Json(json!({ "tenants": visible })))
+    Ok(Json(TenantList { tenants }))
 }
 
 /// `POST /tenants` (platform admin).
@@ -84,7 +122,7 @@ pub async fn list(State(s): State<AppState>, p: Principal) -> Result<Json<Value>
         description = "`{\"name\": DNS-1123 label, \"aws_account_id\"?: 12 digits}`"
     ),
     responses(
-        (status = 201, description = "The tenant: `{\"id\", \"name\", \"aws_account_id\", \"created_at\"}`", body = serde_json::Value),
+        (status = 201, description = "The tenant", body = TenantView),
         (status = 400, description = "Invalid body; `error.field` names the field"),
         (status = 401, description = "No or unknown API token"),
         (status = 403, description = "Not the platform admin"),
@@ -95,7 +133,7 @@ pub async fn create(
     State(s): State<AppState>,
     p: Principal,
     ApiJson(body): ApiJson<CreateTenant>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<TenantView>), ApiError> {
     p.require(Role::PlatformAdmin, "create tenants")?;
     validate_dns1123_label(&body.name).map_err(|e| ApiError::field("name", e))?;
     if let Some(acct) = &body.aws_account_id
@@ -113,7 +151,7 @@ pub async fn create(
         )
         .await?;
     tracing::info!(tenant = %t.id, name = %t.name, by = %p.token_id, "tenant created");
-    Ok((StatusCode::CREATED, Json(tenant_json(&t))))
+    Ok((StatusCode::CREATED, Json(tenant_view(&t))))
 }
 
 /// `POST /tenants/{t}/tokens` (tenant admin or platform admin): a new API token, shown
@@ -131,7 +169,7 @@ pub async fn create(
         description = "`{\"role\": \"admin\" | \"operator\" | \"viewer\"}`"
     ),
     responses(
-        (status = 201, description = "The token, shown once: `{\"id\", \"token\", \"role\", \"tenant_id\"}`", body = serde_json::Value),
+        (status = 201, description = "The token, shown once", body = CreatedToken),
         (status = 400, description = "Invalid body; `error.field` names the field"),
         (status = 401, description = "No or unknown API token"),
         (status = 403, description = "Role below admin"),
@@ -143,7 +181,7 @@ pub async fn create_token(
     p: Principal,
     Path(tenant): Path<String>,
     ApiJson(body): ApiJson<CreateToken>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     p.see(&tenant, "tenant")?;
     let t = s
         .store
@@ -168,7 +206,12 @@ pub async fn create_token(
     tracing::info!(tenant = %t.id, token_id = %stored.id, role = role.as_str(), by = %p.token_id, "API token created");
     Ok((
         StatusCode::CREATED,
-        Json(json!({"id": stored.id, "token": token, "role": role.as_str(), "tenant_id": t.id})),
+        Json(CreatedToken {
+            id: stored.id,
+            token,
+            role: role.as_str().to_owned(),
+            tenant_id: t.id,
+        }),
     ))
 }
 

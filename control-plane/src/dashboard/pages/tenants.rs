@@ -35,12 +35,12 @@ async fn tenants_page(st: &AppState, session: &Session, msg: Option<&str>, err: 
             table.list #tenants {
                 thead { tr { th { "Name" } th { "Id" } th { "AWS account" } th { "Created" } } }
                 tbody {
-                    @for t in list["tenants"].as_array().into_iter().flatten() {
+                    @for t in &list.tenants {
                         tr {
-                            td { a href={ "/ui/tenants/" (s(&t["id"])) } { (s(&t["name"])) } }
-                            td.mono { (s(&t["id"])) }
-                            td { (s(&t["aws_account_id"])) }
-                            td { (s(&t["created_at"])) }
+                            td { a href={ "/ui/tenants/" (t.id) } { (t.name) } }
+                            td.mono { (t.id) }
+                            td { (t.aws_account_id.as_deref().unwrap_or("")) }
+                            td { (t.created_at) }
                         }
                     }
                 }
@@ -83,7 +83,7 @@ pub async fn create_tenant(State(st): State<AppState>, post: FormPost) -> Page {
         .await;
     match result {
         Ok(t) => {
-            let m = format!("Tenant {} created.", s(&t["name"]));
+            let m = format!("Tenant {} created.", t.name);
             tenants_page(&st, &post.session, Some(&m), false).await
         }
         Err(e) if e.status() == StatusCode::FORBIDDEN => Err(fail(&post.session, &e)),
@@ -241,8 +241,7 @@ pub async fn create_token(
         Ok(t) => {
             let m = format!(
                 "New {} token (shown once, copy it now): {}",
-                s(&t["role"]),
-                s(&t["token"])
+                t.role, t.token
             );
             if post.session.principal.role == Role::PlatformAdmin {
                 tenants_page(&st, &post.session, Some(&m), false).await
