@@ -37,36 +37,101 @@ pub struct CreateEnrollmentToken {
     ttl_seconds: Option<u64>,
 }
 
-fn opt_time(t: Option<i64>) -> Value {
-    t.map(|t| Value::String(rfc3339(t))).unwrap_or(Value::Null)
+fn opt_time(t: Option<i64>) -> Option<String> {
+    t.map(rfc3339)
 }
 
 /// The API form of a compute plane with its agent's state.
-pub fn compute_plane_json(cp: &ComputePlane) -> Value {
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ComputePlaneView {
+    /// Id.
+    pub id: String,
+    /// Its tenant.
+    pub tenant_id: String,
+    /// Name.
+    pub name: String,
+    /// AWS region.
+    pub region: String,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// The desired state's generation.
+    pub generation: i64,
+    /// The generation the agent last acknowledged as applied.
+    pub applied_generation: i64,
+    /// What the agent reported with that acknowledgement.
+    pub applied_conditions: Vec<tether_shared::status::Condition>,
+    /// Telemetry records the agent had to drop (its spool was full).
+    pub telemetry_dropped_records: u64,
+    /// The agent.
+    pub agent: AgentView,
+}
+
+/// The agent of a compute plane, as its sessions left it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct AgentView {
+    /// A session is live now.
+    pub connected: bool,
+    /// Since when (while connected), RFC 3339.
+    #[schema(format = DateTime)]
+    pub connected_since: Option<String>,
+    /// The live (or last) session.
+    pub session_id: Option<String>,
+    /// The agent's version.
+    pub version: Option<String>,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub last_heartbeat: Option<String>,
+    /// The address its session came from.
+    pub remote_addr: Option<String>,
+    /// Its certificate's serial (hex).
+    pub certificate_serial: Option<String>,
+    /// When that certificate expires, RFC 3339.
+    #[schema(format = DateTime)]
+    pub certificate_expires_at: Option<String>,
+    /// Revoked: it must enroll again.
+    pub revoked: bool,
+    /// The replica holding the live (or last) session.
+    pub replica: Option<String>,
+}
+
+/// `GET /tenants/{t}/compute-planes`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ComputePlaneList {
+    /// The tenant's compute planes.
+    pub compute_planes: Vec<ComputePlaneView>,
+}
+
+/// The API form of a compute plane with its agent's state.
+pub fn compute_plane_view(cp: &ComputePlane) -> ComputePlaneView {
     let a = &cp.agent;
-    json!({
-        "id": cp.id,
-        "tenant_id": cp.tenant_id,
-        "name": cp.name,
-        "region": cp.region,
-        "created_at": rfc3339(cp.created_at),
-        "generation": cp.generation,
-        "applied_generation": cp.applied_generation,
-        "applied_conditions": cp.applied_conditions,
-        "telemetry_dropped_records": cp.telemetry_dropped,
-        "agent": {
-            "connected": a.connected,
-            "connected_since": if a.connected { opt_time(a.connected_since) } else { Value::Null },
-            "session_id": a.session_id,
-            "version": a.version,
-            "last_heartbeat": opt_time(a.last_heartbeat),
-            "remote_addr": a.remote_addr,
-            "certificate_serial": a.certificate_serial,
-            "certificate_expires_at": opt_time(a.certificate_expires_at),
-            "revoked": a.revoked,
-            "replica": a.replica,
+    ComputePlaneView {
+        id: cp.id.clone(),
+        tenant_id: cp.tenant_id.clone(),
+        name: cp.name.clone(),
+        region: cp.region.clone(),
+        created_at: rfc3339(cp.created_at),
+        generation: cp.generation,
+        applied_generation: cp.applied_generation,
+        applied_conditions: cp.applied_conditions.clone(),
+        telemetry_dropped_records: cp.telemetry_dropped,
+        agent: AgentView {
+            connected: a.connected,
+            connected_since: if a.connected {
+                opt_time(a.connected_since)
+            } else {
+                None
+            },
+            session_id: a.session_id.clone(),
+            version: a.version.clone(),
+            last_heartbeat: opt_time(a.last_heartbeat),
+            remote_addr: a.remote_addr.clone(),
+            certificate_serial: a.certificate_serial.clone(),
+            certificate_expires_at: opt_time(a.certificate_expires_at),
+            revoked: a.revoked,
+            replica: a.replica.clone(),
         },
-    })
+    }
 }
 
 fn validate_region(region: &str) -> Result<(), ApiError> {
@@ -106,7 +171,7 @@ pub(crate) async fn visible_cp(
     security(("bearer" = [])),
     params(("tenant" = String, Path, description = "Tenant id")),
     responses(
-        (status = 200, description = "`{\"compute_planes\": [compute plane]}`", body = serde_json::Value),
+        (status = 200, description = "The tenant's compute planes", body = ComputePlaneList),
         (status = 401, description = "No or unknown API token"),
         (status = 404, description = "No such tenant visible to the caller"),
     )
@@ -115,16 +180,16 @@ pub async fn list(
     State(s): State<AppState>,
     p: Principal,
     Path(tenant): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ComputePlaneList>, ApiError> {
     p.see(&tenant, "tenant")?;
     s.store
         .get_tenant(&tenant)
         .await?
         .ok_or(ApiError::NotFound("tenant"))?;
     let cps = s.store.list_compute_planes(&tenant).await?;
-    Ok(Json(
-        json!({"compute_planes": cps.iter().map(compute_plane_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(ComputePlaneList {
+        compute_planes: cps.iter().map(compute_plane_view).collect(),
+    }))
 }
 
 /// `POST /tenants/{t}/compute-planes` (admin).
@@ -141,7 +206,7 @@ pub async fn list(
         description = "`{\"name\": DNS-1123 label, \"region\": AWS region such as \"us-east-1\"}`"
     ),
     responses(
-        (status = 201, description = "The compute plane: `{\"id\", \"tenant_id\", \"name\", \"region\", \"created_at\", \"generation\", \"applied_generation\", \"applied_conditions\", \"telemetry_dropped_records\", \"agent\": {\"connected\", \"connected_since\", \"session_id\", \"version\", \"last_heartbeat\", \"remote_addr\", \"certificate_serial\", \"certificate_expires_at\", \"revoked\"}}`", body = serde_json::Value),
+        (status = 201, description = "The compute plane", body = ComputePlaneView),
         (status = 400, description = "Invalid body; `error.field` names the field"),
         (status = 401, description = "No or unknown API token"),
         (status = 403, description = "Role below admin"),
@@ -154,7 +219,7 @@ pub async fn create(
     p: Principal,
     Path(tenant): Path<String>,
     ApiJson(body): ApiJson<CreateComputePlane>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ComputePlaneView>), ApiError> {
     p.see(&tenant, "tenant")?;
     s.store
         .get_tenant(&tenant)
@@ -168,7 +233,7 @@ pub async fn create(
         .create_compute_plane(&tenant, &body.name, &body.region, s.clock.now())
         .await?;
     tracing::info!(tenant = %tenant, compute_plane = %cp.id, name = %cp.name, by = %p.token_id, "compute plane created");
-    Ok((StatusCode::CREATED, Json(compute_plane_json(&cp))))
+    Ok((StatusCode::CREATED, Json(compute_plane_view(&cp))))
 }
 
 /// `GET /compute-planes/{cp}`.
@@ -180,7 +245,7 @@ pub async fn create(
     security(("bearer" = [])),
     params(("cp" = String, Path, description = "Compute plane id")),
     responses(
-        (status = 200, description = "The compute plane with its agent's state: `{\"id\", \"tenant_id\", \"name\", \"region\", \"created_at\", \"generation\", \"applied_generation\", \"applied_conditions\", \"telemetry_dropped_records\", \"agent\": {\"connected\", \"connected_since\", \"session_id\", \"version\", \"last_heartbeat\", \"remote_addr\", \"certificate_serial\", \"certificate_expires_at\", \"revoked\"}}`", body = serde_json::Value),
+        (status = 200, description = "The compute plane with its agent's state", body = ComputePlaneView),
         (status = 401, description = "No or unknown API token"),
         (status = 404, description = "No such compute plane visible to the caller"),
     )
@@ -189,8 +254,8 @@ pub async fn get(
     State(s): State<AppState>,
     p: Principal,
     Path(cp): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(compute_plane_json(&visible_cp(&s, &p, &cp).await?)))
+) -> Result<Json<ComputePlaneView>, ApiError> {
+    Ok(Json(compute_plane_view(&visible_cp(&s, &p, &cp).await?)))
 }
 
 /// `POST /compute-planes/{cp}/enrollment-tokens` (admin): a one-time bootstrap token,
@@ -261,7 +326,7 @@ pub async fn create_enrollment_token(
     security(("bearer" = [])),
     params(("cp" = String, Path, description = "Compute plane id")),
     responses(
-        (status = 200, description = "The compute plane after the revocation", body = serde_json::Value),
+        (status = 200, description = "The compute plane after the revocation", body = ComputePlaneView),
         (status = 401, description = "No or unknown API token"),
         (status = 403, description = "Role below admin"),
         (status = 404, description = "No such compute plane visible to the caller"),
@@ -271,7 +336,7 @@ pub async fn revoke_agent(
     State(s): State<AppState>,
     p: Principal,
     Path(cp): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ComputePlaneView>, ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     p.require(Role::Admin, "revoke agents")?;
     s.store.revoke_agent(&cp.id).await?;
@@ -291,7 +356,7 @@ pub async fn revoke_agent(
         .await;
     tracing::info!(compute_plane = %cp.id, session = ?ended, by = %p.token_id, "agent revoked");
     let cp = visible_cp(&s, &p, &cp.id).await?;
-    Ok(Json(compute_plane_json(&cp)))
+    Ok(Json(compute_plane_view(&cp)))
 }
 
 /// `PUT /compute-planes/{cp}/settings` body.

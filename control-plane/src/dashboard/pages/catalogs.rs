@@ -77,7 +77,7 @@ async fn catalogs_page(
         Some(&format!("/ui/cp/{cp}/catalogs")),
         "Catalogs",
         html! {
-            (cp_nav(cp, &s(&v["name"]), "Catalogs"))
+            (cp_nav(cp, &v.name, "Catalogs"))
             (flash(msg, err))
             table.list #catalogs data-live {
                 thead { tr { th { "Catalog" } th { "Source" } th { "Credentials" } th { "Reachable from the VPC" } th { "Generation" } @if operator { th {} } } }

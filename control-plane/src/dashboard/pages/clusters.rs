@@ -48,7 +48,7 @@ async fn clusters_page(
         Some(&format!("/ui/cp/{cp}/clusters")),
         "Clusters",
         html! {
-            (cp_nav(cp, &s(&v["name"]), "Clusters"))
+            (cp_nav(cp, &v.name, "Clusters"))
             (flash(msg, err))
             div #live-clusters data-live {
                 table.list #clusters {
@@ -192,7 +192,7 @@ async fn cluster_page(
         Some(&format!("/ui/cp/{cp}/clusters/{name}")),
         name,
         html! {
-            (cp_nav(cp, &s(&v["name"]), "Clusters"))
+            (cp_nav(cp, &v.name, "Clusters"))
             h2 { "Cluster " span.name { (name) } }
             (flash(msg, err))
             div #live-cluster data-live {
@@ -285,7 +285,7 @@ pub async fn confirm_delete_cluster(
         Some(&session),
         "Delete cluster",
         html! {
-            (cp_nav(&cp, &s(&v["name"]), "Clusters"))
+            (cp_nav(&cp, &v.name, "Clusters"))
             form.card.danger #confirm-delete method="post" action={ "/ui/cp/" (cp) "/clusters/" (name) "/delete" } {
                 h2 { "Delete cluster " span.name { (name) } "?" }
                 p { "Running queries on it fail. Type the cluster's name to confirm." }

@@ -7,7 +7,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use maud::html;
-use serde_json::Value;
 
 use crate::api;
 use crate::authz::Role;
@@ -34,45 +33,45 @@ async fn overview_page(
     err: bool,
 ) -> Page {
     let v = cp_json(st, session, cp).await?;
-    let a = &v["agent"];
+    let a = &v.agent;
     let admin = can(session, Role::Admin);
     Ok(page_at(
         Some(session),
         Some(&format!("/ui/cp/{cp}")),
         "Compute plane",
         html! {
-            (cp_nav(cp, &s(&v["name"]), "Overview"))
+            (cp_nav(cp, &v.name, "Overview"))
             (flash(msg, err))
             div #live-agent data-live {
                 h2 { "Agent " (agent_badge(a)) }
                 dl.facts #agent {
-                    dt { "Connected" } dd data-field="connected" { (s(&a["connected"])) }
-                    dt { "Version" } dd { (s(&a["version"])) }
-                    dt { "Connected since" } dd { (s(&a["connected_since"])) }
-                    dt { "Last heartbeat" } dd { (s(&a["last_heartbeat"])) }
-                    dt { "Remote address" } dd.mono { (s(&a["remote_addr"])) }
-                    dt { "Certificate serial" } dd.mono { (s(&a["certificate_serial"])) }
-                    dt { "Certificate expires" } dd { (s(&a["certificate_expires_at"])) }
-                    dt { "Desired generation" } dd { (s(&v["generation"])) " (applied " (s(&v["applied_generation"])) ")" }
-                    dt { "Telemetry records dropped by the agent" } dd { (s(&v["telemetry_dropped_records"])) }
+                    dt { "Connected" } dd data-field="connected" { (a.connected) }
+                    dt { "Version" } dd { (a.version.as_deref().unwrap_or("")) }
+                    dt { "Connected since" } dd { (a.connected_since.as_deref().unwrap_or("")) }
+                    dt { "Last heartbeat" } dd { (a.last_heartbeat.as_deref().unwrap_or("")) }
+                    dt { "Remote address" } dd.mono { (a.remote_addr.as_deref().unwrap_or("")) }
+                    dt { "Certificate serial" } dd.mono { (a.certificate_serial.as_deref().unwrap_or("")) }
+                    dt { "Certificate expires" } dd { (a.certificate_expires_at.as_deref().unwrap_or("")) }
+                    dt { "Desired generation" } dd { (v.generation) " (applied " (v.applied_generation) ")" }
+                    dt { "Telemetry records dropped by the agent" } dd { (v.telemetry_dropped_records) }
                 }
                 // What the agent reports about the compute plane as a whole (a refused
                 // desired-state document, for one); per-cluster ones are on the cluster pages.
-                @let plane: Vec<&Value> = v["applied_conditions"].as_array().into_iter().flatten()
-                    .filter(|c| c["cluster"].as_str().unwrap_or("").is_empty()).collect();
+                @let plane: Vec<&tether_shared::status::Condition> = v.applied_conditions.iter()
+                    .filter(|c| c.cluster.is_empty()).collect();
                 @if !plane.is_empty() {
                     h3 { "Agent conditions" }
                     table.list #agent-conditions {
                         tr { th { "Type" } th { "Status" } th { "Reason" } th { "Message" } }
                         @for c in plane {
-                            tr { td { (s(&c["type"])) } td { (s(&c["status"])) } td { (s(&c["reason"])) } td { (s(&c["message"])) } }
+                            tr { td { (c.kind) } td { (c.status) } td { (c.reason) } td { (c.message) } }
                         }
                     }
                 }
             }
             section.card {
                 h2 { "Install the agent" }
-                p { "Region " (s(&v["region"])) ". The agent dials out to the control plane; it needs no inbound access. "
+                p { "Region " (v.region) ". The agent dials out to the control plane; it needs no inbound access. "
                     "Create an enrollment token (valid 10 minutes, used once), then run the agent in the customer's VPC:" }
                 pre.mono { "tether-agent run --control-plane https://CONTROL_PLANE:8443 --ca-file ca.pem \\\n    --state-dir /var/lib/tether --enrollment-token TOKEN --compute-plane " (cp) }
                 p { "Or install with CloudFormation (EKS, the data-lake bucket, logs and the agent on Fargate): download the template for "

@@ -71,7 +71,11 @@ pub async fn home(session: Option<Session>) -> Response {
     }
 }
 
-async fn cp_json(st: &AppState, session: &Session, cp: &str) -> Result<Value, Response> {
+async fn cp_json(
+    st: &AppState,
+    session: &Session,
+    cp: &str,
+) -> Result<api::compute_planes::ComputePlaneView, Response> {
     api::compute_planes::get(
         State(st.clone()),
         session.principal.clone(),
@@ -82,11 +86,11 @@ async fn cp_json(st: &AppState, session: &Session, cp: &str) -> Result<Value, Re
     .map_err(|e| fail(session, &e))
 }
 
-fn agent_badge(agent: &Value) -> Markup {
+fn agent_badge(agent: &api::compute_planes::AgentView) -> Markup {
     html! {
-        @if agent["revoked"] == true {
+        @if agent.revoked {
             span.badge.bad { "revoked" }
-        } @else if agent["connected"] == true {
+        } @else if agent.connected {
             span.badge.good { "connected" }
         } @else {
             span.badge.warn { "not connected" }

@@ -67,7 +67,7 @@ pub async fn queries(
         Some(&session),
         "Query log",
         html! {
-            (cp_nav(&cp, &s(&v["name"]), "Query log"))
+            (cp_nav(&cp, &v.name, "Query log"))
             form.filters method="get" action={ "/ui/cp/" (cp) "/queries" } {
                 label { "Cluster" input name="cluster" value=(get("cluster")); }
                 label { "User" input name="user" value=(get("user")); }
@@ -194,7 +194,7 @@ pub async fn metrics(
         Some(&session),
         "Metrics",
         html! {
-            (cp_nav(&cp, &s(&v["name"]), "Metrics"))
+            (cp_nav(&cp, &v.name, "Metrics"))
             nav.ranges {
                 @for r in ["15m", "1h", "6h", "24h"] {
                     a href={ "/ui/cp/" (cp) "/metrics?range=" (r) } { (r) }

@@ -134,13 +134,13 @@ async fn tenant_page(
                 table.list #compute-planes {
                     thead { tr { th { "Name" } th { "Region" } th { "Agent" } th { "Version" } th { "Last heartbeat" } } }
                     tbody {
-                        @for cp in list["compute_planes"].as_array().into_iter().flatten() {
+                        @for cp in &list.compute_planes {
                             tr {
-                                td { a href={ "/ui/cp/" (s(&cp["id"])) } { (s(&cp["name"])) } }
-                                td { (s(&cp["region"])) }
-                                td { (agent_badge(&cp["agent"])) }
-                                td { (s(&cp["agent"]["version"])) }
-                                td { (s(&cp["agent"]["last_heartbeat"])) }
+                                td { a href={ "/ui/cp/" (cp.id) } { (cp.name) } }
+                                td { (cp.region) }
+                                td { (agent_badge(&cp.agent)) }
+                                td { (cp.agent.version.as_deref().unwrap_or("")) }
+                                td { (cp.agent.last_heartbeat.as_deref().unwrap_or("")) }
                             }
                         }
                     }
@@ -203,7 +203,7 @@ pub async fn create_compute_plane(
         )
         .await;
     match result {
-        Ok(cp) => Ok(Redirect::to(&format!("/ui/cp/{}", s(&cp["id"]))).into_response()),
+        Ok(cp) => Ok(Redirect::to(&format!("/ui/cp/{}", cp.id)).into_response()),
         Err(e) if shown_as_page(&e) => Err(fail(&post.session, &e)),
         Err(e) => tenant_page(&st, &post.session, &tenant, Some(&e.to_string()), true).await,
     }
