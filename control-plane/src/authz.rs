@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Roles, from most to least powerful.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Operates the SaaS itself: tenants.

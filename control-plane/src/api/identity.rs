@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::auth::Principal;
 use super::error::ApiError;
@@ -163,6 +163,34 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// A person who signed in.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct UserView {
+    /// Id.
+    pub id: String,
+    /// Their name as the provider gave it (e-mail, or the directory's user name).
+    pub name: String,
+    /// How they signed in.
+    pub via: identity::Via,
+    /// The provider's subject (`sub`, or the user's DN).
+    pub subject: String,
+    /// Their role at the last sign-in.
+    pub role: Role,
+    /// First sign-in, RFC 3339.
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// Last sign-in, RFC 3339.
+    #[schema(format = DateTime)]
+    pub last_sign_in_at: String,
+}
+
+/// `GET /tenants/{t}/users`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct UserList {
+    /// Everyone who signed in to the tenant.
+    pub users: Vec<UserView>,
+}
+
 /// `GET /tenants/{t}/users` (tenant admin): who signed in, how, with which role, when last.
 #[utoipa::path(
     get,
@@ -172,7 +200,7 @@ pub async fn delete(
     security(("bearer" = [])),
     params(("tenant" = String, Path, description = "Tenant id")),
     responses(
-        (status = 200, description = "`{\"users\": [{\"id\", \"name\", \"via\", \"subject\", \"role\", \"created_at\", \"last_sign_in_at\"}]}`", body = serde_json::Value),
+        (status = 200, description = "Everyone who signed in to the tenant", body = UserList),
         (status = 401, description = "No or unknown API token"),
         (status = 403, description = "Role below admin"),
         (status = 404, description = "No such tenant visible to the caller"),
@@ -182,24 +210,22 @@ pub async fn users(
     State(s): State<AppState>,
     p: Principal,
     Path(tenant): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserList>, ApiError> {
     let t = admin_of(&s, &p, &tenant, "list users").await?;
-    let users: Vec<Value> = s
+    let users = s
         .store
         .list_users(&t.id)
         .await?
         .iter()
-        .map(|u| {
-            json!({
-                "id": u.id,
-                "name": u.name,
-                "via": u.via,
-                "subject": u.subject,
-                "role": u.role,
-                "created_at": rfc3339(u.created_at),
-                "last_sign_in_at": rfc3339(u.last_sign_in_at),
-            })
+        .map(|u| UserView {
+            id: u.id.clone(),
+            name: u.name.clone(),
+            via: u.via,
+            subject: u.subject.clone(),
+            role: u.role,
+            created_at: rfc3339(u.created_at),
+            last_sign_in_at: rfc3339(u.last_sign_in_at),
         })
         .collect();
-    Ok(Json(json!({ "users": users })))
+    Ok(Json(UserList { users }))
 }

@@ -8,7 +8,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde_json::{Value, json};
 use tether_shared::spec::{PrestoAccess, validate_table_rules_catalog};
 
 use super::auth::Principal;
@@ -17,6 +16,15 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use crate::authz::Role;
 use crate::state::AppState;
+
+/// The compute plane's Presto access document and the generation it is part of.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct PrestoAccessView {
+    /// The document.
+    pub presto_access: PrestoAccess,
+    /// The desired state's generation.
+    pub generation: i64,
+}
 
 /// `GET /compute-planes/{cp}/presto-access`.
 #[utoipa::path(
@@ -27,7 +35,7 @@ use crate::state::AppState;
     security(("bearer" = [])),
     params(("cp" = String, Path, description = "Compute plane id")),
     responses(
-        (status = 200, description = "`{\"presto_access\": document, \"generation\"}`", body = serde_json::Value),
+        (status = 200, description = "The document and its generation", body = PrestoAccessView),
         (status = 401, description = "No or unknown API token"),
         (status = 404, description = "No such compute plane visible to the caller, or no document set"),
     )
@@ -36,15 +44,16 @@ pub async fn get(
     State(s): State<AppState>,
     p: Principal,
     Path(cp): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PrestoAccessView>, ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     let stored = s.store.desired_state(&cp.id).await?;
     let access = stored
         .presto_access
         .ok_or(ApiError::NotFound("presto access"))?;
-    Ok(Json(
-        json!({"presto_access": access, "generation": stored.generation}),
-    ))
+    Ok(Json(PrestoAccessView {
+        presto_access: access,
+        generation: stored.generation,
+    }))
 }
 
 /// `PUT /compute-planes/{cp}/presto-access` (admin).
@@ -61,7 +70,7 @@ pub async fn get(
         description = "`{\"authentication\"?: {\"kind\": \"none\"} | {\"kind\": \"ldap\", \"url\": \"ldaps://HOST[:PORT]\", \"user_bind_pattern\": \"uid=${USER},ou=...\", \"ca_pem\"?: PEM, \"ca_ref\"?: \"k8s:CONFIGMAP\", \"user_base_dn\"?, \"group_auth_pattern\"?, \"bind_secret_ref\"?: \"k8s:SECRET\"}, \"rules\"?: {\"catalogs\": [{\"user\"?: REGEX, \"catalog\"?: REGEX, \"allow\": \"all\" | \"read-only\" | \"none\"}], \"schemas\"?: [{\"user\"?, \"schema\"?, \"owner\": bool}]}, \"table_rules\"?: {HIVE_CATALOG: [{\"user\"?, \"schema\"?, \"table\"?, \"privileges\": [\"SELECT\" | \"INSERT\" | \"DELETE\" | \"OWNERSHIP\" | \"GRANT_SELECT\"]}]}, \"tls\"?: {\"certificate_ref\": \"k8s:TLS_SECRET\"}}`"
     ),
     responses(
-        (status = 200, description = "`{\"presto_access\": document, \"generation\"}`", body = serde_json::Value),
+        (status = 200, description = "The document and its generation", body = PrestoAccessView),
         (status = 400, description = "Invalid document; `error.field` names the field"),
         (status = 401, description = "No or unknown API token"),
         (status = 403, description = "Role below admin"),
@@ -73,7 +82,7 @@ pub async fn put(
     p: Principal,
     Path(cp): Path<String>,
     ApiJson(access): ApiJson<PrestoAccess>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PrestoAccessView>, ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     p.require(Role::Admin, "change who may query Presto")?;
     access.validate()?;
@@ -85,9 +94,10 @@ pub async fn put(
     let generation = s.store.put_presto_access(&cp.id, Some(&access)).await?;
     tracing::info!(compute_plane = %cp.id, generation, by = %p.token_id, "presto access written");
     crate::desired::push(&s, &cp.id).await;
-    Ok(Json(
-        json!({"presto_access": access, "generation": generation}),
-    ))
+    Ok(Json(PrestoAccessView {
+        presto_access: access,
+        generation,
+    }))
 }
 
 /// `DELETE /compute-planes/{cp}/presto-access` (admin): back to Presto's defaults (no

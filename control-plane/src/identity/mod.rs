@@ -33,7 +33,7 @@ pub const LOGIN_STATE_MS: i64 = 10 * 60 * 1000;
 pub const MAX_PERSONAL_TOKEN_DAYS: u32 = 90;
 
 /// How a person signed in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Via {
     /// OpenID Connect.
