@@ -10,7 +10,6 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::auth::{Authenticated, Principal, bearer};
 use super::error::ApiError;
@@ -144,6 +143,45 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
     response
 }
 
+/// One audited action.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct AuditEntryView {
+    /// Id (also the paging cursor).
+    pub id: i64,
+    /// When, RFC 3339.
+    #[schema(format = DateTime)]
+    pub at: Option<String>,
+    /// The API token that acted (a person's session has one too).
+    pub token_id: Option<String>,
+    /// The person, `alice@example.com via oidc`, when the caller is one.
+    pub user: Option<String>,
+    /// The caller's role.
+    pub role: Option<String>,
+    /// The tenant acted on.
+    pub tenant_id: Option<String>,
+    /// `METHOD /path/{template}` or `sign-in`, `sign-out`.
+    pub action: String,
+    /// The concrete path.
+    pub target: String,
+    /// How it ended.
+    pub result: AuditResult,
+    /// The HTTP status.
+    pub status: u16,
+    /// The caller's address.
+    pub client_addr: String,
+    /// `api` or `dashboard`.
+    pub via: String,
+}
+
+/// A page of the audit log.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    /// Newest first.
+    pub entries: Vec<AuditEntryView>,
+    /// Where the next page starts; none at the end.
+    pub next_cursor: Option<i64>,
+}
+
 /// Query of `GET /audit-log`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -185,7 +223,7 @@ fn ms_param(name: &str, v: Option<&String>) -> Result<Option<i64>, ApiError> {
         ("cursor" = Option<i64>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses(
-        (status = 200, description = "Newest first: `{\"entries\": [{\"id\", \"at\", \"token_id\", \"user\", \"role\", \"tenant_id\", \"action\", \"target\", \"result\", \"status\", \"client_addr\", \"via\"}], \"next_cursor\"}`; `user` names the person (`alice@example.com via oidc`) when the caller is one", body = serde_json::Value),
+        (status = 200, description = "A page of entries, newest first", body = AuditPage),
         (status = 400, description = "Invalid parameter"),
         (status = 401, description = "No or unknown API token"),
         (status = 403, description = "Role below admin"),
@@ -196,7 +234,7 @@ pub async fn list(
     State(s): State<AppState>,
     p: Principal,
     q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditPage>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest {
         message: e.body_text(),
         field: None,
@@ -222,24 +260,25 @@ pub async fn list(
         cursor: q.cursor,
     };
     let (entries, next) = s.store.audit_log(&filter).await?;
-    let entries: Vec<Value> = entries
+    let entries = entries
         .iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "at": tether_shared::timestamps::rfc3339_from_ms(e.at_ms),
-                "token_id": e.token_id,
-                "role": e.role,
-                "tenant_id": e.tenant_id,
-                "action": e.action,
-                "target": e.target,
-                "result": e.result,
-                "status": e.status,
-                "client_addr": e.client_addr,
-                "via": e.via,
-                "user": e.user,
-            })
+        .map(|e| AuditEntryView {
+            id: e.id,
+            at: tether_shared::timestamps::rfc3339_from_ms(e.at_ms),
+            token_id: e.token_id.clone(),
+            user: e.user.clone(),
+            role: e.role.clone(),
+            tenant_id: e.tenant_id.clone(),
+            action: e.action.clone(),
+            target: e.target.clone(),
+            result: e.result,
+            status: e.status,
+            client_addr: e.client_addr.clone(),
+            via: e.via.clone(),
         })
         .collect();
-    Ok(Json(json!({"entries": entries, "next_cursor": next})))
+    Ok(Json(AuditPage {
+        entries,
+        next_cursor: next,
+    }))
 }

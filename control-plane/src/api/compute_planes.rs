@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
+
 use tether_shared::names::validate_dns1123_label;
 use tether_shared::tokens;
 
@@ -93,6 +93,29 @@ pub struct AgentView {
     pub revoked: bool,
     /// The replica holding the live (or last) session.
     pub replica: Option<String>,
+}
+
+/// `POST /compute-planes/{cp}/enrollment-tokens`: the token, shown once.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct CreatedEnrollmentToken {
+    /// Id.
+    pub id: String,
+    /// The single-use token; only its hash is stored.
+    pub token: String,
+    /// The compute plane it enrolls an agent for.
+    pub compute_plane_id: String,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+}
+
+/// `PUT /compute-planes/{cp}/settings`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct SettingsView {
+    /// The compute plane's own settings, as stored.
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// The desired state's new generation.
+    pub generation: i64,
 }
 
 /// `GET /tenants/{t}/compute-planes`.
@@ -273,7 +296,7 @@ pub async fn get(
         description = "Optional (an empty body means the defaults): `{\"ttl_seconds\"?: 1..=604800, default 3600}`"
     ),
     responses(
-        (status = 201, description = "The enrollment token, shown once: `{\"id\", \"token\", \"compute_plane_id\", \"expires_at\"}`", body = serde_json::Value),
+        (status = 201, description = "The enrollment token, shown once", body = CreatedEnrollmentToken),
         (status = 400, description = "Invalid body; `error.field` names the field"),
         (status = 401, description = "No or unknown API token"),
         (status = 403, description = "Role below admin"),
@@ -285,7 +308,7 @@ pub async fn create_enrollment_token(
     p: Principal,
     Path(cp): Path<String>,
     OptionalApiJson(body): OptionalApiJson<CreateEnrollmentToken>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedEnrollmentToken>), ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     p.require(Role::Admin, "create enrollment tokens")?;
     let ttl = body
@@ -307,12 +330,12 @@ pub async fn create_enrollment_token(
     tracing::info!(compute_plane = %cp.id, token_id = %id, ttl, by = %p.token_id, "enrollment token created");
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "id": id,
-            "token": token,
-            "compute_plane_id": cp.id,
-            "expires_at": rfc3339(expires_at),
-        })),
+        Json(CreatedEnrollmentToken {
+            id,
+            token,
+            compute_plane_id: cp.id,
+            expires_at: rfc3339(expires_at),
+        }),
     ))
 }
 
@@ -398,7 +421,7 @@ impl Settings {
         description = "`{\"query_text_redaction\"?: \"redacted\" (default) | \"full\" | \"none\"}`"
     ),
     responses(
-        (status = 200, description = "`{\"settings\", \"generation\"}`", body = serde_json::Value),
+        (status = 200, description = "The settings as stored and the new generation", body = SettingsView),
         (status = 400, description = "Invalid body; `error.field` names the field"),
         (status = 401, description = "No or unknown API token"),
         (status = 403, description = "Role below admin"),
@@ -410,14 +433,15 @@ pub async fn put_settings(
     p: Principal,
     Path(cp): Path<String>,
     ApiJson(body): ApiJson<Settings>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SettingsView>, ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     p.require(Role::Admin, "change compute plane settings")?;
     let settings = body.validated()?;
     let generation = s.store.put_settings(&cp.id, &settings).await?;
     tracing::info!(compute_plane = %cp.id, generation, settings = ?settings, by = %p.token_id, "settings changed");
     crate::desired::push(&s, &cp.id).await;
-    Ok(Json(
-        json!({"settings": settings, "generation": generation}),
-    ))
+    Ok(Json(SettingsView {
+        settings,
+        generation,
+    }))
 }

@@ -43,30 +43,90 @@ fn text_param(q: &HashMap<String, String>, name: &str) -> Result<Option<String>,
     }
 }
 
-fn record_json(r: &QueryRow) -> Value {
-    json!({
-        "query_id": r.query_id,
-        "cluster": r.cluster,
-        "user": r.user,
-        "source": r.source,
-        "catalog": r.catalog,
-        "schema": r.schema,
-        "state": r.state,
-        "error_type": r.error_type,
-        "error_code": r.error_code,
-        "error_message": r.error_message,
-        "create_time": rfc3339_ms(r.create_time_ms),
-        "end_time": rfc3339_ms(r.end_time_ms),
-        "queued_time_ms": r.queued_time_ms,
-        "elapsed_time_ms": r.elapsed_time_ms,
-        "cpu_time_ms": r.cpu_time_ms,
-        "peak_memory_bytes": r.peak_memory_bytes,
-        "input_rows": r.input_rows,
-        "input_bytes": r.input_bytes,
-        "output_rows": r.output_rows,
-        "query": r.query,
-        "fingerprint": r.fingerprint,
-    })
+fn record_view(r: &QueryRow) -> QueryRecordView {
+    QueryRecordView {
+        query_id: r.query_id.clone(),
+        cluster: r.cluster.clone(),
+        user: r.user.clone(),
+        source: r.source.clone(),
+        catalog: r.catalog.clone(),
+        schema: r.schema.clone(),
+        state: r.state.clone(),
+        error_type: r.error_type.clone(),
+        error_code: r.error_code.clone(),
+        error_message: r.error_message.clone(),
+        create_time: tether_shared::timestamps::rfc3339_from_ms(r.create_time_ms),
+        end_time: tether_shared::timestamps::rfc3339_from_ms(r.end_time_ms),
+        queued_time_ms: r.queued_time_ms,
+        elapsed_time_ms: r.elapsed_time_ms,
+        cpu_time_ms: r.cpu_time_ms,
+        peak_memory_bytes: r.peak_memory_bytes,
+        input_rows: r.input_rows,
+        input_bytes: r.input_bytes,
+        output_rows: r.output_rows,
+        query: r.query.clone(),
+        fingerprint: r.fingerprint.clone(),
+    }
+}
+
+/// One query of the log: metadata, and the text as the compute plane's redaction left it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct QueryRecordView {
+    /// Presto's query id.
+    pub query_id: String,
+    /// The cluster it ran on.
+    pub cluster: String,
+    /// Who ran it.
+    pub user: String,
+    /// The client's `X-Presto-Source`.
+    pub source: String,
+    /// Session catalog.
+    pub catalog: String,
+    /// Session schema.
+    pub schema: String,
+    /// `FINISHED` or `FAILED`.
+    pub state: String,
+    /// Presto's error type (`USER_ERROR`, …), empty when it finished.
+    pub error_type: String,
+    /// Presto's error name.
+    pub error_code: String,
+    /// The error message, redacted like the text.
+    pub error_message: String,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub create_time: Option<String>,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub end_time: Option<String>,
+    /// Milliseconds queued.
+    pub queued_time_ms: i64,
+    /// Milliseconds from creation to end.
+    pub elapsed_time_ms: i64,
+    /// CPU milliseconds.
+    pub cpu_time_ms: i64,
+    /// Peak memory.
+    pub peak_memory_bytes: i64,
+    /// Rows read.
+    pub input_rows: i64,
+    /// Bytes read.
+    pub input_bytes: i64,
+    /// Rows returned.
+    pub output_rows: i64,
+    /// The text: redacted (literals replaced), full, or empty, as the settings say.
+    pub query: String,
+    /// The text's shape without literals, hashed: the same for repeats of one query.
+    pub fingerprint: String,
+}
+
+/// A page of the query log.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct QueryLogPage {
+    /// Newest first.
+    pub records: Vec<QueryRecordView>,
+    /// Where the next page starts; none at the end.
+    pub next_cursor: Option<String>,
+    /// Records the agent had to drop (its spool was full).
+    pub dropped_records: u64,
 }
 
 /// `GET /compute-planes/{cp}/query-log?cluster=&user=&state=&since=&until=&q=&limit=&cursor=`.
@@ -88,7 +148,7 @@ fn record_json(r: &QueryRow) -> Value {
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses(
-        (status = 200, description = "`{\"records\": [{\"query_id\", \"cluster\", \"user\", \"state\", \"query\", \"create_time\", \"end_time\", \"elapsed_time_ms\", ...}], \"next_cursor\", \"dropped_records\"}`", body = serde_json::Value),
+        (status = 200, description = "A page of the query log, newest first", body = QueryLogPage),
         (status = 400, description = "Invalid parameter; `error.field` names it"),
         (status = 401, description = "No or unknown API token"),
         (status = 404, description = "No such compute plane visible to the caller"),
@@ -99,7 +159,7 @@ pub async fn query_log(
     p: Principal,
     Path(cp): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<QueryLogPage>, ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     let limit = match q.get("limit") {
         Some(v) => v
@@ -128,11 +188,11 @@ pub async fn query_log(
     };
     let (rows, next) = s.store.query_log(&cp.id, &filter).await?;
     let dropped = cp.telemetry_dropped;
-    Ok(Json(json!({
-        "records": rows.iter().map(record_json).collect::<Vec<_>>(),
-        "next_cursor": next.map(|c| c.to_string()),
-        "dropped_records": dropped,
-    })))
+    Ok(Json(QueryLogPage {
+        records: rows.iter().map(record_view).collect(),
+        next_cursor: next.map(|c| c.to_string()),
+        dropped_records: dropped,
+    }))
 }
 
 /// `GET /compute-planes/{cp}/metrics?name=&cluster=&since=&until=&step=`: samples averaged

@@ -7,7 +7,7 @@ use super::StoreError;
 use super::tenants::ApiToken;
 
 /// How a recorded action ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditResult {
     /// 2xx.

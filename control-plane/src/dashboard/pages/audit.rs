@@ -119,22 +119,24 @@ pub async fn audit(
                 table.list #audit {
                     thead { tr { th { "When" } th { "Actor" } th { "Role" } th { "Action" } th { "Target" } th { "Result" } th { "Client" } th { "Via" } } }
                     tbody {
-                        @for e in log["entries"].as_array().into_iter().flatten() {
+                        @for e in &log.entries {
                             tr {
-                                td.nowrap title=(s(&e["at"])) { (short_time(&e["at"])) }
-                                td.mono { (s(&e["token_id"])) }
-                                td { (s(&e["role"])) }
-                                td.mono { (s(&e["action"])) }
-                                td.mono { (s(&e["target"])) }
-                                td { span class={ "result " (s(&e["result"])) } { (s(&e["result"])) " (" (s(&e["status"])) ")" } }
-                                td.mono { (s(&e["client_addr"])) }
-                                td { (s(&e["via"])) }
+                                @let at = e.at.as_deref().unwrap_or("");
+                                @let result = e.result.as_str();
+                                td.nowrap title=(at) { (short_time(at)) }
+                                td.mono { (e.token_id.as_deref().unwrap_or("")) }
+                                td { (e.role.as_deref().unwrap_or("")) }
+                                td.mono { (e.action) }
+                                td.mono { (e.target) }
+                                td { span class={ "result " (result) } { (result) " (" (e.status) ")" } }
+                                td.mono { (e.client_addr) }
+                                td { (e.via) }
                             }
                         }
                     }
                 }
             }
-            @if let Some(c) = log["next_cursor"].as_i64() {
+            @if let Some(c) = log.next_cursor {
                 @let keep: Vec<(String, String)> = q.iter()
                     .filter(|(k, v)| ["actor", "action", "result", "tenant"].contains(&k.as_str()) && !v.is_empty())
                     .map(|(k, v)| (k.clone(), v.clone()))

@@ -155,8 +155,7 @@ pub async fn create_enrollment_token(
         Ok(t) => {
             let m = format!(
                 "Enrollment token (shown once, expires {}): {}",
-                s(&t["expires_at"]),
-                s(&t["token"])
+                t.expires_at, t.token
             );
             overview_page(&st, &post.session, &cp, Some(&m), false).await
         }

@@ -45,11 +45,10 @@ fn s(v: &Value) -> String {
 }
 
 /// An RFC 3339 time as `MM-DD HH:MM:SS` (UTC), compact for tables.
-fn short_time(v: &Value) -> String {
-    let t = s(v);
+fn short_time(t: &str) -> String {
     match (t.get(5..10), t.get(11..19)) {
         (Some(d), Some(h)) => format!("{d} {h}"),
-        _ => t,
+        _ => t.to_owned(),
     }
 }
 

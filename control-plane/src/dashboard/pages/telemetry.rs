@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::IntoResponse;
 use maud::html;
-use serde_json::json;
 
 use crate::api;
 use crate::dashboard::chart::{self, Series};
@@ -44,13 +43,17 @@ pub async fn queries(
         Err(e) if shown_as_page(&e) => {
             return Err(fail(&session, &e));
         }
-        Err(e) => (json!({"records": []}), Some(e.to_string())),
+        Err(e) => (
+            api::telemetry::QueryLogPage {
+                records: Vec::new(),
+                next_cursor: None,
+                dropped_records: 0,
+            },
+            Some(e.to_string()),
+        ),
     };
     let get = |k: &str| q.get(k).cloned().unwrap_or_default();
-    let cursor = log["next_cursor"]
-        .as_str()
-        .map(str::to_owned)
-        .or_else(|| log["next_cursor"].as_i64().map(|c| c.to_string()));
+    let cursor = log.next_cursor.clone();
     let next = cursor.map(|c| {
         let mut p: Vec<(String, String)> = params
             .iter()
@@ -91,17 +94,18 @@ pub async fn queries(
                         th { "Created (UTC)" } th { "Ended (UTC)" } th { "Elapsed" } th { "Error" }
                     } }
                     tbody {
-                        @for r in log["records"].as_array().into_iter().flatten() {
+                        @for r in &log.records {
                             tr {
-                                td.mono { (s(&r["query_id"])) }
-                                td { (s(&r["cluster"])) }
-                                td { (s(&r["user"])) }
-                                td { span class={ "state " (s(&r["state"]).to_lowercase()) } { (s(&r["state"])) } }
-                                td.mono.query { (s(&r["query"])) }
-                                td.nowrap title=(s(&r["create_time"])) { (short_time(&r["create_time"])) }
-                                td.nowrap title=(s(&r["end_time"])) { (short_time(&r["end_time"])) }
-                                td { (r["elapsed_time_ms"].as_i64().map(|ms| format!("{:.1} s", ms as f64 / 1000.0)).unwrap_or_default()) }
-                                td.error { (s(&r["error_code"])) @if !s(&r["error_message"]).is_empty() { ": " (s(&r["error_message"])) } }
+                                td.mono { (r.query_id) }
+                                td { (r.cluster) }
+                                td { (r.user) }
+                                td { span class={ "state " (r.state.to_lowercase()) } { (r.state) } }
+                                td.mono.query { (r.query) }
+                                @let (created, ended) = (r.create_time.as_deref().unwrap_or(""), r.end_time.as_deref().unwrap_or(""));
+                                td.nowrap title=(created) { (short_time(created)) }
+                                td.nowrap title=(ended) { (short_time(ended)) }
+                                td { (format!("{:.1} s", r.elapsed_time_ms as f64 / 1000.0)) }
+                                td.error { (r.error_code) @if !r.error_message.is_empty() { ": " (r.error_message) } }
                             }
                         }
                     }
