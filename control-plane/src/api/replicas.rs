@@ -2,12 +2,37 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
 
 use super::auth::Principal;
 use super::error::ApiError;
 use crate::authz::Role;
 use crate::state::AppState;
+
+/// A replica whose lease holds.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ReplicaView {
+    /// Its name (`--replica-name`, or the host's).
+    pub name: String,
+    /// Live agent sessions at its last lease renewal.
+    pub sessions: u64,
+    /// Its last lease renewal, RFC 3339.
+    #[schema(format = DateTime)]
+    pub last_seen: String,
+    /// When it started, RFC 3339.
+    #[schema(format = DateTime)]
+    pub started_at: String,
+    /// It is stopping: it takes no new sessions.
+    pub draining: bool,
+    /// The replica that answered.
+    pub this: bool,
+}
+
+/// `GET /replicas`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ReplicaList {
+    /// The live replicas.
+    pub replicas: Vec<ReplicaView>,
+}
 
 /// `GET /replicas`: replicas whose lease holds, with their session counts.
 #[utoipa::path(
@@ -17,29 +42,27 @@ use crate::state::AppState;
     operation_id = "list_replicas",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "`{\"replicas\": [{\"name\", \"sessions\", \"last_seen\", \"started_at\", \"draining\", \"this\"}]}`: `sessions` as of the replica's last lease renewal; `this` marks the replica that answered", body = serde_json::Value),
+        (status = 200, description = "The live replicas; `sessions` as of each one's last lease renewal, `this` marks the one that answered", body = ReplicaList),
         (status = 401, description = "No or unknown API token"),
         (status = 403, description = "Not the platform admin"),
     )
 )]
-pub async fn list(State(s): State<AppState>, p: Principal) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(s): State<AppState>, p: Principal) -> Result<Json<ReplicaList>, ApiError> {
     p.require(Role::PlatformAdmin, "list control-plane replicas")?;
     let now_ms = s.clock.now_ms();
-    let replicas: Vec<Value> = s
+    let replicas = s
         .store
         .list_replicas(now_ms)
         .await?
         .into_iter()
-        .map(|r| {
-            json!({
-                "name": r.name,
-                "sessions": r.sessions,
-                "last_seen": super::rfc3339_ms(r.last_seen_ms),
-                "started_at": super::rfc3339_ms(r.started_ms),
-                "draining": r.draining,
-                "this": r.name == s.fleet.replica(),
-            })
+        .map(|r| ReplicaView {
+            this: r.name == s.fleet.replica(),
+            sessions: r.sessions,
+            last_seen: super::rfc3339_ms(r.last_seen_ms),
+            started_at: super::rfc3339_ms(r.started_ms),
+            draining: r.draining,
+            name: r.name,
         })
         .collect();
-    Ok(Json(json!({ "replicas": replicas })))
+    Ok(Json(ReplicaList { replicas }))
 }

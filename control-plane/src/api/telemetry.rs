@@ -5,17 +5,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use serde_json::{Value, json};
 
 use super::auth::Principal;
 use super::compute_planes::visible_cp;
 use super::error::ApiError;
 use crate::state::AppState;
 use crate::store::{QueryFilter, QueryRow};
-
-fn rfc3339_ms(ms: i64) -> Value {
-    tether_shared::timestamps::rfc3339_from_ms(ms).map_or(Value::Null, Value::String)
-}
 
 /// A time parameter: RFC 3339 or Unix milliseconds.
 fn time_param(q: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
@@ -118,6 +113,33 @@ pub struct QueryRecordView {
     pub fingerprint: String,
 }
 
+/// One metric of one cluster, averaged per bucket.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct SeriesView {
+    /// The metric.
+    pub name: String,
+    /// The cluster.
+    pub cluster: String,
+    /// `[bucket start in Unix ms, mean value]`, oldest first.
+    #[schema(value_type = Vec<Vec<f64>>)]
+    pub points: Vec<(i64, f64)>,
+}
+
+/// `GET /compute-planes/{cp}/metrics`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct MetricsView {
+    /// One series per metric and cluster.
+    pub series: Vec<SeriesView>,
+    /// Start of the range, RFC 3339.
+    #[schema(format = DateTime)]
+    pub since: Option<String>,
+    /// End of the range, RFC 3339.
+    #[schema(format = DateTime)]
+    pub until: Option<String>,
+    /// Bucket width.
+    pub step_ms: i64,
+}
+
 /// A page of the query log.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct QueryLogPage {
@@ -212,7 +234,7 @@ pub async fn query_log(
         ("step" = Option<String>, Query, description = "Bucket width, a duration of at least 1s such as 60s (default 60s; at most 10000 points)"),
     ),
     responses(
-        (status = 200, description = "`{\"series\": [{\"name\", \"cluster\", \"points\": [[unix_ms, value]]}], \"since\", \"until\", \"step_ms\"}`", body = serde_json::Value),
+        (status = 200, description = "The series over the range", body = MetricsView),
         (status = 400, description = "Invalid parameter; `error.field` names it"),
         (status = 401, description = "No or unknown API token"),
         (status = 404, description = "No such compute plane visible to the caller"),
@@ -223,7 +245,7 @@ pub async fn metrics(
     p: Principal,
     Path(cp): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MetricsView>, ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     let now_ms = s.clock.now() * 1000;
     let until = time_param(&q, "until")?.unwrap_or(now_ms + 1);
@@ -269,17 +291,21 @@ pub async fn metrics(
         e.0 += value;
         e.1 += 1;
     }
-    let out: Vec<Value> = series
+    let series = series
         .into_iter()
-        .map(|((name, cluster), points)| {
-            let pts: Vec<Value> = points
+        .map(|((name, cluster), points)| SeriesView {
+            name,
+            cluster,
+            points: points
                 .into_iter()
-                .map(|(t, (sum, n))| json!([t, sum / f64::from(n)]))
-                .collect();
-            json!({"name": name, "cluster": cluster, "points": pts})
+                .map(|(t, (sum, n))| (t, sum / f64::from(n)))
+                .collect(),
         })
         .collect();
-    Ok(Json(
-        json!({"series": out, "since": rfc3339_ms(since), "until": rfc3339_ms(until), "step_ms": step_ms}),
-    ))
+    Ok(Json(MetricsView {
+        series,
+        since: tether_shared::timestamps::rfc3339_from_ms(since),
+        until: tether_shared::timestamps::rfc3339_from_ms(until),
+        step_ms,
+    }))
 }

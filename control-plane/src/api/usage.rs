@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::auth::Principal;
@@ -47,17 +46,61 @@ fn hours(node_ms: i64) -> f64 {
     (node_ms as f64 / HOUR_MS * 1000.0).round() / 1000.0
 }
 
+/// Node-hours of one cluster in one hour.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct HourlyUsage {
+    /// The compute plane.
+    pub compute_plane_id: String,
+    /// The cluster.
+    pub cluster: String,
+    /// The hour's start, RFC 3339.
+    #[schema(format = DateTime)]
+    pub hour: Option<String>,
+    /// Ready Presto pods × hours, three decimals.
+    pub node_hours: f64,
+}
+
+/// Node-hours of one cluster in one month.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct MonthlyUsage {
+    /// `YYYY-MM` (UTC).
+    pub month: String,
+    /// The compute plane.
+    pub compute_plane_id: String,
+    /// The cluster.
+    pub cluster: String,
+    /// Ready Presto pods × hours, three decimals.
+    pub node_hours: f64,
+}
+
+/// `GET /tenants/{t}/usage`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct UsageView {
+    /// The tenant.
+    pub tenant_id: String,
+    /// Start of the range, RFC 3339.
+    #[schema(format = DateTime)]
+    pub since: Option<String>,
+    /// End of the range, RFC 3339.
+    #[schema(format = DateTime)]
+    pub until: Option<String>,
+    /// Per hour and cluster.
+    pub hourly: Vec<HourlyUsage>,
+    /// Per month and cluster.
+    pub monthly: Vec<MonthlyUsage>,
+    /// The sum.
+    pub total_node_hours: f64,
+}
+
 /// Usage of a tenant: the rows, and the sums by month.
-pub fn summarize(rows: &[UsageRow]) -> (Vec<Value>, Vec<Value>, f64) {
-    let hourly: Vec<Value> = rows
+pub fn summarize(rows: &[UsageRow]) -> (Vec<HourlyUsage>, Vec<MonthlyUsage>, f64) {
+    let hourly = rows
         .iter()
-        .map(|r| {
-            json!({
-                "compute_plane_id": r.compute_plane_id,
-                "cluster": r.cluster,
-                "hour": tether_shared::timestamps::rfc3339_from_ms(r.hour_ms),
-                "node_hours": hours(r.node_ms),
-            })
+        .map(|r| HourlyUsage {
+            compute_plane_id: r.compute_plane_id.clone(),
+            cluster: r.cluster.clone(),
+            hour: tether_shared::timestamps::rfc3339_from_ms(r.hour_ms),
+            node_hours: hours(r.node_ms),
         })
         .collect();
     let mut months: BTreeMap<(String, String, String), i64> = BTreeMap::new();
@@ -71,9 +114,12 @@ pub fn summarize(rows: &[UsageRow]) -> (Vec<Value>, Vec<Value>, f64) {
             .or_default() += r.node_ms;
     }
     let monthly = months
-        .iter()
-        .map(|((month, cp, cluster), ms)| {
-            json!({"month": month, "compute_plane_id": cp, "cluster": cluster, "node_hours": hours(*ms)})
+        .into_iter()
+        .map(|((month, compute_plane_id, cluster), ms)| MonthlyUsage {
+            month,
+            compute_plane_id,
+            cluster,
+            node_hours: hours(ms),
         })
         .collect();
     let total = hours(rows.iter().map(|r| r.node_ms).sum());
@@ -93,7 +139,7 @@ pub fn summarize(rows: &[UsageRow]) -> (Vec<Value>, Vec<Value>, f64) {
         ("until" = Option<String>, Query, description = "End, RFC 3339 (default: now)"),
     ),
     responses(
-        (status = 200, description = "Node-hours: `{\"tenant_id\", \"since\", \"until\", \"hourly\": [{\"compute_plane_id\", \"cluster\", \"hour\", \"node_hours\"}], \"monthly\": [{\"month\", \"compute_plane_id\", \"cluster\", \"node_hours\"}], \"total_node_hours\"}`", body = serde_json::Value),
+        (status = 200, description = "Node-hours by hour and month", body = UsageView),
         (status = 400, description = "Invalid parameter; `error.field` names it"),
         (status = 401, description = "No or unknown API token"),
         (status = 404, description = "No such tenant visible to the caller"),
@@ -104,7 +150,7 @@ pub async fn get(
     p: Principal,
     Path(tenant): Path<String>,
     q: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UsageView>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest {
         message: e.body_text(),
         field: None,
@@ -130,14 +176,14 @@ pub async fn get(
         .usage(&tenant, since - since.rem_euclid(3_600_000), until)
         .await?;
     let (hourly, monthly, total) = summarize(&rows);
-    Ok(Json(json!({
-        "tenant_id": tenant,
-        "since": tether_shared::timestamps::rfc3339_from_ms(since),
-        "until": tether_shared::timestamps::rfc3339_from_ms(until),
-        "hourly": hourly,
-        "monthly": monthly,
-        "total_node_hours": total,
-    })))
+    Ok(Json(UsageView {
+        tenant_id: tenant,
+        since: tether_shared::timestamps::rfc3339_from_ms(since),
+        until: tether_shared::timestamps::rfc3339_from_ms(until),
+        hourly,
+        monthly,
+        total_node_hours: total,
+    }))
 }
 
 #[cfg(test)]

@@ -42,13 +42,13 @@ pub async fn usage(
         html! {
             h1 { "Usage" }
             p.hint { "Node-hours (coordinator and ready workers), measured from what the agents report, from "
-                (s(&u["since"])) " to " (s(&u["until"])) ". Total: " strong #total-node-hours { (s(&u["total_node_hours"])) } " node-hours." }
+                (u.since.as_deref().unwrap_or("")) " to " (u.until.as_deref().unwrap_or("")) ". Total: " strong #total-node-hours { (u.total_node_hours) } " node-hours." }
             h2 { "By month" }
             table.list #usage-monthly {
                 thead { tr { th { "Month" } th { "Compute plane" } th { "Cluster" } th { "Node-hours" } } }
                 tbody {
-                    @for r in u["monthly"].as_array().into_iter().flatten() {
-                        tr { td { (s(&r["month"])) } td.mono { (s(&r["compute_plane_id"])) } td { (s(&r["cluster"])) } td { (s(&r["node_hours"])) } }
+                    @for r in &u.monthly {
+                        tr { td { (r.month) } td.mono { (r.compute_plane_id) } td { (r.cluster) } td { (r.node_hours) } }
                     }
                 }
             }
@@ -57,8 +57,8 @@ pub async fn usage(
                 table.list #usage-hourly {
                     thead { tr { th { "Hour" } th { "Cluster" } th { "Node-hours" } } }
                     tbody {
-                        @for r in u["hourly"].as_array().into_iter().flatten().rev().take(72) {
-                            tr { td { (s(&r["hour"])) } td { (s(&r["cluster"])) } td { (s(&r["node_hours"])) } }
+                        @for r in u.hourly.iter().rev().take(72) {
+                            tr { td { (r.hour.as_deref().unwrap_or("")) } td { (r.cluster) } td { (r.node_hours) } }
                         }
                     }
                 }

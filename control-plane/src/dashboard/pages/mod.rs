@@ -36,14 +36,6 @@ fn body<T: DeserializeOwned>(v: &Value) -> Result<ApiJson<T>, ApiError> {
     crate::api::json::parse(v.to_string().as_bytes()).map(ApiJson)
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 /// An RFC 3339 time as `MM-DD HH:MM:SS` (UTC), compact for tables.
 fn short_time(t: &str) -> String {
     match (t.get(5..10), t.get(11..19)) {

@@ -147,19 +147,12 @@ pub async fn metrics(
     .await
     .map_err(|e| fail(&session, &e))?;
     let series_of = |name: &str| -> Vec<Series> {
-        m["series"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|x| x["name"] == name)
+        m.series
+            .iter()
+            .filter(|x| x.name == name)
             .map(|x| Series {
-                label: s(&x["cluster"]),
-                points: x["points"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| Some((p[0].as_i64()?, p[1].as_f64()?)))
-                    .collect(),
+                label: x.cluster.clone(),
+                points: x.points.clone(),
             })
             .collect()
     };
