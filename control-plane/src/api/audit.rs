@@ -224,10 +224,10 @@ fn ms_param(name: &str, v: Option<&String>) -> Result<Option<i64>, ApiError> {
     ),
     responses(
         (status = 200, description = "A page of entries, newest first", body = AuditPage),
-        (status = 400, description = "Invalid parameter"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below admin"),
-        (status = 404, description = "`tenant` names another tenant than the caller's"),
+        (status = 400, description = "Invalid parameter", body = crate::api::error::ErrorBody),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below admin", body = crate::api::error::ErrorBody),
+        (status = 404, description = "`tenant` names another tenant than the caller's", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn list(

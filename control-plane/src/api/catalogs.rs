@@ -51,8 +51,8 @@ fn catalog_view(row: &CatalogRow) -> CatalogView {
     params(("cp" = String, Path, description = "Compute plane id")),
     responses(
         (status = 200, description = "Every catalog of the compute plane", body = CatalogList),
-        (status = 401, description = "No or unknown API token"),
-        (status = 404, description = "No such compute plane visible to the caller"),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn list(
@@ -80,8 +80,8 @@ pub async fn list(
     ),
     responses(
         (status = 200, description = "The catalog", body = CatalogView),
-        (status = 401, description = "No or unknown API token"),
-        (status = 404, description = "No such compute plane or catalog"),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane or catalog", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn get(
@@ -116,10 +116,10 @@ pub async fn get(
     ),
     responses(
         (status = 200, description = "The catalog as written (created or replaced)", body = CatalogView),
-        (status = 400, description = "Invalid spec; `error.field` names the field"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below operator"),
-        (status = 404, description = "No such compute plane visible to the caller"),
+        (status = 400, description = "Invalid spec; `error.field` names the field", body = crate::api::error::ErrorBody),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below operator", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn put(
@@ -160,10 +160,10 @@ pub async fn put(
     ),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below operator"),
-        (status = 404, description = "No such compute plane or catalog"),
-        (status = 409, description = "The catalog is attached to clusters, or has table rules in the presto access; detach it or remove them first"),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below operator", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane or catalog", body = crate::api::error::ErrorBody),
+        (status = 409, description = "The catalog is attached to clusters, or has table rules in the presto access; detach it or remove them first", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn delete(

@@ -88,8 +88,8 @@ fn validate_name(name: &str) -> Result<(), ApiError> {
     params(("cp" = String, Path, description = "Compute plane id")),
     responses(
         (status = 200, description = "Every cluster of the compute plane", body = ClusterList),
-        (status = 401, description = "No or unknown API token"),
-        (status = 404, description = "No such compute plane visible to the caller"),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn list(
@@ -122,8 +122,8 @@ pub async fn list(
     ),
     responses(
         (status = 200, description = "The cluster, its spec beside what the agent observed", body = ClusterView),
-        (status = 401, description = "No or unknown API token"),
-        (status = 404, description = "No such compute plane or cluster"),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane or cluster", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn get(
@@ -158,10 +158,10 @@ pub async fn get(
     ),
     responses(
         (status = 200, description = "The cluster as written (created or replaced)", body = ClusterView),
-        (status = 400, description = "Invalid spec or unknown catalog; `error.field` names the field"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below operator"),
-        (status = 404, description = "No such compute plane visible to the caller"),
+        (status = 400, description = "Invalid spec or unknown catalog; `error.field` names the field", body = crate::api::error::ErrorBody),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below operator", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn put(
@@ -212,9 +212,9 @@ pub async fn put(
     ),
     responses(
         (status = 202, description = "Deletion accepted; the cluster shows phase `Deleting` until the agent has removed it", body = serde_json::Value),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below operator"),
-        (status = 404, description = "No such compute plane or cluster"),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below operator", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane or cluster", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn delete(

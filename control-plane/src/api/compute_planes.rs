@@ -195,8 +195,8 @@ pub(crate) async fn visible_cp(
     params(("tenant" = String, Path, description = "Tenant id")),
     responses(
         (status = 200, description = "The tenant's compute planes", body = ComputePlaneList),
-        (status = 401, description = "No or unknown API token"),
-        (status = 404, description = "No such tenant visible to the caller"),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such tenant visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn list(
@@ -230,11 +230,11 @@ pub async fn list(
     ),
     responses(
         (status = 201, description = "The compute plane", body = ComputePlaneView),
-        (status = 400, description = "Invalid body; `error.field` names the field"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below admin"),
-        (status = 404, description = "No such tenant visible to the caller"),
-        (status = 409, description = "The tenant has a compute plane of that name"),
+        (status = 400, description = "Invalid body; `error.field` names the field", body = crate::api::error::ErrorBody),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below admin", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such tenant visible to the caller", body = crate::api::error::ErrorBody),
+        (status = 409, description = "The tenant has a compute plane of that name", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn create(
@@ -269,8 +269,8 @@ pub async fn create(
     params(("cp" = String, Path, description = "Compute plane id")),
     responses(
         (status = 200, description = "The compute plane with its agent's state", body = ComputePlaneView),
-        (status = 401, description = "No or unknown API token"),
-        (status = 404, description = "No such compute plane visible to the caller"),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn get(
@@ -297,10 +297,10 @@ pub async fn get(
     ),
     responses(
         (status = 201, description = "The enrollment token, shown once", body = CreatedEnrollmentToken),
-        (status = 400, description = "Invalid body; `error.field` names the field"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below admin"),
-        (status = 404, description = "No such compute plane visible to the caller"),
+        (status = 400, description = "Invalid body; `error.field` names the field", body = crate::api::error::ErrorBody),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below admin", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn create_enrollment_token(
@@ -350,9 +350,9 @@ pub async fn create_enrollment_token(
     params(("cp" = String, Path, description = "Compute plane id")),
     responses(
         (status = 200, description = "The compute plane after the revocation", body = ComputePlaneView),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below admin"),
-        (status = 404, description = "No such compute plane visible to the caller"),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below admin", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn revoke_agent(
@@ -422,10 +422,10 @@ impl Settings {
     ),
     responses(
         (status = 200, description = "The settings as stored and the new generation", body = SettingsView),
-        (status = 400, description = "Invalid body; `error.field` names the field"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below admin"),
-        (status = 404, description = "No such compute plane visible to the caller"),
+        (status = 400, description = "Invalid body; `error.field` names the field", body = crate::api::error::ErrorBody),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below admin", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn put_settings(

@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::store::StoreError;
 
@@ -87,6 +86,25 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Every error's body: `{"error": {"code", "message", "field"}}`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// `bad_request`, `too_large`, `unauthorized`, `forbidden`, `not_found`, `conflict`,
+    /// `internal` or `unavailable`.
+    pub code: String,
+    /// For people.
+    pub message: String,
+    /// The request field at fault (`workers.count`, `catalogs[2]`), for a 400.
+    pub field: Option<String>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
@@ -109,7 +127,13 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest { field, .. } => field.clone(),
             _ => None,
         };
-        let body = json!({"error": {"code": code, "message": self.to_string(), "field": field}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message: self.to_string(),
+                field,
+            },
+        };
         (status, Json(body)).into_response()
     }
 }

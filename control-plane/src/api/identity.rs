@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde_json::Value;
 
 use super::auth::Principal;
 use super::error::ApiError;
@@ -53,11 +52,11 @@ async fn secret_stored(s: &AppState, tenant_id: &str) -> Result<bool, ApiError> 
         description = "`{\"kind\": \"oidc\", \"issuer\": URL, \"client_id\", \"client_secret\", \"groups_claim\"?: \"groups\", \"role_mapping\": {GROUP: \"admin\"|\"operator\"|\"viewer\"}}` or `{\"kind\": \"ldap\", \"url\": \"ldaps://…\" | \"ldap://…\" (with `start_tls`), \"start_tls\"?, \"ca_pem\"?, \"user_dn_template\": \"uid={username},…\", \"group_base_dn\", \"group_filter\"?: \"(member={user_dn})\", \"bind_dn\"?, \"bind_password\"?, \"role_mapping\"}`. A secret left out keeps the stored one."
     ),
     responses(
-        (status = 200, description = "The configuration as stored, without its secret: `client_secret_set` / `bind_password_set` say whether one is stored", body = serde_json::Value),
-        (status = 400, description = "Invalid body; `error.field` names the field"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below admin"),
-        (status = 404, description = "No such tenant visible to the caller"),
+        (status = 200, description = "The configuration as stored, without its secret: `client_secret_set` / `bind_password_set` say whether one is stored", body = identity::ProviderView),
+        (status = 400, description = "Invalid body; `error.field` names the field", body = crate::api::error::ErrorBody),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below admin", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such tenant visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn put(
@@ -65,7 +64,7 @@ pub async fn put(
     p: Principal,
     Path(tenant): Path<String>,
     ApiJson(body): ApiJson<ProviderInput>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<identity::ProviderView>, ApiError> {
     let t = admin_of(&s, &p, &tenant, "configure the identity provider").await?;
     let had_secret = secret_stored(&s, &t.id).await?;
     let old = s.store.identity_provider(&t.id).await?;
@@ -97,7 +96,7 @@ pub async fn put(
     s.store.put_identity_provider(&t.id, &config, now).await?;
     tracing::info!(tenant = %t.id, kind = config.via().as_str(), by = %p.who(), "identity provider set");
     let stored = secret.is_some() || (keeps && config.needs_secret());
-    Ok(Json(config.public_json(stored)))
+    Ok(Json(config.public_view(stored)))
 }
 
 /// `GET /tenants/{t}/identity-provider` (tenant admin).
@@ -109,24 +108,24 @@ pub async fn put(
     security(("bearer" = [])),
     params(("tenant" = String, Path, description = "Tenant id")),
     responses(
-        (status = 200, description = "The configuration without its secret", body = serde_json::Value),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below admin"),
-        (status = 404, description = "No such tenant visible to the caller, or no identity provider"),
+        (status = 200, description = "The configuration without its secret", body = identity::ProviderView),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below admin", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such tenant visible to the caller, or no identity provider", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn get(
     State(s): State<AppState>,
     p: Principal,
     Path(tenant): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<identity::ProviderView>, ApiError> {
     let t = admin_of(&s, &p, &tenant, "read the identity provider").await?;
     let config = s
         .store
         .identity_provider(&t.id)
         .await?
         .ok_or(ApiError::NotFound("identity provider"))?;
-    Ok(Json(config.public_json(secret_stored(&s, &t.id).await?)))
+    Ok(Json(config.public_view(secret_stored(&s, &t.id).await?)))
 }
 
 /// `DELETE /tenants/{t}/identity-provider` (tenant admin): its people can no longer sign
@@ -140,9 +139,9 @@ pub async fn get(
     params(("tenant" = String, Path, description = "Tenant id")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below admin"),
-        (status = 404, description = "No such tenant visible to the caller, or no identity provider"),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below admin", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such tenant visible to the caller, or no identity provider", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn delete(
@@ -201,9 +200,9 @@ pub struct UserList {
     params(("tenant" = String, Path, description = "Tenant id")),
     responses(
         (status = 200, description = "Everyone who signed in to the tenant", body = UserList),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below admin"),
-        (status = 404, description = "No such tenant visible to the caller"),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below admin", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such tenant visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn users(

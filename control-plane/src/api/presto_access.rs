@@ -36,8 +36,8 @@ pub struct PrestoAccessView {
     params(("cp" = String, Path, description = "Compute plane id")),
     responses(
         (status = 200, description = "The document and its generation", body = PrestoAccessView),
-        (status = 401, description = "No or unknown API token"),
-        (status = 404, description = "No such compute plane visible to the caller, or no document set"),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane visible to the caller, or no document set", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn get(
@@ -71,10 +71,10 @@ pub async fn get(
     ),
     responses(
         (status = 200, description = "The document and its generation", body = PrestoAccessView),
-        (status = 400, description = "Invalid document; `error.field` names the field"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below admin"),
-        (status = 404, description = "No such compute plane visible to the caller"),
+        (status = 400, description = "Invalid document; `error.field` names the field", body = crate::api::error::ErrorBody),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below admin", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn put(
@@ -111,9 +111,9 @@ pub async fn put(
     params(("cp" = String, Path, description = "Compute plane id")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below admin"),
-        (status = 404, description = "No such compute plane visible to the caller, or no document set"),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below admin", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane visible to the caller, or no document set", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn delete(

@@ -43,8 +43,8 @@ pub struct ReplicaList {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The live replicas; `sessions` as of each one's last lease renewal, `this` marks the one that answered", body = ReplicaList),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Not the platform admin"),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Not the platform admin", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn list(State(s): State<AppState>, p: Principal) -> Result<Json<ReplicaList>, ApiError> {

@@ -171,9 +171,9 @@ pub struct QueryLogPage {
     ),
     responses(
         (status = 200, description = "A page of the query log, newest first", body = QueryLogPage),
-        (status = 400, description = "Invalid parameter; `error.field` names it"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 404, description = "No such compute plane visible to the caller"),
+        (status = 400, description = "Invalid parameter; `error.field` names it", body = crate::api::error::ErrorBody),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn query_log(
@@ -235,9 +235,9 @@ pub async fn query_log(
     ),
     responses(
         (status = 200, description = "The series over the range", body = MetricsView),
-        (status = 400, description = "Invalid parameter; `error.field` names it"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 404, description = "No such compute plane visible to the caller"),
+        (status = 400, description = "Invalid parameter; `error.field` names it", body = crate::api::error::ErrorBody),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn metrics(

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use tether_shared::names::validate_dns1123_label;
 use tether_shared::tokens;
 
@@ -96,7 +95,7 @@ fn tenant_view(t: &Tenant) -> TenantView {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The tenants the caller may see", body = TenantList),
-        (status = 401, description = "No or unknown API token"),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn list(State(s): State<AppState>, p: Principal) -> Result<Json<TenantList>, ApiError> {
@@ -123,10 +122,10 @@ pub async fn list(State(s): State<AppState>, p: Principal) -> Result<Json<Tenant
     ),
     responses(
         (status = 201, description = "The tenant", body = TenantView),
-        (status = 400, description = "Invalid body; `error.field` names the field"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Not the platform admin"),
-        (status = 409, description = "A tenant of that name exists"),
+        (status = 400, description = "Invalid body; `error.field` names the field", body = crate::api::error::ErrorBody),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Not the platform admin", body = crate::api::error::ErrorBody),
+        (status = 409, description = "A tenant of that name exists", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn create(
@@ -170,10 +169,10 @@ pub async fn create(
     ),
     responses(
         (status = 201, description = "The token, shown once", body = CreatedToken),
-        (status = 400, description = "Invalid body; `error.field` names the field"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below admin"),
-        (status = 404, description = "No such tenant visible to the caller"),
+        (status = 400, description = "Invalid body; `error.field` names the field", body = crate::api::error::ErrorBody),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below admin", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such tenant visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn create_token(
@@ -215,6 +214,17 @@ pub async fn create_token(
     ))
 }
 
+/// `PUT /tenants/{t}/settings`: what changed.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct TenantSettingsView {
+    /// The tenant's settings, as stored.
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// How many compute planes now have a new generation.
+    pub compute_planes: u64,
+    /// Live sessions sent the new document at once.
+    pub pushed: u64,
+}
+
 /// `PUT /tenants/{t}/settings` (tenant admin or platform admin): settings for every
 /// compute plane of the tenant — one change that reaches all its agents. A compute
 /// plane's own settings (`PUT /compute-planes/{cp}/settings`) override them key by key.
@@ -231,11 +241,11 @@ pub async fn create_token(
         description = "`{\"query_text_redaction\"?: \"redacted\" (default) | \"full\" | \"none\"}`"
     ),
     responses(
-        (status = 200, description = "`{\"settings\", \"compute_planes\": how many now have a new generation, \"pushed\": live sessions sent the new document at once}`", body = serde_json::Value),
-        (status = 400, description = "Invalid body; `error.field` names the field"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 403, description = "Role below admin"),
-        (status = 404, description = "No such tenant visible to the caller"),
+        (status = 200, description = "The settings as stored, and how far the change reached", body = TenantSettingsView),
+        (status = 400, description = "Invalid body; `error.field` names the field", body = crate::api::error::ErrorBody),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 403, description = "Role below admin", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such tenant visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn put_settings(
@@ -243,7 +253,7 @@ pub async fn put_settings(
     p: Principal,
     Path(tenant): Path<String>,
     ApiJson(body): ApiJson<super::compute_planes::Settings>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantSettingsView>, ApiError> {
     p.see(&tenant, "tenant")?;
     p.require(Role::Admin, "change tenant settings")?;
     let settings = body.validated()?;
@@ -256,7 +266,9 @@ pub async fn put_settings(
         write_ms = written.as_millis() as u64, push_ms = (t0.elapsed() - written).as_millis() as u64,
         "tenant settings changed"
     );
-    Ok(Json(
-        json!({"settings": settings, "compute_planes": n, "pushed": pushed}),
-    ))
+    Ok(Json(TenantSettingsView {
+        settings,
+        compute_planes: n as u64,
+        pushed: pushed as u64,
+    }))
 }

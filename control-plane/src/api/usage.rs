@@ -140,9 +140,9 @@ pub fn summarize(rows: &[UsageRow]) -> (Vec<HourlyUsage>, Vec<MonthlyUsage>, f64
     ),
     responses(
         (status = 200, description = "Node-hours by hour and month", body = UsageView),
-        (status = 400, description = "Invalid parameter; `error.field` names it"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 404, description = "No such tenant visible to the caller"),
+        (status = 400, description = "Invalid parameter; `error.field` names it", body = crate::api::error::ErrorBody),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such tenant visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn get(

@@ -19,7 +19,6 @@ pub mod oidc;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use crate::api::error::ApiError;
 use crate::authz::Role;
@@ -279,15 +278,78 @@ impl ProviderConfig {
     }
 
     /// What `GET` answers: the configuration and whether a secret is stored.
-    pub fn public_json(&self, secret_set: bool) -> Value {
-        let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
-        let key = match self {
-            ProviderConfig::Oidc { .. } => "client_secret_set",
-            ProviderConfig::Ldap(_) => "bind_password_set",
-        };
-        v[key] = json!(secret_set);
-        v
+    pub fn public_view(&self, secret_set: bool) -> ProviderView {
+        match self.clone() {
+            ProviderConfig::Oidc {
+                issuer,
+                client_id,
+                groups_claim,
+                role_mapping,
+            } => ProviderView::Oidc {
+                issuer,
+                client_id,
+                groups_claim,
+                role_mapping,
+                client_secret_set: secret_set,
+            },
+            ProviderConfig::Ldap(l) => ProviderView::Ldap(Box::new(LdapView {
+                url: l.url,
+                start_tls: l.start_tls,
+                ca_pem: l.ca_pem,
+                user_dn_template: l.user_dn_template,
+                group_base_dn: l.group_base_dn,
+                group_filter: l.group_filter,
+                bind_dn: l.bind_dn,
+                role_mapping: l.role_mapping,
+                bind_password_set: secret_set,
+            })),
+        }
     }
+}
+
+/// A tenant's identity provider as the API shows it: never its secret, only whether one is
+/// stored.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ProviderView {
+    /// OpenID Connect.
+    Oidc {
+        /// Issuer.
+        issuer: String,
+        /// Client id.
+        client_id: String,
+        /// The groups claim.
+        groups_claim: String,
+        /// Group → role.
+        role_mapping: RoleMapping,
+        /// A client secret is stored (sealed).
+        client_secret_set: bool,
+    },
+    /// LDAP.
+    Ldap(Box<LdapView>),
+}
+
+/// The LDAP variant of [`ProviderView`].
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct LdapView {
+    /// URL.
+    pub url: String,
+    /// StartTLS on an `ldap://` URL.
+    pub start_tls: bool,
+    /// The directory's CA (PEM).
+    pub ca_pem: Option<String>,
+    /// The user's DN template.
+    pub user_dn_template: String,
+    /// Group search base.
+    pub group_base_dn: String,
+    /// Group search filter template.
+    pub group_filter: String,
+    /// The service bind DN, if any.
+    pub bind_dn: Option<String>,
+    /// Group → role.
+    pub role_mapping: RoleMapping,
+    /// A service password is stored (sealed).
+    pub bind_password_set: bool,
 }
 
 /// The name of a tenant's sealed identity-provider secret.
@@ -440,6 +502,8 @@ pub fn parse_ca_pem(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
 
     fn mapping() -> RoleMapping {
@@ -505,7 +569,7 @@ mod tests {
             "client_secret": "s3cret", "role_mapping": {"analysts": "viewer"}});
         let (cfg, secret) = oidc(ok.clone()).expect("valid");
         assert_eq!(secret.as_deref(), Some("s3cret"));
-        let shown = cfg.public_json(true);
+        let shown = serde_json::to_value(cfg.public_view(true)).expect("json");
         assert_eq!(shown["issuer"], "https://idp.example.com/");
         assert_eq!(shown["groups_claim"], "groups");
         assert_eq!(shown["client_secret_set"], true);

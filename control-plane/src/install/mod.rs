@@ -58,9 +58,9 @@ pub async fn template_yaml(
     ),
     responses(
         (status = 200, description = "CloudFormation template: a YAML document (a mapping of `AWSTemplateFormatVersion`, `Parameters`, `Resources`, `Outputs`)", content_type = "application/yaml", body = serde_json::Value),
-        (status = 400, description = "Unknown `vpc` value"),
-        (status = 401, description = "No or unknown API token"),
-        (status = 404, description = "No such compute plane visible to the caller"),
+        (status = 400, description = "Unknown `vpc` value", body = crate::api::error::ErrorBody),
+        (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
+        (status = 404, description = "No such compute plane visible to the caller", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn cloudformation(
