@@ -146,6 +146,48 @@ async fn openapi_document_lists_exactly_the_served_routes() {
             documented.insert((method, path.clone()));
         }
     }
+    // Every JSON body is described by its real schema, not an untyped value — except the
+    // document itself and the two bodies with no fixed shape (a YAML template, the 202 of
+    // a cluster deletion, which is the cluster or, once it is gone, its name).
+    let untyped_ok = [
+        ("GET", "/openapi.json", "200"),
+        ("GET", "/compute-planes/{cp}/cloudformation", "200"),
+        ("DELETE", "/compute-planes/{cp}/clusters/{name}", "202"),
+    ];
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let method = method.to_ascii_uppercase();
+            if let Some(body) = op["requestBody"]["content"].as_object() {
+                for (ct, media) in body {
+                    assert_ne!(
+                        media["schema"],
+                        serde_json::json!({}),
+                        "{method} {path}: request {ct} untyped"
+                    );
+                }
+            }
+            for (status, resp) in op["responses"].as_object().unwrap() {
+                let Some(content) = resp["content"].as_object() else {
+                    assert!(
+                        status == "204",
+                        "{method} {path} {status}: documents no body"
+                    );
+                    continue;
+                };
+                for (ct, media) in content {
+                    if untyped_ok.contains(&(method.as_str(), path.as_str(), status.as_str())) {
+                        continue;
+                    }
+                    assert_ne!(
+                        media["schema"],
+                        serde_json::json!({}),
+                        "{method} {path} {status}: {ct} untyped"
+                    );
+                }
+            }
+        }
+    }
+
     let expected: BTreeSet<(String, String)> = EXPECTED
         .iter()
         .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))

@@ -291,7 +291,7 @@ pub async fn get(
     security(("bearer" = [])),
     params(("cp" = String, Path, description = "Compute plane id")),
     request_body(
-        content = Option<serde_json::Value>,
+        content = Option<CreateEnrollmentToken>,
         content_type = "application/json",
         description = "Optional (an empty body means the defaults): `{\"ttl_seconds\"?: 1..=604800, default 3600}`"
     ),
