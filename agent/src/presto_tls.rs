@@ -310,18 +310,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> RenderContext {
-        RenderContext {
-            namespace: "tether".into(),
-            compute_plane_id: "cp-1".into(),
-            drain_grace_seconds: 10,
-            presto_role_arn: None,
-            secret_versions: BTreeMap::new(),
-            metastore_db: None,
-            withheld_catalogs: Default::default(),
-            presto_access: None,
-            tls_versions: BTreeMap::new(),
-            coordinator_http_cidrs: Vec::new(),
-        }
+        RenderContext::new("tether", "cp-1", 10)
     }
 
     fn decoded(secret: &Value) -> BTreeMap<String, Vec<u8>> {

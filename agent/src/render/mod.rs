@@ -69,6 +69,25 @@ pub struct RenderContext {
     pub coordinator_http_cidrs: Vec<String>,
 }
 
+impl RenderContext {
+    /// A context for `namespace` and compute plane `compute_plane_id` with nothing else
+    /// set: no IRSA role, secrets, metastore database, withheld catalogs or access rules.
+    pub fn new(namespace: &str, compute_plane_id: &str, drain_grace_seconds: u32) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            compute_plane_id: compute_plane_id.to_owned(),
+            drain_grace_seconds,
+            presto_role_arn: None,
+            secret_versions: BTreeMap::new(),
+            metastore_db: None,
+            withheld_catalogs: Default::default(),
+            presto_access: None,
+            tls_versions: BTreeMap::new(),
+            coordinator_http_cidrs: Vec::new(),
+        }
+    }
+}
+
 /// Where the built-in metastore keeps its tables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetastoreDb {

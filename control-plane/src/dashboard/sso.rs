@@ -793,10 +793,11 @@ pub async fn ldap_login(
         );
     };
     let username = get("username").trim().to_owned();
+    // Who the audit entry of a refusal names: what was typed, if it can be a name.
+    let who =
+        (!username.is_empty() && username.len() <= 256).then(|| format!("{username} via ldap"));
     if let Err(wait) = state.sign_in_limits.attempt(&t.id, &username, &client_addr) {
         // Refused before the directory is asked; audited like every refusal.
-        let who =
-            (!username.is_empty() && username.len() <= 256).then(|| format!("{username} via ldap"));
         let status = StatusCode::TOO_MANY_REQUESTS;
         audit_sign_in(
             &state,
@@ -848,8 +849,6 @@ pub async fn ldap_login(
                 SignInError::Provider(_) => StatusCode::BAD_GATEWAY,
                 _ => StatusCode::UNAUTHORIZED,
             };
-            let who = (!username.is_empty() && username.len() <= 256)
-                .then(|| format!("{username} via ldap"));
             audit_sign_in(
                 &state,
                 client_addr,

@@ -208,7 +208,7 @@ pub enum ProviderConfig {
 }
 
 /// The LDAP variant of [`ProviderConfig`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LdapConfig {
     /// URL.
     pub url: String,
@@ -292,15 +292,8 @@ impl ProviderConfig {
                 role_mapping,
                 client_secret_set: secret_set,
             },
-            ProviderConfig::Ldap(l) => ProviderView::Ldap(Box::new(LdapView {
-                url: l.url,
-                start_tls: l.start_tls,
-                ca_pem: l.ca_pem,
-                user_dn_template: l.user_dn_template,
-                group_base_dn: l.group_base_dn,
-                group_filter: l.group_filter,
-                bind_dn: l.bind_dn,
-                role_mapping: l.role_mapping,
+            ProviderConfig::Ldap(config) => ProviderView::Ldap(Box::new(LdapView {
+                config,
                 bind_password_set: secret_set,
             })),
         }
@@ -329,25 +322,13 @@ pub enum ProviderView {
     Ldap(Box<LdapView>),
 }
 
-/// The LDAP variant of [`ProviderView`].
+/// The LDAP variant of [`ProviderView`]: the stored configuration and whether a service
+/// password is stored.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LdapView {
-    /// URL.
-    pub url: String,
-    /// StartTLS on an `ldap://` URL.
-    pub start_tls: bool,
-    /// The directory's CA (PEM).
-    pub ca_pem: Option<String>,
-    /// The user's DN template.
-    pub user_dn_template: String,
-    /// Group search base.
-    pub group_base_dn: String,
-    /// Group search filter template.
-    pub group_filter: String,
-    /// The service bind DN, if any.
-    pub bind_dn: Option<String>,
-    /// Group → role.
-    pub role_mapping: RoleMapping,
+    /// The configuration.
+    #[serde(flatten)]
+    pub config: LdapConfig,
     /// A service password is stored (sealed).
     pub bind_password_set: bool,
 }

@@ -17,18 +17,7 @@ mod changes;
 const PASSWORD: &str = "s3cr3t-hunter2";
 
 fn ctx() -> RenderContext {
-    RenderContext {
-        namespace: "presto".into(),
-        compute_plane_id: "cp-1".into(),
-        drain_grace_seconds: 120,
-        presto_role_arn: None,
-        secret_versions: BTreeMap::new(),
-        metastore_db: None,
-        withheld_catalogs: Default::default(),
-        presto_access: None,
-        tls_versions: BTreeMap::new(),
-        coordinator_http_cidrs: Vec::new(),
-    }
+    RenderContext::new("presto", "cp-1", 120)
 }
 
 fn cluster(workers: Workers) -> ClusterSpec {
