@@ -113,14 +113,14 @@ impl PrestoCa {
         &self.cert_pem
     }
 
-    /// A coordinator certificate for `cluster` valid `validity`, as Secret `<cluster>-tls`,
-    /// and its version.
+    /// A coordinator certificate for `cluster` valid `validity`, as Secret
+    /// `tether-tls-<cluster>`, its version, and the certificate chain (public).
     pub fn issue(
         &self,
         cluster: &str,
         ctx: &RenderContext,
         validity: Duration,
-    ) -> Result<(Value, String), TlsProblem> {
+    ) -> Result<(Value, String, String), TlsProblem> {
         let bad = |e: rcgen::Error| TlsProblem(format!("issuing {cluster}'s certificate: {e}"));
         let names = certificate_names(cluster, &ctx.namespace);
         let key = KeyPair::generate().map_err(bad)?;
@@ -158,32 +158,37 @@ impl PrestoCa {
                 &version,
             ),
             version,
+            chain,
         ))
     }
 }
 
-/// Whether a live `<cluster>-tls` Secret (its data, decoded, and its annotations) must be
-/// issued again: not from `ca_pem`, for other names, unreadable, or two thirds through
-/// its lifetime at `now`. `None` when it is still good, with its version.
-pub fn still_good(
-    data: &std::collections::BTreeMap<String, Vec<u8>>,
-    annotations: &std::collections::BTreeMap<String, String>,
+/// The `tether-presto-ca` ConfigMap key of a coordinator's certificate chain.
+pub fn leaf_key(cluster: &str) -> String {
+    format!("coordinator-{cluster}.crt")
+}
+
+/// The ConfigMap key of the names it was issued for (comma-separated).
+pub fn names_key(cluster: &str) -> String {
+    format!("coordinator-{cluster}.names")
+}
+
+/// A certificate issued earlier, as the published ConfigMap lists it, that is still good:
+/// from the CA `ca_pem`, for `names`, and not yet two thirds through its lifetime at
+/// `now`. Its version and chain; `None` when it must be issued again.
+pub fn issued_still_good(
+    published: &std::collections::BTreeMap<String, String>,
+    cluster: &str,
     ca_pem: &str,
     names: &[String],
     now: i64,
-) -> Option<String> {
-    let ca = data.get(CA_KEY)?;
-    if ca.as_slice() != ca_pem.as_bytes() {
+) -> Option<(String, String)> {
+    let chain = published.get(&leaf_key(cluster))?;
+    if !chain.ends_with(ca_pem) || published.get(&names_key(cluster))? != &names.join(",") {
         return None;
     }
-    if annotations.get(NAMES_ANNOTATION)? != &names.join(",") {
-        return None;
-    }
-    let info = CertificateInfo::from_pem(data.get("tls.crt")?).ok()?;
-    if now >= info.renew_at() {
-        return None;
-    }
-    annotations.get(VERSION_ANNOTATION).cloned()
+    let info = CertificateInfo::from_pem(chain.as_bytes()).ok()?;
+    (now < info.renew_at()).then(|| (info.serial, chain.clone()))
 }
 
 /// Secret `<cluster>-tls` from the customer's `kubernetes.io/tls` Secret `name` (its
@@ -327,18 +332,18 @@ mod tests {
             .collect()
     }
 
-    fn annotations(secret: &Value) -> BTreeMap<String, String> {
-        serde_json::from_value(secret["metadata"]["annotations"].clone()).unwrap()
-    }
-
     #[test]
     fn an_issued_certificate_chains_to_the_ca_names_the_service_and_is_renewed_in_time() {
         let (ca, ca_secret) = PrestoCa::generate(&ctx()).unwrap();
         let again = PrestoCa::from_secret_data(&decoded(&ca_secret)).unwrap();
         assert_eq!(again.cert_pem(), ca.cert_pem());
-        let (secret, version) = ca.issue("analytics", &ctx(), DEFAULT_VALIDITY).unwrap();
-        assert_eq!(secret["metadata"]["name"], "analytics-tls");
+        let (secret, version, chain_pem) = ca.issue("analytics", &ctx(), DEFAULT_VALIDITY).unwrap();
+        assert_eq!(secret["metadata"]["name"], "tether-tls-analytics");
         let data = decoded(&secret);
+        assert_eq!(
+            String::from_utf8(data["tls.crt"].clone()).unwrap(),
+            chain_pem
+        );
         let keystore = String::from_utf8(data[KEYSTORE_KEY].clone()).unwrap();
         assert!(
             keystore.starts_with("-----BEGIN PRIVATE KEY-----"),
@@ -385,31 +390,50 @@ mod tests {
 
         let names = certificate_names("analytics", "tether");
         let now = OffsetDateTime::now_utc().unix_timestamp();
-        let a = annotations(&secret);
+        let published = BTreeMap::from([
+            (leaf_key("analytics"), chain_pem.clone()),
+            (names_key("analytics"), names.join(",")),
+        ]);
         assert_eq!(
-            still_good(&data, &a, ca.cert_pem(), &names, now),
-            Some(version)
+            issued_still_good(&published, "analytics", ca.cert_pem(), &names, now),
+            Some((version, chain_pem))
         );
         // Two thirds through 90 days: renewed.
         assert_eq!(
-            still_good(&data, &a, ca.cert_pem(), &names, now + 61 * 24 * 3600),
+            issued_still_good(
+                &published,
+                "analytics",
+                ca.cert_pem(),
+                &names,
+                now + 61 * 24 * 3600
+            ),
             None
         );
-        // Another CA, other names: renewed.
+        // Another CA, other names, another cluster: issued again.
         let (other, _) = PrestoCa::generate(&ctx()).unwrap();
-        assert_eq!(still_good(&data, &a, other.cert_pem(), &names, now), None);
+        assert_eq!(
+            issued_still_good(&published, "analytics", other.cert_pem(), &names, now),
+            None
+        );
         let moved = certificate_names("analytics", "elsewhere");
-        assert_eq!(still_good(&data, &a, ca.cert_pem(), &moved, now), None);
+        assert_eq!(
+            issued_still_good(&published, "analytics", ca.cert_pem(), &moved, now),
+            None
+        );
+        assert_eq!(
+            issued_still_good(&published, "adhoc", ca.cert_pem(), &names, now),
+            None
+        );
     }
 
     #[test]
     fn a_customer_secret_is_copied_and_a_broken_one_is_named() {
         let (ca, _) = PrestoCa::generate(&ctx()).unwrap();
-        let (issued, _) = ca.issue("x", &ctx(), DEFAULT_VALIDITY).unwrap();
+        let (issued, _, _) = ca.issue("x", &ctx(), DEFAULT_VALIDITY).unwrap();
         let mut data = decoded(&issued);
         data.remove(CA_KEY);
         let (secret, v1) = from_customer_secret("analytics", &ctx(), "corp-cert", &data).unwrap();
-        assert_eq!(secret["metadata"]["name"], "analytics-tls");
+        assert_eq!(secret["metadata"]["name"], "tether-tls-analytics");
         let (_, v2) = from_customer_secret("analytics", &ctx(), "corp-cert", &data).unwrap();
         assert_eq!(v1, v2, "the version is a function of the pair");
         data.remove("tls.key");

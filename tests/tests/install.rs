@@ -845,15 +845,33 @@ async fn install_artefacts_set_only_what_the_agent_reads() {
         ("secrets", "patch"),
         ("secrets", "delete"),
         ("services/proxy", "get"),
+        ("networkpolicies", "patch"),
+        ("networkpolicies", "list"),
     ] {
         assert!(
             grants(resource, verb),
             "the Role must grant {verb} on {resource}"
         );
     }
-    assert!(
-        !grants("secrets", "get"),
-        "the agent reads no Kubernetes Secrets"
+    // The agent reads one Secret, its own Presto CA, by name; no other.
+    let secret_reads: Vec<&serde_json::Value> = role["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            r["resources"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == "secrets"))
+                && r["verbs"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x == "get" || x == "list" || x == "watch"))
+        })
+        .collect();
+    assert_eq!(secret_reads.len(), 1, "{secret_reads:?}");
+    assert_eq!(
+        secret_reads[0]["resourceNames"],
+        serde_json::json!(["tether-presto-ca"]),
+        "the agent reads no Secret but its Presto CA"
     );
     let deploy = docs
         .iter()

@@ -270,7 +270,7 @@ async fn ldap_puts_the_coordinator_behind_https_with_a_certificate_from_the_vpc(
     let keystore = eventually(
         Duration::from_secs(20),
         "the coordinator keystore",
-        || async { secret_text(&env, "analytics-tls", "keystore.pem") },
+        || async { secret_text(&env, "tether-tls-analytics", "keystore.pem") },
     )
     .await;
     assert!(keystore.starts_with("-----BEGIN PRIVATE KEY-----"));
@@ -325,7 +325,7 @@ async fn ldap_puts_the_coordinator_behind_https_with_a_certificate_from_the_vpc(
     // (The switch to HTTPS rolled the workers too: discovery moved to the internal
     // Service. Let that roll finish first.)
     settled_pods(&env, 2).await;
-    let first = secret_text(&env, "analytics-tls", "keystore.pem").expect("keystore");
+    let first = secret_text(&env, "tether-tls-analytics", "keystore.pem").expect("keystore");
     let workers = |env: &PrestoEnv| {
         env.kube
             .pod_events()
@@ -339,7 +339,7 @@ async fn ldap_puts_the_coordinator_behind_https_with_a_certificate_from_the_vpc(
         Duration::from_secs(30),
         "the certificate renewed",
         || async {
-            let now = secret_text(&env, "analytics-tls", "keystore.pem")?;
+            let now = secret_text(&env, "tether-tls-analytics", "keystore.pem")?;
             (now != first && now.ends_with(&ca)).then_some(())
         },
     )
@@ -373,8 +373,8 @@ async fn ldap_puts_the_coordinator_behind_https_with_a_certificate_from_the_vpc(
     .await;
     assert_eq!(status, "False");
     assert!(message.contains("corp-presto-cert"), "{message}");
-    let crt = secret_text(&env, "analytics-tls", "tls.crt").expect("crt");
-    let key = secret_text(&env, "analytics-tls", "tls.key").expect("key");
+    let crt = secret_text(&env, "tether-tls-analytics", "tls.crt").expect("crt");
+    let key = secret_text(&env, "tether-tls-analytics", "tls.key").expect("key");
     env.kube.create_secret(
         "tether",
         "corp-presto-cert",
@@ -387,7 +387,7 @@ async fn ldap_puts_the_coordinator_behind_https_with_a_certificate_from_the_vpc(
             (condition(&env, "analytics", "CoordinatorCertificate")
                 .await
                 .is_none()
-                && secret_text(&env, "analytics-tls", "ca.crt")?.is_empty())
+                && secret_text(&env, "tether-tls-analytics", "ca.crt")?.is_empty())
             .then_some(())
         },
     )
@@ -399,7 +399,9 @@ async fn ldap_puts_the_coordinator_behind_https_with_a_certificate_from_the_vpc(
     eventually(Duration::from_secs(20), "HTTPS removed", || async {
         let svc = env.object("v1", "services", "analytics")?;
         (svc["spec"]["ports"][0]["port"] == 8080
-            && env.object("v1", "secrets", "analytics-tls").is_none()
+            && env
+                .object("v1", "secrets", "tether-tls-analytics")
+                .is_none()
             && env.object("v1", "services", "analytics-internal").is_none()
             && env
                 .object(
@@ -531,7 +533,7 @@ async fn presto_checks_passwords_and_rules_from_what_the_agent_applied() {
     eventually(
         Duration::from_secs(30),
         "the coordinator keystore",
-        || async { env.object("v1", "secrets", "analytics-tls") },
+        || async { env.object("v1", "secrets", "tether-tls-analytics") },
     )
     .await;
     env.running("analytics", 1, 30).await;

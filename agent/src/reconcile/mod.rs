@@ -132,7 +132,14 @@ impl EndpointTemplate {
                 Self::DEFAULT.replacen("http://", "https://", 1),
                 render::tls::HTTPS_PORT,
             ),
-            true => (self.0.clone(), render::tls::HTTPS_PORT),
+            // A custom template names its own host; with HTTPS only, its scheme is https.
+            true => (
+                match self.0.strip_prefix("http://") {
+                    Some(rest) => format!("https://{rest}"),
+                    None => self.0.clone(),
+                },
+                render::tls::HTTPS_PORT,
+            ),
             false => (self.0.clone(), render::PRESTO_PORT),
         };
         template
@@ -195,8 +202,6 @@ pub struct Reconciler {
     tls_versions: BTreeMap<String, String>,
     /// The `<cluster>-tls` Secrets this process wrote, deleted by name when not needed.
     tls_secrets: BTreeSet<String>,
-    /// Whether TLS Secrets of a previous process may be left over (until the first pass).
-    tls_unknown: bool,
 }
 
 fn condition(
@@ -247,7 +252,6 @@ impl Reconciler {
             withheld_catalogs: BTreeSet::new(),
             tls_versions: BTreeMap::new(),
             tls_secrets: BTreeSet::new(),
-            tls_unknown: true,
         }
     }
 
@@ -741,11 +745,14 @@ impl Reconciler {
     }
 
     /// The coordinator certificates of the clusters whose access needs HTTPS
-    /// ([`crate::presto_tls`]): makes the compute plane's CA when missing, publishes its
-    /// certificate, issues or renews each `<cluster>-tls`, or copies the customer's Secret.
-    /// Returns the problems by cluster (the coordinator then keeps what it runs: its pod
-    /// cannot start without the Secret, and `Recreate` replaces it only once it can) and
-    /// the CA ConfigMap to keep. Secrets no cluster needs any more are deleted by name.
+    /// ([`crate::presto_tls`]): makes the compute plane's CA when missing, issues or renews
+    /// each `tether-tls-<cluster>` Secret, or copies the customer's Secret into it. What is
+    /// public — the CA and each issued certificate — is kept in the `tether-presto-ca`
+    /// ConfigMap, which is also what renewal reads: the agent reads no Secret but its CA's.
+    /// Returns the problems by cluster and the ConfigMap to keep. A cluster without a
+    /// certificate keeps its coordinator as it is until one is written, except when HTTPS
+    /// is new to it: then its coordinator cannot start until then (Presto stays
+    /// unavailable rather than open). Certificates no cluster needs are deleted by name.
     async fn sync_presto_tls(
         &mut self,
         desired: &tether_shared::spec::DesiredState,
@@ -756,91 +763,110 @@ impl Reconciler {
         ),
         KubeError,
     > {
-        use crate::presto_tls::{PrestoCa, TlsProblem, from_customer_secret, still_good};
+        use crate::presto_tls::{
+            PrestoCa, TlsProblem, from_customer_secret, issued_still_good, leaf_key, names_key,
+        };
         use render::tls::{PRESTO_CA_NAME, certificate_names, tls_secret_name};
         let access = desired.presto_access.as_ref();
-        let needs = access.is_some_and(|a| a.needs_https());
+        let needs = access.is_some_and(|a| a.needs_https()) && !desired.clusters.is_empty();
+        // What the published ConfigMap lists: the certificates issued so far.
+        let published: BTreeMap<String, String> =
+            match self.kube.get("v1", "ConfigMap", PRESTO_CA_NAME).await? {
+                Some(cm) => serde_json::from_value(cm.data["data"].clone()).unwrap_or_default(),
+                None => BTreeMap::new(),
+            };
         let mut problems = BTreeMap::new();
         let mut versions = BTreeMap::new();
         let mut wanted = BTreeSet::new();
         let mut ca_configmap = None;
-        if needs && !desired.clusters.is_empty() {
+        if needs {
             let ctx = self.context();
             let customer = access
                 .and_then(|a| a.tls.as_ref())
                 .map(|t| t.certificate_ref.trim_start_matches("k8s:").to_owned());
-            let ca = match &customer {
-                Some(_) => None,
-                None => match self.kube.get("v1", "Secret", PRESTO_CA_NAME).await? {
-                    Some(s) => Some(PrestoCa::from_secret_data(&secret_data(&s))),
-                    None => match PrestoCa::generate(&ctx) {
-                        Ok((ca, secret)) => {
-                            self.kube.apply(&secret).await?;
+            let denied = |what: &str, e: &KubeError| match e {
+                KubeError::Call {
+                    source: kube::Error::Api(s),
+                    ..
+                } if s.code == 403 => Some(TlsProblem(format!(
+                    "the agent may not read Secret {what}: grant it get on that Secret (deploy/kubernetes/tether-agent.yaml grants it on {PRESTO_CA_NAME})"
+                ))),
+                _ => None,
+            };
+            let ca: Result<Option<PrestoCa>, TlsProblem> = match &customer {
+                Some(_) => Ok(None),
+                None => match self.kube.get("v1", "Secret", PRESTO_CA_NAME).await {
+                    Ok(Some(sec)) => PrestoCa::from_secret_data(&secret_data(&sec)).map(Some),
+                    Ok(None) => match PrestoCa::generate(&ctx) {
+                        Ok((ca, sec)) => {
+                            self.kube.apply(&sec).await?;
                             tracing::info!(
                                 secret = PRESTO_CA_NAME,
                                 "made the compute plane's Presto CA"
                             );
-                            Some(Ok(ca))
+                            Ok(Some(ca))
                         }
-                        Err(e) => Some(Err(e)),
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => match denied(PRESTO_CA_NAME, &e) {
+                        Some(p) => Err(p),
+                        None => return Err(e),
                     },
                 },
             };
-            if let Some(Ok(ca)) = &ca {
-                let cm = render::tls::presto_ca_configmap(&ctx, ca.cert_pem());
-                self.kube.apply(&cm).await?;
-                ca_configmap = Some(object_id(&cm));
-            }
             let customer_data = match &customer {
-                Some(name) => Some((
-                    name.clone(),
-                    self.kube
-                        .get("v1", "Secret", name)
-                        .await?
-                        .map(|s| secret_data(&s)),
-                )),
+                Some(name) => Some(match self.kube.get("v1", "Secret", name).await {
+                    Ok(found) => Ok(found.map(|s| secret_data(&s))),
+                    Err(e) => match denied(name, &e) {
+                        Some(p) => Err(p),
+                        None => return Err(e),
+                    },
+                }),
                 None => None,
             };
             let now = tether_shared::timestamps::now_unix_ms() / 1000;
+            let mut public = BTreeMap::new();
+            if let Ok(Some(ca)) = &ca {
+                public.insert(render::tls::CA_KEY.to_owned(), ca.cert_pem().to_owned());
+            }
             for cluster in desired.clusters.keys() {
                 let name = tls_secret_name(cluster);
                 wanted.insert(name.clone());
+                let names = certificate_names(cluster, &ctx.namespace);
                 let issued = match (&ca, &customer_data) {
-                    (_, Some((secret, None))) => Err(TlsProblem(format!(
-                        "Secret {secret} (tls.certificate_ref) does not exist in namespace {}",
+                    (_, Some(Err(p))) => Err(p.clone()),
+                    (_, Some(Ok(None))) => Err(TlsProblem(format!(
+                        "Secret {} (tls.certificate_ref) does not exist in namespace {}",
+                        customer.as_deref().unwrap_or(""),
                         self.settings.namespace
                     ))),
-                    (_, Some((secret, Some(data)))) => {
-                        from_customer_secret(cluster, &ctx, secret, data).map(Some)
+                    (_, Some(Ok(Some(data)))) => {
+                        from_customer_secret(cluster, &ctx, customer.as_deref().unwrap_or(""), data)
+                            .map(|(sec, v)| Some((sec, v, None)))
                     }
-                    (Some(Err(e)), None) => Err(e.clone()),
-                    (Some(Ok(ca)), None) => {
-                        let live = self.kube.get("v1", "Secret", &name).await?;
-                        let good = live.as_ref().and_then(|s| {
-                            let annotations = s.metadata.annotations.clone().unwrap_or_default();
-                            still_good(
-                                &secret_data(s),
-                                &annotations,
-                                ca.cert_pem(),
-                                &certificate_names(cluster, &ctx.namespace),
-                                now,
-                            )
-                        });
-                        match good {
-                            Some(v) => {
-                                versions.insert(cluster.clone(), v);
+                    (Err(p), None) => Err(p.clone()),
+                    (Ok(Some(ca)), None) => {
+                        match issued_still_good(&published, cluster, ca.cert_pem(), &names, now) {
+                            Some((version, leaf)) => {
+                                versions.insert(cluster.clone(), version);
+                                public.insert(leaf_key(cluster), leaf);
+                                public.insert(names_key(cluster), names.join(","));
                                 Ok(None)
                             }
                             None => ca
                                 .issue(cluster, &ctx, self.settings.presto_tls.validity)
-                                .map(Some),
+                                .map(|(sec, v, leaf)| Some((sec, v, Some(leaf)))),
                         }
                     }
-                    (None, None) => Ok(None),
+                    (Ok(None), None) => Ok(None),
                 };
                 match issued {
-                    Ok(Some((secret, version))) => {
+                    Ok(Some((secret, version, leaf))) => {
                         self.kube.apply(&secret).await?;
+                        if let Some(leaf) = leaf {
+                            public.insert(leaf_key(cluster), leaf);
+                            public.insert(names_key(cluster), names.join(","));
+                        }
                         if self.tls_versions.get(cluster) != Some(&version) {
                             tracing::info!(
                                 cluster,
@@ -861,18 +887,22 @@ impl Reconciler {
                     }
                 }
             }
-        }
-        let mut stale: BTreeSet<String> = self.tls_secrets.difference(&wanted).cloned().collect();
-        if self.tls_unknown {
-            // After a restart: what a previous process wrote for clusters that no longer
-            // need it (read first, so an agent that never served HTTPS writes nothing).
-            for name in desired.clusters.keys().map(|c| tls_secret_name(c)) {
-                if !wanted.contains(&name) && self.kube.get("v1", "Secret", &name).await?.is_some()
-                {
-                    stale.insert(name);
-                }
+            if !public.is_empty() {
+                let cm = render::tls::presto_ca_configmap(&ctx, &public);
+                self.kube.apply(&cm).await?;
+                ca_configmap = Some(object_id(&cm));
             }
         }
+        // Certificates no cluster needs: what this process wrote, and what the published
+        // ConfigMap says an earlier one issued.
+        let mut stale: BTreeSet<String> = self.tls_secrets.difference(&wanted).cloned().collect();
+        stale.extend(
+            published
+                .keys()
+                .filter_map(|k| k.strip_prefix("coordinator-")?.strip_suffix(".crt"))
+                .map(tls_secret_name)
+                .filter(|n| !wanted.contains(n)),
+        );
         for gone in &stale {
             self.kube.delete("v1", "Secret", gone).await?;
             tracing::info!(
@@ -880,7 +910,6 @@ impl Reconciler {
                 "deleted a coordinator certificate no cluster needs"
             );
         }
-        self.tls_unknown = false;
         self.tls_secrets = wanted;
         self.tls_versions = versions;
         Ok((problems, ca_configmap))

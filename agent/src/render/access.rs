@@ -128,11 +128,12 @@ pub fn system_rules_json(access: &PrestoAccess) -> Value {
     if super::tls::ldap_of(access).is_some() {
         // Without `principals`, prestodb lets any authenticated principal run queries as
         // any user it names in `X-Presto-User` (`checkCanSetUser` returns at once). This
-        // rule holds the user to the name that authenticated (the LDAP authenticator's
-        // principal is the user name; `user` is the principal regex's replacement), and a
-        // request without a principal — any statement over the plain HTTP port — is
-        // denied (`denySetUser`).
-        doc["principals"] = json!([{"principal": "(.*)", "user": "$1", "allow": true}]);
+        // rule holds the user to the name that authenticated: the LDAP authenticator's
+        // principal is the user name, and a rule without `user` allows exactly a user equal
+        // to one of the principal regex's groups (`PrincipalUserMatchRule.match`; with
+        // `user` it would compare as a regex). A request without a principal — any
+        // statement over the plain HTTP port — is denied (`denySetUser`).
+        doc["principals"] = json!([{"principal": "(.*)", "allow": true}]);
     }
     doc
 }

@@ -55,9 +55,11 @@ pub fn tls_dir() -> String {
     format!("{ETC_DIR}/tls")
 }
 
-/// Secret `<cluster>-tls`: the coordinator's certificate and key.
+/// Secret `tether-tls-<cluster>`: the coordinator's certificate and key (prefixed, so it
+/// never takes the name of a certificate Secret of the customer's, such as cert-manager's
+/// `<name>-tls`).
 pub fn tls_secret_name(cluster: &str) -> String {
-    format!("{cluster}-tls")
+    format!("tether-tls-{cluster}")
 }
 
 /// Service `<cluster>-internal`: the coordinator's plain HTTP port, for discovery and the
@@ -168,12 +170,16 @@ pub fn ldap_ca_configmap(cluster: &str, ctx: &RenderContext, pem: &str) -> Value
 /// directory's CA. The JDK's location is found from `java` on the path, so it does not
 /// depend on how an image sets `JAVA_HOME`.
 pub fn truststore_init_container(image: &str) -> Value {
+    // keytool imports only the first certificate of a file: each one of the bundle is
+    // split out and imported under its own alias.
     let script = format!(
         "set -e; jdk=$(dirname \"$(dirname \"$(readlink -f \"$(command -v java)\")\")\"); \
          cp \"$jdk/lib/security/cacerts\" {TRUSTSTORE_DIR}/cacerts; \
          chmod u+w {TRUSTSTORE_DIR}/cacerts; \
-         keytool -importcert -noprompt -alias tether-ldap-ca -file {LDAP_CA_DIR}/{CA_KEY} \
-         -keystore {TRUSTSTORE_DIR}/cacerts -storepass {TRUSTSTORE_PASSWORD}"
+         awk '/BEGIN CERTIFICATE/{{n++}} n{{print > (\"{TRUSTSTORE_DIR}/ca-\" n \".pem\")}}' {LDAP_CA_DIR}/{CA_KEY}; \
+         for f in {TRUSTSTORE_DIR}/ca-*.pem; do \
+         keytool -importcert -noprompt -alias \"tether-ldap-$(basename \"$f\" .pem)\" -file \"$f\" \
+         -keystore {TRUSTSTORE_DIR}/cacerts -storepass {TRUSTSTORE_PASSWORD}; rm -f \"$f\"; done"
     );
     json!({
         "name": "truststore",
@@ -201,12 +207,20 @@ pub fn internal_service(cluster: &str, ctx: &RenderContext) -> Value {
     })
 }
 
+/// The label of the agent's own pods (deploy/kubernetes/tether-agent.yaml).
+pub const AGENT_LABEL: (&str, &str) = ("app.kubernetes.io/name", "tether-agent");
+
 /// NetworkPolicy `<cluster>-coordinator`: HTTPS from anywhere; the plain port, which trusts
-/// `X-Presto-User`, only from the cluster's own pods and `ctx.coordinator_http_cidrs`.
+/// `X-Presto-User`, only from the cluster's own pods, the agent's, and
+/// `ctx.coordinator_http_cidrs`.
 /// Kubernetes "Network Policies": a pod selected by an ingress policy admits only what
 /// one of its rules allows.
 pub fn network_policy(cluster: &str, ctx: &RenderContext) -> Value {
-    let mut http_from = vec![json!({"podSelector": {"matchLabels": instance_selector(cluster)}})];
+    // The agent itself when it runs in the namespace (`--coordinator-access dns`).
+    let mut http_from = vec![
+        json!({"podSelector": {"matchLabels": instance_selector(cluster)}}),
+        json!({"podSelector": {"matchLabels": {AGENT_LABEL.0: AGENT_LABEL.1}}}),
+    ];
     http_from.extend(
         ctx.coordinator_http_cidrs
             .iter()
@@ -227,8 +241,12 @@ pub fn network_policy(cluster: &str, ctx: &RenderContext) -> Value {
     })
 }
 
-/// ConfigMap `tether-presto-ca`: the compute plane's CA certificate, for clients.
-pub fn presto_ca_configmap(ctx: &RenderContext, cert_pem: &str) -> Value {
+/// ConfigMap `tether-presto-ca`: the compute plane's CA certificate (`ca.crt`, for
+/// clients) and each coordinator certificate issued from it (public; what renewal reads).
+pub fn presto_ca_configmap(
+    ctx: &RenderContext,
+    data: &std::collections::BTreeMap<String, String>,
+) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -241,7 +259,7 @@ pub fn presto_ca_configmap(ctx: &RenderContext, cert_pem: &str) -> Value {
                 super::labels::COMPUTE_PLANE_LABEL: ctx.compute_plane_id,
             },
         },
-        "data": {CA_KEY: cert_pem},
+        "data": data,
     })
 }
 

@@ -796,7 +796,7 @@ pub async fn ldap_login(
     // Who the audit entry of a refusal names: what was typed, if it can be a name.
     let who =
         (!username.is_empty() && username.len() <= 256).then(|| format!("{username} via ldap"));
-    if let Err(wait) = state.sign_in_limits.attempt(&t.id, &username, &client_addr) {
+    if let Err(wait) = state.sign_in_limits.attempt(&t.id, &username) {
         // Refused before the directory is asked; audited like every refusal.
         let status = StatusCode::TOO_MANY_REQUESTS;
         audit_sign_in(

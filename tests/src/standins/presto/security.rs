@@ -487,16 +487,23 @@ impl Rules {
         let Some(principal) = principal else {
             return denied();
         };
+        // prestodb `PrincipalUserMatchRule.match`: with `user`, the principal regex's
+        // replacement of it, compiled, must match the user; without, one of its groups
+        // must equal the user.
         for (re, user_pattern, allow) in rules {
             let Some(caps) = re.captures(principal) else {
                 continue;
             };
-            if let Some(p) = user_pattern {
-                let mut expanded = String::new();
-                caps.expand(p, &mut expanded);
-                if whole(&expanded).is_ok_and(|u| u.is_match(user)) {
-                    return if *allow { Ok(()) } else { denied() };
+            let matched = match user_pattern {
+                Some(p) => {
+                    let mut expanded = String::new();
+                    caps.expand(p, &mut expanded);
+                    whole(&expanded).is_ok_and(|u| u.is_match(user))
                 }
+                None => caps.iter().skip(1).flatten().any(|g| g.as_str() == user),
+            };
+            if matched {
+                return if *allow { Ok(()) } else { denied() };
             }
         }
         denied()
@@ -665,7 +672,7 @@ mod tests {
         let r = Rules::parse(
             r#"{"catalogs": [{"user": "alice", "catalog": "lake", "allow": "read-only"},
                               {"user": "admin", "allow": "all"}],
-                "principals": [{"principal": "(.*)", "user": "$1", "allow": true}]}"#,
+                "principals": [{"principal": "(.*)", "allow": true}]}"#,
         )
         .unwrap();
         assert!(r.check_access_catalog("alice", "lake", false).is_ok());
@@ -688,6 +695,24 @@ mod tests {
         assert!(
             r.check_set_user(None, "alice").is_err(),
             "plain HTTP has no principal"
+        );
+        assert!(
+            r.check_set_user(Some("alice.b"), "aliceXb").is_err(),
+            "equality, not a regex"
+        );
+        let by_pattern = Rules::parse(
+            r#"{"catalogs": [], "principals": [{"principal": "(.*)@corp", "user": "$1", "allow": true}]}"#,
+        )
+        .unwrap();
+        assert!(
+            by_pattern
+                .check_set_user(Some("alice@corp"), "alice")
+                .is_ok()
+        );
+        assert!(
+            by_pattern
+                .check_set_user(Some("alice@corp"), "bob")
+                .is_err()
         );
         let open = Rules::parse(r#"{"catalogs": []}"#).unwrap();
         assert!(open.check_set_user(None, "anyone").is_ok());
