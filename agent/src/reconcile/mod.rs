@@ -996,7 +996,14 @@ impl Reconciler {
         observed_generation: i64,
         last_error: Option<String>,
     ) -> pb::ClusterStatus {
-        let https = render::tls::ldap(&self.context()).is_some();
+        // Whether the client Service is HTTPS only (without building a whole render
+        // context: this runs for every cluster once a second while one is starting).
+        let https = self
+            .desired
+            .borrow()
+            .as_ref()
+            .and_then(|d| d.presto_access.as_ref())
+            .is_some_and(|a| a.needs_https());
         let read = |n: String| async move { self.kube.get("apps/v1", "Deployment", &n).await };
         let coordinator = read(coordinator_name(name)).await;
         let workers = read(worker_name(name)).await;
