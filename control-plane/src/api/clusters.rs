@@ -5,7 +5,6 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde_json::{Value, json};
 use tether_shared::spec::{ClusterSpec, validate_cluster_name};
 use tether_shared::status::{ClusterStatus, Phase};
 
@@ -67,11 +66,6 @@ pub fn cluster_view(row: &ClusterRow, generation: i64) -> ClusterView {
         observed_generation: row.observed_generation,
         status,
     }
-}
-
-/// The JSON of [`cluster_view`].
-pub fn cluster_json(row: &ClusterRow, generation: i64) -> Value {
-    serde_json::to_value(cluster_view(row, generation)).unwrap_or(Value::Null)
 }
 
 fn validate_name(name: &str) -> Result<(), ApiError> {
@@ -211,7 +205,7 @@ pub async fn put(
         ("name" = String, Path, description = "Cluster name"),
     ),
     responses(
-        (status = 202, description = "Deletion accepted; the cluster shows phase `Deleting` until the agent has removed it", body = serde_json::Value),
+        (status = 202, description = "Deletion accepted; the cluster shows phase `Deleting` until the agent has removed it", body = ClusterView),
         (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
         (status = 403, description = "Role below operator", body = crate::api::error::ErrorBody),
         (status = 404, description = "No such compute plane or cluster", body = crate::api::error::ErrorBody),
@@ -221,9 +215,10 @@ pub async fn delete(
     State(s): State<AppState>,
     p: Principal,
     Path((cp, name)): Path<(String, String)>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ClusterView>), ApiError> {
     let cp = visible_cp(&s, &p, &cp).await?;
     p.require(Role::Operator, "delete clusters")?;
+    let before = s.store.get_cluster(&cp.id, &name).await?;
     let generation = s
         .store
         .delete_cluster(&cp.id, &name, s.clock.now())
@@ -231,9 +226,12 @@ pub async fn delete(
         .ok_or(ApiError::NotFound("cluster"))?;
     tracing::info!(compute_plane = %cp.id, cluster = %name, generation, by = %p.token_id, "cluster deleted");
     crate::desired::push(&s, &cp.id).await;
-    let body = match s.store.get_cluster(&cp.id, &name).await? {
-        Some(row) => cluster_json(&row, generation),
-        None => json!({"name": name, "generation": generation, "status": {"phase": "Deleting"}}),
+    // The row as it is now; if the agent has already removed it (it forgets a cluster once
+    // its objects are gone), the row as it was, marked deleted.
+    let mut row = match s.store.get_cluster(&cp.id, &name).await? {
+        Some(row) => row,
+        None => before.ok_or(ApiError::NotFound("cluster"))?,
     };
-    Ok((StatusCode::ACCEPTED, Json(body)))
+    row.deleted_generation.get_or_insert(generation);
+    Ok((StatusCode::ACCEPTED, Json(cluster_view(&row, generation))))
 }

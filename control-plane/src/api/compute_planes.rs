@@ -25,7 +25,11 @@ const MAX_ENROLLMENT_TTL: u64 = 7 * 24 * 3600;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateComputePlane {
+    /// A DNS-1123 label, unique in the tenant.
+    #[schema(pattern = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", max_length = 63)]
     name: String,
+    /// An AWS region such as `us-east-1`.
+    #[schema(pattern = "^[a-z0-9]*-[a-z0-9-]*$", max_length = 32)]
     region: String,
 }
 
@@ -33,7 +37,9 @@ pub struct CreateComputePlane {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEnrollmentToken {
+    /// How long the token may be used, seconds (default 3600).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 604800)]
     ttl_seconds: Option<u64>,
 }
 
@@ -388,6 +394,7 @@ pub async fn revoke_agent(
 pub struct Settings {
     /// `redacted` (default), `full` or `none`.
     #[serde(default)]
+    #[schema(pattern = "^(redacted|full|none)$")]
     query_text_redaction: Option<String>,
 }
 

@@ -12,12 +12,49 @@ use super::error::ApiError;
 use crate::state::AppState;
 use crate::store::{QueryFilter, QueryRow};
 
+/// The documented schema of a time parameter: an RFC 3339 date-time or Unix milliseconds
+/// (at most 18 digits).
+pub struct TimeParam;
+
+impl utoipa::PartialSchema for TimeParam {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type,
+        };
+        AnyOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(MILLIS_PATTERN)),
+            )
+            .description(Some("RFC 3339 or Unix milliseconds"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TimeParam {}
+
+/// Unix milliseconds as a time parameter.
+const MILLIS_PATTERN: &str = "^-?[0-9]{1,18}$";
+
+/// An integer of at most 18 digits, as [`MILLIS_PATTERN`] says.
+fn short_integer(v: &str) -> Option<i64> {
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    let ok = (1..=18).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+    ok.then(|| v.parse().ok()).flatten()
+}
+
 /// A time parameter: RFC 3339 or Unix milliseconds.
 fn time_param(q: &HashMap<String, String>, name: &str) -> Result<Option<i64>, ApiError> {
     let Some(v) = q.get(name) else {
         return Ok(None);
     };
-    if let Ok(ms) = v.parse::<i64>() {
+    if let Some(ms) = short_integer(v) {
         return Ok(Some(ms));
     }
     tether_shared::timestamps::ms_from_rfc3339(v)
@@ -163,11 +200,11 @@ pub struct QueryLogPage {
         ("cluster" = Option<String>, Query, description = "Only this cluster's queries"),
         ("user" = Option<String>, Query, description = "Only this Presto user's queries"),
         ("state" = Option<String>, Query, description = "Only queries in this state, e.g. FINISHED or FAILED"),
-        ("since" = Option<String>, Query, description = "Earliest create time: RFC 3339 (2026-11-26T08:00:00Z) or Unix milliseconds"),
-        ("until" = Option<String>, Query, description = "Latest create time: RFC 3339 (2026-11-26T08:00:00Z) or Unix milliseconds"),
+        ("since" = Option<TimeParam>, Query, description = "Earliest create time: RFC 3339 (2026-11-26T08:00:00Z) or Unix milliseconds"),
+        ("until" = Option<TimeParam>, Query, description = "Latest create time: RFC 3339 (2026-11-26T08:00:00Z) or Unix milliseconds"),
         ("q" = Option<String>, Query, description = "Text the query contains (at most 256 characters)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Records per page, 1 to 1000 (default 100)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, pattern = "^-?[0-9]{1,18}$", description = "`next_cursor` of the previous page"),
     ),
     responses(
         (status = 200, description = "A page of the query log, newest first", body = QueryLogPage),
@@ -193,8 +230,8 @@ pub async fn query_log(
     };
     let cursor = match q.get("cursor") {
         Some(v) => Some(
-            v.parse::<i64>()
-                .map_err(|_| ApiError::field("cursor", "must be a cursor from next_cursor"))?,
+            short_integer(v)
+                .ok_or_else(|| ApiError::field("cursor", "must be a cursor from next_cursor"))?,
         ),
         None => None,
     };
@@ -229,8 +266,8 @@ pub async fn query_log(
         ("cp" = String, Path, description = "Compute plane id"),
         ("name" = Option<String>, Query, description = "Only this metric"),
         ("cluster" = Option<String>, Query, description = "Only this cluster's series"),
-        ("since" = Option<String>, Query, description = "Start of the range: RFC 3339 (2026-11-26T08:00:00Z) or Unix milliseconds (default: an hour before until)"),
-        ("until" = Option<String>, Query, description = "End of the range: RFC 3339 (2026-11-26T08:00:00Z) or Unix milliseconds (default: now)"),
+        ("since" = Option<TimeParam>, Query, description = "Start of the range: RFC 3339 (2026-11-26T08:00:00Z) or Unix milliseconds (default: an hour before until)"),
+        ("until" = Option<TimeParam>, Query, description = "End of the range: RFC 3339 (2026-11-26T08:00:00Z) or Unix milliseconds (default: now)"),
         ("step" = Option<String>, Query, description = "Bucket width, a duration of at least 1s such as 60s (default 60s; at most 10000 points)"),
     ),
     responses(

@@ -19,8 +19,12 @@ use crate::store::Tenant;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
+    /// A DNS-1123 label, unique.
+    #[schema(pattern = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", max_length = 63)]
     name: String,
+    /// The AWS account (12 digits) its compute planes must run in.
     #[serde(default)]
+    #[schema(pattern = "^[0-9]{12}$")]
     aws_account_id: Option<String>,
     /// Check the agent's AWS account at enrollment (default: on; applies only when an
     /// account id is registered).

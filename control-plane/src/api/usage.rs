@@ -135,8 +135,8 @@ pub fn summarize(rows: &[UsageRow]) -> (Vec<HourlyUsage>, Vec<MonthlyUsage>, f64
     security(("bearer" = [])),
     params(
         ("tenant" = String, Path, description = "Tenant id"),
-        ("since" = Option<String>, Query, description = "Start, RFC 3339 (default: the start of the current month, UTC)"),
-        ("until" = Option<String>, Query, description = "End, RFC 3339 (default: now)"),
+        ("since" = Option<String>, Query, format = DateTime, description = "Start, RFC 3339 (default: the start of the current month, UTC)"),
+        ("until" = Option<String>, Query, format = DateTime, description = "End, RFC 3339 (default: now)"),
     ),
     responses(
         (status = 200, description = "Node-hours by hour and month", body = UsageView),

@@ -54,7 +54,7 @@ pub async fn template_yaml(
     security(("bearer" = [])),
     params(
         ("cp" = String, Path, description = "Compute plane id"),
-        ("vpc" = Option<String>, Query, description = "`new` (default): a new VPC with private subnets and a NAT gateway; `existing`: parameters for your VPC and private subnets"),
+        ("vpc" = Option<String>, Query, pattern = "^(new|existing)$", description = "`new` (default): a new VPC with private subnets and a NAT gateway; `existing`: parameters for your VPC and private subnets"),
     ),
     responses(
         (status = 200, description = "CloudFormation template: a YAML document (a mapping of `AWSTemplateFormatVersion`, `Parameters`, `Resources`, `Outputs`)", content_type = "application/yaml", body = serde_json::Value),
