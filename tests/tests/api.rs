@@ -192,11 +192,16 @@ async fn bad_input_gets_400_naming_the_field_and_stores_nothing() {
         r#"{"ttl_seconds": -5}"#,
         r#"{"ttl_seconds": 99999999}"#,
         r#"{"ttl_seconds": "soon"}"#,
+        r#"{"ttl_seconds": 60.5}"#,
     ] {
         let (s, resp) = admin.post_raw(&enr, body).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {resp}");
         assert_eq!(field_of(&resp), Some("ttl_seconds"), "{resp}");
     }
+    // A whole number written with a decimal point is still a whole number (JSON Schema's
+    // `integer`, which the OpenAPI document promises).
+    let (s, resp) = admin.post_raw(&enr, r#"{"ttl_seconds": 60.0}"#).await;
+    assert_eq!(s, StatusCode::CREATED, "{resp}");
 
     // Duplicates are conflicts, and unknown ids are 404.
     let (s, _) = root.post("/tenants", &json!({"name": "acme"})).await;

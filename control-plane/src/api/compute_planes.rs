@@ -38,9 +38,26 @@ pub struct CreateComputePlane {
 #[serde(deny_unknown_fields)]
 pub struct CreateEnrollmentToken {
     /// How long the token may be used, seconds (default 3600).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral_seconds")]
     #[schema(minimum = 1, maximum = 604800)]
     ttl_seconds: Option<u64>,
+}
+
+/// Reads a whole number of seconds as JSON Schema's `integer` means it: `1219` and `1219.0`
+/// alike (serde's `u64` takes only the first); a fraction or a negative is refused.
+fn integral_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(v) = n.as_u64() {
+        return Ok(Some(v));
+    }
+    match n.as_f64() {
+        Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= u64::MAX as f64 => Ok(Some(f as u64)),
+        _ => Err(serde::de::Error::custom(format!(
+            "expected a whole, non-negative number of seconds, got {n}"
+        ))),
+    }
 }
 
 fn opt_time(t: Option<i64>) -> Option<String> {
