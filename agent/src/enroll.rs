@@ -55,11 +55,31 @@ pub async fn enroll(
             _ => AgentError::from(s),
         })?
         .into_inner();
+    // The key that signs desired state, pinned before the certificate is saved: an agent
+    // with a certificate always has the key to check what it is sent.
+    let signing_key =
+        tether_shared::signing::VerifyingKey::from_pem(&resp.desired_state_signing_key_pem)
+            .map_err(|e| {
+                AgentError::EnrollmentRefused(format!(
+                    "the control plane sent no usable desired-state signing key ({e}); upgrade it"
+                ))
+            })?;
+    crate::desired::pin_key(state.dir(), &signing_key)
+        .map_err(|e| AgentError::Config(e.to_string()))?;
     let creds = state.save(&resp.certificate_pem, &key_pem)?;
+    crate::audit::record(
+        "enrolled",
+        serde_json::json!({
+            "compute_plane_id": creds.info.identity.as_ref().map(|i| i.compute_plane_id.clone()),
+            "certificate_serial": creds.info.serial,
+            "signing_key_id": signing_key.key_id(),
+        }),
+    );
     tracing::info!(
         serial = %creds.info.serial,
         compute_plane_id = creds.info.identity.as_ref().map(|i| i.compute_plane_id.as_str()).unwrap_or(""),
         expires_at = creds.info.not_after,
+        signing_key_id = signing_key.key_id(),
         "enrolled"
     );
     Ok(creds)

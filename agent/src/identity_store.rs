@@ -78,6 +78,11 @@ impl StateDir {
         })
     }
 
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Path of the identity file.
     pub fn identity_path(&self) -> PathBuf {
         self.dir.join(IDENTITY_FILE)

@@ -6,6 +6,7 @@
 //! [`retry`] (backoff with full jitter), [`identity_store`] (key and certificate on disk).
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod aws_identity;
 pub mod cloudwatch;
 pub mod collect;
@@ -117,6 +118,7 @@ pub async fn run(
     let roots = tether_shared::pki::certs_from_pem(&ca)
         .map_err(|e| AgentError::Config(format!("--ca-file {}: {e}", config.ca_file.display())))?;
     let state = StateDir::open(&config.state_dir)?;
+    audit::init(&config.state_dir, audit::DEFAULT_MAX_BYTES);
     let (stop_tx, mut stop) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;

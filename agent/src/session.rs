@@ -17,14 +17,13 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use crate::desired::DesiredStore;
+use crate::desired::{Accepted, DesiredStore, Refusal};
 use crate::enroll::AGENT_VERSION;
 use crate::error::AgentError;
 use crate::identity_store::{Credentials, StateDir};
 use crate::report::Report;
 use crate::telemetry::Telemetry;
 use crate::transport::{self, TlsMaterial};
-use tether_shared::spec::DesiredState;
 
 /// How long the control plane may take to answer Hello.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -133,6 +132,12 @@ pub async fn run(
             });
         }
     };
+    if let Err(e) = desired.follow(
+        &welcome.desired_state_signing_key_pem,
+        &welcome.signing_key_statements,
+    ) {
+        tracing::error!("cannot keep the control plane's signing key: {e}");
+    }
     let hb_every = Duration::from_secs(u64::from(welcome.heartbeat_interval_seconds.max(1)));
     let _up = SessionUp::new();
     tracing::info!(
@@ -181,12 +186,25 @@ pub async fn run(
     // What this session has told the control plane, so only changes are sent.
     let mut sent = Report::default();
     let mut reports_open = true;
-    // The last pushed document this agent refused, reported until a valid one arrives.
-    let mut refused: Option<pb::ClusterCondition> = None;
+    // The last document this agent refused (pushed, or found in its state dir at start),
+    // reported until a valid one arrives.
+    let mut refused: Option<pb::ClusterCondition> = match desired.load_refusal() {
+        Some(r) if desired.generation() == 0 => Some(refusal_condition(0, r)),
+        _ => None,
+    };
+    crate::audit::record(
+        "session.opened",
+        serde_json::json!({"session_id": welcome.session_id, "control_plane": control_plane.to_string(), "certificate_serial": creds.info.serial}),
+    );
+    let end = async {
     let current = report.borrow_and_update().clone();
-    if send_report(&tx, &mut sent, with_refusal(current, &refused))
-        .await
-        .is_err()
+    if send_report(
+        &tx,
+        &mut sent,
+        with_refusal(current, &refused, desired.highest_accepted()),
+    )
+    .await
+    .is_err()
     {
         return Ok(SessionEnd::Closed);
     }
@@ -206,7 +224,7 @@ pub async fn run(
                             Verdict::NotNewer => {}
                         }
                         let current = report.borrow().clone();
-                        if send_report(&tx, &mut sent, with_refusal(current, &refused)).await.is_err() {
+                        if send_report(&tx, &mut sent, with_refusal(current, &refused, desired.highest_accepted())).await.is_err() {
                             return Ok(SessionEnd::Closed);
                         }
                     }
@@ -222,7 +240,7 @@ pub async fn run(
             changed = report.changed(), if reports_open => {
                 if changed.is_ok() {
                     let current = report.borrow_and_update().clone();
-                    if send_report(&tx, &mut sent, with_refusal(current, &refused)).await.is_err() {
+                    if send_report(&tx, &mut sent, with_refusal(current, &refused, desired.highest_accepted())).await.is_err() {
                         return Ok(SessionEnd::Closed);
                     }
                 } else {
@@ -240,6 +258,7 @@ pub async fn run(
                 match renew(&mut client, state).await {
                     Ok(new) => {
                         tracing::info!(old = %creds.info.serial, new = %new.info.serial, expires_at = new.info.not_after, "certificate renewed");
+                        crate::audit::record("certificate.renewed", serde_json::json!({"old_serial": creds.info.serial, "new_serial": new.info.serial, "expires_at": new.info.not_after}));
                         *creds = new;
                         renew_at = renew_instant(creds);
                     }
@@ -262,6 +281,21 @@ pub async fn run(
             }
         }
     }
+    }
+    .await;
+    let reason = match &end {
+        Ok(SessionEnd::Goodbye {
+            reason, message, ..
+        }) => format!("{reason}: {message}"),
+        Ok(SessionEnd::Closed) => "closed".to_owned(),
+        Ok(SessionEnd::Shutdown) => "agent shutting down".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    crate::audit::record(
+        "session.ended",
+        serde_json::json!({"session_id": welcome.session_id, "reason": reason}),
+    );
+    end
 }
 
 /// What became of a pushed document.
@@ -278,51 +312,77 @@ enum Verdict {
 /// The type of the compute-plane condition that reports a refused document.
 pub const REFUSED_CONDITION: &str = "DesiredStateRefused";
 
-/// Validates and keeps a pushed desired state. An invalid one (the control plane validated
-/// it too, so a version skew, a bug or tampering) is refused: nothing of it is applied,
-/// the clusters stay as they are, and the refusal becomes a compute-plane condition
-/// (`DesiredStateRefused`, with the generation and the reason) in the `Applied` report.
+/// Verifies, validates and keeps a pushed desired state. A document that is unsigned,
+/// signed by another key or for another compute plane, or invalid (the control plane
+/// validated it too, so a version skew, a bug or tampering) is refused: nothing of it is
+/// applied, the clusters stay as they are, and the refusal becomes a compute-plane
+/// condition (`DesiredStateRefused`, with the generation and the reason) in the `Applied`
+/// report. One older than the document held is not applied either; pushes can overtake
+/// one another, so that is no condition.
 fn accept_desired_state(desired: &DesiredStore, d: pb::DesiredState) -> Verdict {
     let generation = d.generation;
-    let refuse = |reason: &str, message: String| {
-        Verdict::Refused(pb::ClusterCondition {
-            cluster: String::new(),
-            r#type: REFUSED_CONDITION.into(),
-            status: "True".into(),
-            reason: reason.into(),
-            message: message.chars().take(512).collect(),
-            last_transition_unix_ms: tether_shared::timestamps::now_unix_ms(),
-        })
+    let key_id = d.signature_key_id.clone();
+    let audit = |action: &str, extra: serde_json::Value| {
+        let mut fields = serde_json::json!({"generation": generation, "signature_key_id": key_id});
+        if let (Some(f), serde_json::Value::Object(e)) = (fields.as_object_mut(), extra) {
+            f.extend(e);
+        }
+        crate::audit::record(action, fields);
     };
-    match DesiredState::try_from(d) {
-        Ok(state) => match desired.accept(state) {
-            Ok(true) => {
-                tracing::info!(generation, "desired state accepted");
-                Verdict::Accepted
-            }
-            Ok(false) => {
-                tracing::debug!(generation, "desired state not newer than ours; ignored");
-                Verdict::NotNewer
-            }
-            Err(e) => {
-                tracing::error!(generation, "cannot persist desired state: {e}");
-                refuse(
-                    "NotPersisted",
-                    format!(
-                        "generation {generation} could not be saved in the agent's state directory: {e}"
-                    ),
-                )
-            }
-        },
-        Err(e) => {
-            tracing::error!(generation, "refusing invalid desired state: {e}");
-            refuse("Invalid", format!("generation {generation} refused: {e}"))
+    match desired.accept(d) {
+        Ok(Accepted::Newer) => {
+            tracing::info!(generation, "desired state accepted");
+            audit("desired_state.accepted", serde_json::json!({}));
+            Verdict::Accepted
+        }
+        Ok(Accepted::Same) => Verdict::NotNewer,
+        Err(Refusal::Rollback { applied, .. }) => {
+            tracing::warn!(
+                generation,
+                applied,
+                "desired state older than the one applied; not applied"
+            );
+            audit(
+                "desired_state.ignored",
+                serde_json::json!({"reason": "older than the one applied", "applied": applied}),
+            );
+            Verdict::NotNewer
+        }
+        Err(refusal) => {
+            tracing::error!(generation, "refusing desired state: {refusal}");
+            audit(
+                "desired_state.refused",
+                serde_json::json!({"reason": refusal.reason(), "message": refusal.to_string()}),
+            );
+            Verdict::Refused(refusal_condition(generation, &refusal))
         }
     }
 }
 
-/// The report with the refusal, if any, among its conditions.
-fn with_refusal(mut report: Report, refused: &Option<pb::ClusterCondition>) -> Report {
+/// The compute-plane condition that reports a refused document.
+pub fn refusal_condition(generation: i64, refusal: &Refusal) -> pb::ClusterCondition {
+    let message = format!("generation {generation} refused: {refusal}");
+    pb::ClusterCondition {
+        cluster: String::new(),
+        r#type: REFUSED_CONDITION.into(),
+        status: "True".into(),
+        reason: refusal.reason().into(),
+        message: message.chars().take(512).collect(),
+        last_transition_unix_ms: tether_shared::timestamps::now_unix_ms(),
+    }
+}
+
+/// The report with the refusal, if any, among its conditions. With a refusal it acks at
+/// least `highest` (the generation the clusters were last set to): the control plane
+/// keeps conditions of older acks out, and a refusal at start holds no document at all.
+fn with_refusal(
+    mut report: Report,
+    refused: &Option<pb::ClusterCondition>,
+    highest: i64,
+) -> Report {
+    if refused.is_some() {
+        report.applied_generation = report.applied_generation.max(highest);
+    }
     report.conditions.extend(refused.iter().cloned());
     report
 }
@@ -337,6 +397,12 @@ async fn send_report(
         || current.conditions != sent.conditions
     {
         tx.send(current.applied()).await.map_err(|_| ())?;
+        if current.applied_generation != sent.applied_generation {
+            crate::audit::record(
+                "desired_state.applied",
+                serde_json::json!({"generation": current.applied_generation}),
+            );
+        }
     }
     if current.clusters != sent.clusters {
         tx.send(current.status()).await.map_err(|_| ())?;
@@ -415,17 +481,17 @@ mod tests {
 
     #[test]
     fn a_refused_document_is_a_condition_and_changes_nothing() {
+        use crate::desired::tests::{key, signed};
+        let k = key();
         let dir = tempfile::tempdir().expect("tempdir");
         let store = DesiredStore::open(dir.path(), "cp-1").expect("store");
-        let good = pb::DesiredState {
-            generation: 3,
-            ..pb::DesiredState::default()
-        };
+        store.pin(k.public().clone()).expect("pin");
+        let good = signed(&k, "cp-1", 3);
         assert_eq!(
             accept_desired_state(&store, good.clone()),
             Verdict::Accepted
         );
-        let bad = pb::DesiredState {
+        let mut bad = pb::DesiredState {
             generation: 4,
             clusters: vec![pb::NamedSpec {
                 name: "etl".into(),
@@ -434,22 +500,35 @@ mod tests {
             }],
             ..pb::DesiredState::default()
         };
+        k.sign_desired_state("cp-1", &mut bad);
         let Verdict::Refused(c) = accept_desired_state(&store, bad) else {
             panic!("an unknown field is refused");
         };
         assert_eq!(c.r#type, REFUSED_CONDITION);
+        assert_eq!(c.reason, "Invalid");
         assert!(c.cluster.is_empty(), "a compute-plane condition");
         assert!(
             c.message.contains("generation 4") && c.message.contains("gpu"),
             "{}",
             c.message
         );
+        let Verdict::Refused(c) = accept_desired_state(&store, signed(&key(), "cp-1", 5)) else {
+            panic!("another key's document is refused");
+        };
+        assert_eq!(c.reason, "BadSignature");
+        let mut unsigned = signed(&k, "cp-1", 6);
+        unsigned.signature.clear();
+        let Verdict::Refused(c) = accept_desired_state(&store, unsigned) else {
+            panic!("an unsigned document is refused");
+        };
+        assert!(c.message.contains("not signed"), "{}", c.message);
         assert_eq!(
             store.subscribe().borrow().as_ref().map(|d| d.generation),
             Some(3),
-            "the refused document was not taken"
+            "the refused documents were not taken"
         );
-        let report = with_refusal(Report::default(), &Some(c));
+        let report = with_refusal(Report::default(), &Some(c), store.highest_accepted());
+        assert_eq!(report.applied_generation, 3);
         assert!(
             report
                 .conditions
@@ -459,7 +538,13 @@ mod tests {
         assert_eq!(
             accept_desired_state(&store, good),
             Verdict::NotNewer,
-            "an older or equal one is ignored"
+            "an equal one is nothing new"
         );
+        assert_eq!(
+            accept_desired_state(&store, signed(&k, "cp-1", 2)),
+            Verdict::NotNewer,
+            "an older one is not applied"
+        );
+        assert_eq!(store.generation(), 3);
     }
 }

@@ -96,7 +96,7 @@ pub async fn push_tenant_local(state: &AppState, tenant: &str) -> Result<usize, 
             continue;
         };
         let desired = build(stored);
-        match tx.try_send(message(&desired)) {
+        match tx.try_send(message(state, &cp, &desired)) {
             Ok(()) => {
                 pushed(&cp, desired.generation);
                 sent += 1;
@@ -111,9 +111,12 @@ pub async fn push_tenant_local(state: &AppState, tenant: &str) -> Result<usize, 
     Ok(sent)
 }
 
-fn message(desired: &DesiredState) -> Box<ControlMessage> {
+/// The signed wire form of `desired` for compute plane `cp`.
+fn message(state: &AppState, cp: &str, desired: &DesiredState) -> Box<ControlMessage> {
+    let mut doc = desired.to_proto();
+    state.signer.sign(cp, &mut doc);
     Box::new(ControlMessage {
-        kind: Some(control_message::Kind::DesiredState(desired.to_proto())),
+        kind: Some(control_message::Kind::DesiredState(doc)),
     })
 }
 
@@ -127,7 +130,7 @@ fn pushed(cp: &str, generation: i64) {
 /// Sends `desired` on a session's queue, waiting up to [`PUSH_TIMEOUT`] for room.
 async fn deliver(state: &AppState, cp: &str, tx: &crate::sessions::Outbox, desired: &DesiredState) {
     let generation = desired.generation;
-    match tokio::time::timeout(PUSH_TIMEOUT, tx.send(message(desired))).await {
+    match tokio::time::timeout(PUSH_TIMEOUT, tx.send(message(state, cp, desired))).await {
         Ok(Ok(())) => pushed(cp, generation),
         // The session ended meanwhile; the next one gets the state on start.
         Ok(Err(_)) => {}

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod presence;
 pub mod secrets;
 pub mod sessions;
+pub mod signing;
 pub mod state;
 pub mod status;
 pub mod store;
@@ -172,9 +173,15 @@ impl ControlPlane {
             &ticket_secret,
         )
         .map_err(|e| ServeError::Tls(e.to_string()))?;
+        let signer = Arc::new(signing::DesiredStateSigner::shared(&secrets, clock.now()).await?);
+        tracing::info!(
+            key_id = signer.public().key_id(),
+            "desired state signing key"
+        );
         let state = AppState {
             store,
             ca,
+            signer,
             sessions: Registry::default(),
             clock,
             admission: Arc::new(admission::Admission::new(
@@ -424,6 +431,16 @@ pub async fn mint_admin_token(config: &Config) -> Result<String, ServeError> {
         .await?;
     tracing::info!("platform admin token minted");
     Ok(token)
+}
+
+/// Replaces the desired-state signing key of the database `config` names with a new one,
+/// introduced by a statement the old key signs; returns the old and new key ids. Replicas
+/// sign with the new key once restarted; agents follow the statement at their next session.
+pub async fn rotate_signing_key(config: &Config) -> Result<(String, String), ServeError> {
+    let secrets = open_store(config).await?.secrets;
+    let (old, new) = signing::DesiredStateSigner::rotate(&secrets, SystemClock.now()).await?;
+    tracing::info!(old = %old, new = %new, "desired-state signing key rotated");
+    Ok((old, new))
 }
 
 /// Whether the store is PostgreSQL (several replicas may share it).

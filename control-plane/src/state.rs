@@ -46,6 +46,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The internal CA.
     pub ca: Arc<Ca>,
+    /// Signs every desired-state document.
+    pub signer: Arc<crate::signing::DesiredStateSigner>,
     /// Live sessions.
     pub sessions: Registry,
     /// Wall clock.

@@ -18,6 +18,7 @@ pub mod logging;
 pub mod names;
 pub mod pki;
 pub mod redact;
+pub mod signing;
 pub mod spec;
 pub mod status;
 pub mod timestamps;

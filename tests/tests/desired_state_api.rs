@@ -211,9 +211,8 @@ async fn each_agent_receives_only_its_own_state() {
         std::time::Duration::from_secs(10),
         "B persisted its state",
         || async {
-            let text =
-                std::fs::read_to_string(b_dir.path().join("agent/desired-state.json")).ok()?;
-            let v: Value = serde_json::from_str(&text).ok()?;
+            let v =
+                tether_tests::harness::read_persisted_desired_state(&b_dir.path().join("agent"))?;
             v["state"]["clusters"]["globex-etl"]
                 .is_object()
                 .then_some(v)

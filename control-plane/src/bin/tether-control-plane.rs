@@ -26,6 +26,10 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Mint a new platform admin token for an existing database and print it.
     AdminToken(AdminTokenArgs),
+    /// Replace the key that signs desired state; the old key signs a statement that
+    /// introduces the new one, so agents follow without enrolling again. Restart every
+    /// replica (one by one) afterwards: each signs with the new key once it starts.
+    RotateSigningKey(AdminTokenArgs),
 }
 
 /// Where the control plane keeps its state: the same flags for `serve` and `admin-token`.
@@ -160,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
     let args = match Cli::parse().command {
         Command::Serve(args) => *args,
         Command::AdminToken(args) => return admin_token(args).await,
+        Command::RotateSigningKey(args) => return rotate_signing_key(args).await,
     };
     tether_shared::logging::init(&args.log_format);
     if args.agent_cert_ttl < std::time::Duration::from_secs(3) {
@@ -265,9 +270,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// `admin-token`: prints a new platform admin token (and nothing else) on stdout.
-async fn admin_token(args: AdminTokenArgs) -> anyhow::Result<()> {
-    tether_shared::logging::init("text");
-    let config = Config {
+/// The configuration of a one-off command on the store `args` names.
+fn store_config(args: AdminTokenArgs) -> Config {
+    Config {
         data_dir: args.store.data_dir,
         database: args.store.database,
         secret_key_file: args.store.secret_key_file,
@@ -278,7 +283,21 @@ async fn admin_token(args: AdminTokenArgs) -> anyhow::Result<()> {
         telemetry_retention: std::time::Duration::ZERO,
         fleet: FleetSettings::default(),
         identity: IdentitySettings::default(),
-    };
+    }
+}
+
+async fn rotate_signing_key(args: AdminTokenArgs) -> anyhow::Result<()> {
+    tether_shared::logging::init("text");
+    let (old, new) = tether_control_plane::rotate_signing_key(&store_config(args))
+        .await
+        .context("rotating the desired-state signing key")?;
+    println!("desired-state signing key {old} -> {new}; restart every replica to sign with it");
+    Ok(())
+}
+
+async fn admin_token(args: AdminTokenArgs) -> anyhow::Result<()> {
+    tether_shared::logging::init("text");
+    let config = store_config(args);
     let token = tether_control_plane::mint_admin_token(&config)
         .await
         .context("minting a platform admin token")?;

@@ -299,7 +299,7 @@ impl AgentControl for AgentControlService {
             }),
             not_after_unix: issued.not_after,
             serial: issued.serial,
-            desired_state_signing_key_pem: String::new(),
+            desired_state_signing_key_pem: self.state.signer.public().to_pem(),
         }))
     }
 
@@ -373,6 +373,8 @@ impl AgentControl for AgentControlService {
                     compute_plane_id: cp_id.clone(),
                 }),
                 server_time_unix_ms: tether_shared::timestamps::now_unix_ms(),
+                desired_state_signing_key_pem: self.state.signer.public().to_pem(),
+                signing_key_statements: self.state.signer.chain().to_vec(),
             })),
         };
         tx.try_send(Box::new(welcome))

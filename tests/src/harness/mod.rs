@@ -122,3 +122,35 @@ impl TenantFixture {
             .await
     }
 }
+
+/// The desired state an agent persisted in `state_dir`, as
+/// `{"compute_plane_id", "generation", "state": {"clusters": {name: spec}, "catalogs": …}}`
+/// (the file holds the signed document with each spec as its JSON text); `None` when
+/// there is none or it does not parse.
+pub fn read_persisted_desired_state(state_dir: &std::path::Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(state_dir.join("desired-state.json")).ok()?;
+    let file: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let doc = &file["document"];
+    let specs = |kind: &str| -> serde_json::Map<String, serde_json::Value> {
+        doc[kind]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| {
+                let name = s["name"].as_str()?.to_owned();
+                let spec = serde_json::from_str(s["spec_json"].as_str()?).ok()?;
+                Some((name, spec))
+            })
+            .collect()
+    };
+    Some(serde_json::json!({
+        "compute_plane_id": file["compute_plane_id"],
+        "generation": doc["generation"],
+        "state": {
+            "generation": doc["generation"],
+            "clusters": specs("clusters"),
+            "catalogs": specs("catalogs"),
+            "settings": doc["settings"],
+        },
+    }))
+}

@@ -192,11 +192,9 @@ impl PrestoEnv {
         self.kube.object(&Self::key(api_version, plural, name))
     }
 
-    /// The agent's persisted desired state.
+    /// The agent's persisted desired state (see [`super::read_persisted_desired_state`]).
     pub fn persisted_desired_state(&self) -> Value {
-        let text =
-            std::fs::read_to_string(self.agent_dir.join("desired-state.json")).unwrap_or_default();
-        serde_json::from_str(&text).unwrap_or(Value::Null)
+        super::read_persisted_desired_state(&self.agent_dir).unwrap_or(Value::Null)
     }
 }
 
