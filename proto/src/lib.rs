@@ -9,6 +9,11 @@ pub mod v1 {
     tonic::include_proto!("tether.v1");
 }
 
+/// The encoded `FileDescriptorSet` of package `tether.v1` (decode it with
+/// `prost_types::FileDescriptorSet`).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tether_v1_descriptor.bin"));
+
 /// The codec of every RPC: prost, with small per-stream buffers.
 ///
 /// tonic's default codec keeps an 8 KiB encode buffer and an 8 KiB decode buffer for the

@@ -27,7 +27,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Enroll if needed, then hold the session to the control plane.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Print every field this agent can send to the control plane, with its class
+    /// (identity, status, metrics, query metadata, redacted text), as derived from the
+    /// protocol: JSON, or a Markdown table with --markdown.
+    EgressManifest {
+        /// A Markdown table instead of JSON.
+        #[arg(long)]
+        markdown: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -188,12 +196,44 @@ struct RunArgs {
     log_format: String,
 }
 
+/// `tether-agent egress-manifest`: prints the manifest; the exit code. A closed stdout
+/// (`| head`) is not an error.
+fn egress_manifest(markdown: bool) -> i32 {
+    use std::io::Write;
+    let text = tether_agent::egress::manifest()
+        .map_err(|e| e.to_string())
+        .and_then(|m| {
+            if markdown {
+                Ok(tether_agent::egress::markdown(&m))
+            } else {
+                serde_json::to_string_pretty(&m)
+                    .map(|t| t + "\n")
+                    .map_err(|e| e.to_string())
+            }
+        });
+    match text {
+        Ok(text) => match std::io::stdout().lock().write_all(text.as_bytes()) {
+            Ok(()) => 0,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let Cli {
-        command: Command::Run(args),
-    } = Cli::parse();
+    let args = match Cli::parse().command {
+        Command::Run(args) => *args,
+        Command::EgressManifest { markdown } => std::process::exit(egress_manifest(markdown)),
+    };
     let shipper = match &args.cloudwatch_log_group {
         Some(group) => {
             let config = tether_agent::cloudwatch::CloudWatchConfig {
