@@ -24,6 +24,33 @@ async fn stop_agent(env: &mut PrestoEnv) {
     }
 }
 
+/// An environment whose cluster `analytics` runs `workers` workers with catalog `lake`.
+async fn analytics_running(workers: u32) -> PrestoEnv {
+    init();
+    let env = PrestoEnv::start().await;
+    env.put_catalog("lake", glue_catalog()).await;
+    env.put_cluster("analytics", cluster_spec(workers, &["lake"]))
+        .await;
+    env.running("analytics", u64::from(workers), 15).await;
+    env
+}
+
+/// Starts the control plane again on its data dir and addresses.
+async fn restart_control_plane(
+    env: &mut PrestoEnv,
+    data_dir: std::path::PathBuf,
+    http: String,
+    grpc: String,
+) {
+    env.cp = ControlPlaneProc::start(ControlPlaneOptions {
+        data_dir: Some(data_dir),
+        http_listen: http,
+        grpc_listen: grpc,
+        ..Default::default()
+    })
+    .await;
+}
+
 /// The records of the agent's `STATE_DIR/audit.log`.
 fn audit_records(env: &PrestoEnv) -> Vec<Value> {
     let text = std::fs::read_to_string(env.agent_dir.join("audit.log")).expect("audit.log");
@@ -43,12 +70,7 @@ async fn agent_logged(env: &PrestoEnv, what: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_or_replayed_state_file_is_refused_and_the_clusters_stay() {
-    init();
-    let mut env = PrestoEnv::start().await;
-    env.put_catalog("lake", glue_catalog()).await;
-    env.put_cluster("analytics", cluster_spec(3, &["lake"]))
-        .await;
-    env.running("analytics", 3, 15).await;
+    let mut env = analytics_running(3).await;
     let state_file = env.agent_dir.join(STATE_FILE);
     let older = std::fs::read_to_string(&state_file).expect("persisted state");
     let changed = env
@@ -100,13 +122,7 @@ async fn a_tampered_or_replayed_state_file_is_refused_and_the_clusters_stay() {
     );
 
     // The control plane returns: its current document is applied again.
-    env.cp = ControlPlaneProc::start(ControlPlaneOptions {
-        data_dir: Some(data_dir),
-        http_listen: http,
-        grpc_listen: grpc,
-        ..Default::default()
-    })
-    .await;
+    restart_control_plane(&mut env, data_dir, http, grpc).await;
     eventually(
         Duration::from_secs(30),
         "the current document persisted again",
@@ -147,12 +163,7 @@ async fn a_tampered_or_replayed_state_file_is_refused_and_the_clusters_stay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_of_a_key_the_agent_did_not_pin_are_refused_and_a_rotation_is_followed() {
-    init();
-    let mut env = PrestoEnv::start().await;
-    env.put_catalog("lake", glue_catalog()).await;
-    env.put_cluster("analytics", cluster_spec(2, &["lake"]))
-        .await;
-    env.running("analytics", 2, 15).await;
+    let mut env = analytics_running(2).await;
     let key_file = env.agent_dir.join("signing-key.pem");
     let pinned = std::fs::read_to_string(&key_file).expect("the key pinned at enrollment");
 
@@ -220,13 +231,7 @@ async fn documents_of_a_key_the_agent_did_not_pin_are_refused_and_a_rotation_is_
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("->"), "{stdout}");
-    env.cp = ControlPlaneProc::start(ControlPlaneOptions {
-        data_dir: Some(data_dir),
-        http_listen: http,
-        grpc_listen: grpc,
-        ..Default::default()
-    })
-    .await;
+    restart_control_plane(&mut env, data_dir, http, grpc).await;
     env.start_agent(None);
     agent_logged(&env, "following a signing key rotation").await;
     env.put_cluster("analytics", cluster_spec(3, &["lake"]))
