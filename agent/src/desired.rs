@@ -38,6 +38,10 @@ pub struct DesiredStore {
     dir: PathBuf,
     compute_plane_id: String,
     key: Mutex<Option<VerifyingKey>>,
+    /// Serialises [`Self::accept`].
+    accepting: Mutex<()>,
+    /// The key that signed the document held (and persisted).
+    held_key_id: Mutex<Option<String>>,
     /// The highest generation ever accepted (what the clusters were last set to).
     highest: std::sync::atomic::AtomicI64,
     tx: watch::Sender<Desired>,
@@ -123,6 +127,11 @@ pub enum Refusal {
     /// first session).
     #[error("no signing key is pinned yet")]
     NoKey,
+    /// The file was written by an agent before documents were signed (an upgrade).
+    #[error(
+        "the file was written by an agent version before documents were signed; the control plane's next document replaces it"
+    )]
+    Legacy,
     /// The signature does not verify.
     #[error("{0}")]
     Signature(SignatureError),
@@ -147,6 +156,7 @@ impl Refusal {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::NoKey | Self::Signature(_) => "BadSignature",
+            Self::Legacy => "Unsigned",
             Self::Rollback { .. } => "Rollback",
             Self::Invalid(_) => "Invalid",
             Self::NotPersisted(_) => "NotPersisted",
@@ -193,46 +203,44 @@ impl DesiredStore {
         let path = state_dir.join(DESIRED_STATE_FILE);
         let mut load_refusal = None;
         let initial = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let p: Persisted = serde_json::from_slice(&bytes).map_err(|e| io_err(&path, e))?;
-                if p.compute_plane_id != compute_plane_id {
-                    tracing::warn!(file = %path.display(), belongs_to = %p.compute_plane_id, "ignoring desired state of another compute plane");
-                    None
-                } else {
-                    let doc = p.document.map(SignedDocument::into_proto);
-                    match doc
-                        .ok_or(Refusal::Signature(SignatureError::Unsigned))
-                        .and_then(|d| check(key.as_ref(), compute_plane_id, floor, 0, d))
-                    {
-                        Ok(state) => {
-                            tracing::info!(
-                                generation = state.generation,
-                                clusters = state.clusters.len(),
-                                "loaded persisted desired state"
-                            );
-                            Some(Arc::new(state))
-                        }
-                        Err(refusal) => {
-                            tracing::error!(file = %path.display(), "refusing the persisted desired state ({refusal}); the clusters stay as they are until the control plane sends a valid one");
-                            crate::audit::record(
-                                "desired_state.refused",
-                                serde_json::json!({"source": path.display().to_string(), "reason": refusal.reason(), "message": refusal.to_string()}),
-                            );
-                            load_refusal = Some(refusal);
-                            None
-                        }
-                    }
+            Ok(bytes) => match verify_file(&bytes, key.as_ref(), compute_plane_id, floor) {
+                Ok(Some(state)) => {
+                    tracing::info!(
+                        generation = state.generation,
+                        clusters = state.clusters.len(),
+                        "loaded persisted desired state"
+                    );
+                    Some(Arc::new(state))
                 }
-            }
+                Ok(None) => {
+                    tracing::warn!(file = %path.display(), "ignoring the desired state of another compute plane");
+                    None
+                }
+                Err(refusal) => {
+                    tracing::error!(file = %path.display(), "refusing the persisted desired state ({refusal}); the clusters stay as they are until the control plane sends a valid one");
+                    crate::audit::record(
+                        "desired_state.refused",
+                        serde_json::json!({"source": path.display().to_string(), "reason": refusal.reason(), "message": refusal.to_string()}),
+                    );
+                    load_refusal = Some(refusal);
+                    None
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err(&path, e)),
         };
+        let held_key_id = initial
+            .as_ref()
+            .and(key.as_ref())
+            .map(|k| k.key_id().to_owned());
         let (tx, _) = watch::channel(initial);
         Ok(Self {
             dir: state_dir.to_owned(),
             compute_plane_id: compute_plane_id.to_owned(),
             key: Mutex::new(key),
             highest: std::sync::atomic::AtomicI64::new(floor),
+            held_key_id: Mutex::new(held_key_id),
+            accepting: Mutex::new(()),
             tx,
             load_refusal,
         })
@@ -263,15 +271,13 @@ impl DesiredStore {
 
     /// The pinned key, if any.
     pub fn pinned_key(&self) -> Option<VerifyingKey> {
-        self.key.lock().ok().and_then(|k| k.clone())
+        self.key.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Pins `key` (at enrollment).
     pub fn pin(&self, key: VerifyingKey) -> Result<(), DesiredStoreError> {
         pin_key(&self.dir, &key)?;
-        if let Ok(mut k) = self.key.lock() {
-            *k = Some(key);
-        }
+        *self.key.lock().unwrap_or_else(|p| p.into_inner()) = Some(key);
         Ok(())
     }
 
@@ -310,8 +316,7 @@ impl DesiredStore {
             }
             Some(p) if p == current => Ok(false),
             Some(p) => {
-                let reached = p.follow_chain(chain);
-                if reached == current {
+                if p.leads_to(chain, &current) {
                     tracing::info!(
                         old = p.key_id(),
                         new = current.key_id(),
@@ -339,12 +344,12 @@ impl DesiredStore {
         }
     }
 
-    /// Verifies, validates and keeps a document: persisted first, then published.
+    /// Verifies, validates and keeps a document: persisted first, then published. The
+    /// document held now, sent again, is verified too and, signed by a new key after a
+    /// rotation, written again so that the file verifies under the key now pinned.
     pub fn accept(&self, doc: pb::DesiredState) -> Result<Accepted, Refusal> {
+        let _one_at_a_time = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
         let held = self.generation();
-        if doc.generation == held && held > 0 {
-            return Ok(Accepted::Same);
-        }
         let floor = read_generation(&self.dir.join(GENERATION_FILE), &self.compute_plane_id)
             .map_err(|e| Refusal::NotPersisted(e.to_string()))?;
         let key = self.pinned_key();
@@ -352,20 +357,45 @@ impl DesiredStore {
             compute_plane_id: self.compute_plane_id.clone(),
             document: Some(SignedDocument::from_proto(&doc)),
         };
+        let same = held > 0 && doc.generation == held;
         let state = check(key.as_ref(), &self.compute_plane_id, floor, held, doc)?;
-        let path = self.dir.join(DESIRED_STATE_FILE);
         let bytes = serde_json::to_vec_pretty(&persisted)
             .map_err(|e| Refusal::NotPersisted(e.to_string()))?;
-        files::write_private(&path, &bytes).map_err(|e| Refusal::NotPersisted(e.to_string()))?;
+        if same {
+            if self.held_key_id() != key.as_ref().map(|k| k.key_id().to_owned()) {
+                let path = self.dir.join(DESIRED_STATE_FILE);
+                files::write_private(&path, &bytes)
+                    .map_err(|e| Refusal::NotPersisted(e.to_string()))?;
+                self.set_held_key_id(key.as_ref());
+            }
+            return Ok(Accepted::Same);
+        }
+        // The generation first: a crash between the writes leaves an older document that
+        // is refused at start (the clusters stay) rather than a replayable one.
         files::write_private(
             &self.dir.join(GENERATION_FILE),
             format!("{} {}\n", self.compute_plane_id, state.generation).as_bytes(),
         )
         .map_err(|e| Refusal::NotPersisted(e.to_string()))?;
+        files::write_private(&self.dir.join(DESIRED_STATE_FILE), &bytes)
+            .map_err(|e| Refusal::NotPersisted(e.to_string()))?;
+        self.set_held_key_id(key.as_ref());
         self.highest
             .fetch_max(state.generation, std::sync::atomic::Ordering::Relaxed);
         self.tx.send_replace(Some(Arc::new(state)));
         Ok(Accepted::Newer)
+    }
+
+    fn held_key_id(&self) -> Option<String> {
+        self.held_key_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_held_key_id(&self, key: Option<&VerifyingKey>) {
+        *self.held_key_id.lock().unwrap_or_else(|p| p.into_inner()) =
+            key.map(|k| k.key_id().to_owned());
     }
 }
 
@@ -380,13 +410,36 @@ pub fn pin_key(state_dir: &Path, key: &VerifyingKey) -> Result<(), DesiredStoreE
 fn read_generation(path: &Path, cp: &str) -> Result<i64, DesiredStoreError> {
     match std::fs::read_to_string(path) {
         Ok(text) => match text.split_whitespace().collect::<Vec<_>>().as_slice() {
-            [of, generation] if *of == cp => generation.parse().map_err(|e| io_err(path, e)),
+            [of, generation] if *of == cp => Ok(generation.parse().unwrap_or_else(|e| {
+                tracing::error!(file = %path.display(), "damaged ({e}); ignoring it");
+                0
+            })),
             [_, _] => Ok(0),
-            _ => Err(io_err(path, "expected `<compute plane id> <generation>`")),
+            _ => {
+                tracing::error!(file = %path.display(), "damaged (expected `<compute plane id> <generation>`); ignoring it");
+                Ok(0)
+            }
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
         Err(e) => Err(io_err(path, e)),
     }
+}
+
+/// The persisted document, verified: `None` when it belongs to another compute plane (a
+/// state dir enrolled again elsewhere).
+fn verify_file(
+    bytes: &[u8],
+    key: Option<&VerifyingKey>,
+    cp: &str,
+    floor: i64,
+) -> Result<Option<DesiredState>, Refusal> {
+    let p: Persisted =
+        serde_json::from_slice(bytes).map_err(|e| Refusal::Invalid(format!("unreadable: {e}")))?;
+    if p.compute_plane_id != cp {
+        return Ok(None);
+    }
+    let doc = p.document.ok_or(Refusal::Legacy)?.into_proto();
+    check(key, cp, floor, 0, doc).map(Some)
 }
 
 /// Signature, generation, then content.
@@ -486,8 +539,18 @@ pub(crate) mod tests {
             replayed.load_refusal().map(Refusal::reason),
             Some("Rollback")
         );
+        // A damaged file is refused too; the agent still starts.
         std::fs::write(&path, b"{not json").expect("write");
-        assert!(DesiredStore::open(dir.path(), "cp-a").is_err());
+        let damaged = DesiredStore::open(dir.path(), "cp-a").expect("open");
+        assert_eq!(damaged.load_refusal().map(Refusal::reason), Some("Invalid"));
+        // A file of an agent before signing says so.
+        std::fs::write(
+            &path,
+            br#"{"compute_plane_id": "cp-a", "state": {"generation": 3}}"#,
+        )
+        .expect("write");
+        let legacy = DesiredStore::open(dir.path(), "cp-a").expect("open");
+        assert_eq!(legacy.load_refusal().map(Refusal::reason), Some("Unsigned"));
     }
 
     #[test]
@@ -496,6 +559,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = DesiredStore::open(dir.path(), "cp-a").expect("open");
         store.pin(k1.public().clone()).expect("pin");
+        assert_eq!(store.accept(signed(&k1, "cp-a", 1)), Ok(Accepted::Newer));
         assert!(
             !store
                 .follow(
@@ -510,8 +574,20 @@ pub(crate) mod tests {
                 .follow(&k2.public().to_pem(), &[k1.introduce(k2.public())])
                 .expect("follow")
         );
-        assert_eq!(store.accept(signed(&k2, "cp-a", 1)), Ok(Accepted::Newer));
+        // The same generation, signed again by the new key, is written again: the file
+        // verifies under the key now pinned, also at the next start without the control
+        // plane.
+        assert_eq!(store.accept(signed(&k2, "cp-a", 1)), Ok(Accepted::Same));
+        assert!(matches!(
+            store.accept(signed(&k1, "cp-a", 1)),
+            Err(Refusal::Signature(SignatureError::UnknownKey { .. }))
+        ));
         let reopened = DesiredStore::open(dir.path(), "cp-a").expect("open");
+        assert!(
+            reopened.load_refusal().is_none(),
+            "{:?}",
+            reopened.load_refusal()
+        );
         assert_eq!(
             reopened.pinned_key().as_ref(),
             Some(k2.public()),

@@ -173,11 +173,16 @@ pub fn manifest() -> Result<Manifest, DescriptorError> {
                     let key = format!("{name}.{}", f.name());
                     let nested = f.r#type() == Type::Message;
                     let type_name = f.type_name().trim_start_matches(&prefix);
-                    // A map is a nested entry message; it is a leaf of string pairs here.
-                    let map_entry = m
-                        .nested_type
-                        .iter()
-                        .any(|n| n.name() == type_name.rsplit('.').next().unwrap_or_default());
+                    // A map is a nested entry message marked `map_entry`: a leaf here. Any
+                    // other nested message must be a top-level one (an error below if not),
+                    // so no field is ever skipped silently.
+                    let map_entry = m.nested_type.iter().any(|n| {
+                        n.options
+                            .as_ref()
+                            .and_then(|o| o.map_entry)
+                            .unwrap_or(false)
+                            && type_name.rsplit('.').next() == Some(n.name())
+                    });
                     let ty = if nested {
                         type_name.to_owned()
                     } else {

@@ -201,7 +201,7 @@ pub async fn run(
     if send_report(
         &tx,
         &mut sent,
-        with_refusal(current, &refused, desired.highest_accepted()),
+        with_refusal(current, &refused, ack_floor(desired)),
     )
     .await
     .is_err()
@@ -224,7 +224,7 @@ pub async fn run(
                             Verdict::NotNewer => {}
                         }
                         let current = report.borrow().clone();
-                        if send_report(&tx, &mut sent, with_refusal(current, &refused, desired.highest_accepted())).await.is_err() {
+                        if send_report(&tx, &mut sent, with_refusal(current, &refused, ack_floor(desired))).await.is_err() {
                             return Ok(SessionEnd::Closed);
                         }
                     }
@@ -240,7 +240,7 @@ pub async fn run(
             changed = report.changed(), if reports_open => {
                 if changed.is_ok() {
                     let current = report.borrow_and_update().clone();
-                    if send_report(&tx, &mut sent, with_refusal(current, &refused, desired.highest_accepted())).await.is_err() {
+                    if send_report(&tx, &mut sent, with_refusal(current, &refused, ack_floor(desired))).await.is_err() {
                         return Ok(SessionEnd::Closed);
                     }
                 } else {
@@ -369,6 +369,17 @@ pub fn refusal_condition(generation: i64, refusal: &Refusal) -> pb::ClusterCondi
         reason: refusal.reason().into(),
         message: message.chars().take(512).collect(),
         last_transition_unix_ms: tether_shared::timestamps::now_unix_ms(),
+    }
+}
+
+/// What a report with a refusal acks at least: with no document held (the one in the
+/// state dir was refused at start), the generation the clusters were last set to; else
+/// nothing beyond what the reconciler applied.
+fn ack_floor(desired: &DesiredStore) -> i64 {
+    if desired.generation() == 0 {
+        desired.highest_accepted()
+    } else {
+        0
     }
 }
 
@@ -527,8 +538,11 @@ mod tests {
             Some(3),
             "the refused documents were not taken"
         );
-        let report = with_refusal(Report::default(), &Some(c), store.highest_accepted());
-        assert_eq!(report.applied_generation, 3);
+        let report = with_refusal(Report::default(), &Some(c), ack_floor(&store));
+        assert_eq!(
+            report.applied_generation, 0,
+            "a document is held: only what was applied"
+        );
         assert!(
             report
                 .conditions

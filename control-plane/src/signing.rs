@@ -49,10 +49,18 @@ impl DesiredStateSigner {
         let der = SigningKey::generate_pkcs8();
         let new = SigningKey::from_pkcs8(&der)
             .map_err(|_| SecretError::Damaged(KEY_SECRET.to_owned()))?;
-        let mut chain = old.chain;
+        let old_id = old.public().key_id().to_owned();
+        // A statement the current key signed before is a dead end (a rotation whose new
+        // key was never stored): the new statement replaces it.
+        let mut chain: Vec<_> = old
+            .chain
+            .into_iter()
+            .filter(|s| s.signed_by_key_id != old_id)
+            .collect();
         chain.push(old.key.introduce(new.public()));
         // The chain first: a crash between the two writes leaves the old key signing and
-        // a statement nobody needs yet, never a key agents cannot reach.
+        // a statement nobody needs (replaced by the next rotation), never a key agents
+        // cannot reach. Run one rotation at a time.
         let encoded = pb::SigningKeyChain { statements: chain }.encode_to_vec();
         secrets.put(CHAIN_SECRET, &encoded, now).await?;
         secrets.put(KEY_SECRET, &der, now).await?;
@@ -94,9 +102,14 @@ mod tests {
         assert_eq!(old, first.public().key_id());
         let rotated = DesiredStateSigner::shared(&secrets, 3).await.expect("key");
         assert_eq!(rotated.public().key_id(), new);
-        assert_eq!(
-            &first.public().follow_chain(rotated.chain()),
-            rotated.public()
-        );
+        assert!(first.public().leads_to(rotated.chain(), rotated.public()));
+        let (_, newest) = DesiredStateSigner::rotate(&secrets, 4)
+            .await
+            .expect("rotate");
+        let latest = DesiredStateSigner::shared(&secrets, 5).await.expect("key");
+        assert_eq!(latest.public().key_id(), newest);
+        assert!(first.public().leads_to(latest.chain(), latest.public()));
+        assert!(rotated.public().leads_to(latest.chain(), latest.public()));
+        assert_eq!(latest.chain().len(), 2, "one statement per key");
     }
 }

@@ -203,22 +203,26 @@ impl VerifyingKey {
         Self::from_pem(&statement.key_pem)
     }
 
-    /// Follows a chain of statements as far as it leads from this key (statements not
-    /// signed by the key reached so far are skipped): the newest key reached.
-    pub fn follow_chain(&self, chain: &[pb::SigningKeyStatement]) -> Self {
-        let mut key = self.clone();
-        // Each statement moves at most one step; a chain of n statements needs n passes
-        // at most whatever its order.
-        for _ in 0..chain.len() {
-            let Some(next) = chain.iter().find_map(|s| key.follow(s).ok()) else {
-                break;
-            };
-            if next == key {
-                break;
+    /// Whether `statements` lead from this key to `target` (this key itself included):
+    /// every statement signed by a key reached so far is followed, so a chain with dead
+    /// ends (a rotation retried after a crash) still leads wherever any path does.
+    pub fn leads_to(&self, statements: &[pb::SigningKeyStatement], target: &VerifyingKey) -> bool {
+        let mut reached = vec![self.clone()];
+        let mut i = 0;
+        while i < reached.len() {
+            if &reached[i] == target {
+                return true;
             }
-            key = next;
+            for s in statements {
+                if let Ok(next) = reached[i].follow(s)
+                    && !reached.contains(&next)
+                {
+                    reached.push(next);
+                }
+            }
+            i += 1;
         }
-        key
+        false
     }
 }
 
@@ -325,12 +329,22 @@ mod tests {
         let k1 = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8()).expect("key");
         let k2 = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8()).expect("key");
         let k3 = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8()).expect("key");
-        let chain = vec![k2.introduce(k3.public()), k1.introduce(k2.public())];
-        assert_eq!(&k1.public().follow_chain(&chain), k3.public());
-        assert_eq!(&k2.public().follow_chain(&chain), k3.public());
-        // A key nobody in the chain signed for stays where it is.
+        // A dead end first (a rotation whose new key was never stored), in any order.
+        let lost = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8()).expect("key");
+        let chain = vec![
+            k2.introduce(k3.public()),
+            k1.introduce(lost.public()),
+            k1.introduce(k2.public()),
+        ];
+        assert!(k1.public().leads_to(&chain, k3.public()));
+        assert!(k2.public().leads_to(&chain, k3.public()));
+        assert!(
+            !k3.public().leads_to(&chain, k1.public()),
+            "never backwards"
+        );
+        // A key nobody in the chain signed for leads nowhere.
         let stranger = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8()).expect("key");
-        assert_eq!(&stranger.public().follow_chain(&chain), stranger.public());
+        assert!(!stranger.public().leads_to(&chain, k3.public()));
         // A statement introducing the attacker's key, signed by the attacker, is ignored.
         let forged = pb::SigningKeyStatement {
             signed_by_key_id: k1.public().key_id().to_owned(),

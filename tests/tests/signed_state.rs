@@ -239,6 +239,12 @@ async fn documents_of_a_key_the_agent_did_not_pin_are_refused_and_a_rotation_is_
     env.running("analytics", 3, 30).await;
     let now_pinned = std::fs::read_to_string(&key_file).expect("pinned key");
     assert_ne!(now_pinned, pinned, "the new key is pinned");
+    // Without the control plane, the state dir's document verifies under the new key.
+    stop_agent(&mut env).await;
+    env.cp.kill();
+    env.start_agent(None);
+    let log = agent_logged(&env, "loaded persisted desired state").await;
+    assert!(!log.contains("refusing the persisted"), "{log}");
     let audit = audit_records(&env);
     for action in ["signing_key.untrusted", "signing_key.rotated"] {
         assert!(
