@@ -15,6 +15,7 @@ pub mod egress;
 pub mod eks;
 pub mod enroll;
 pub mod error;
+pub mod guardrails;
 pub mod identity_store;
 pub mod metrics;
 pub mod podlogs;
@@ -100,6 +101,8 @@ pub struct Config {
     pub account_binding: Option<aws_identity::StsSettings>,
     /// The EKS cluster to use when running outside it (instead of a kubeconfig).
     pub eks: Option<eks::EksSettings>,
+    /// The customer's guardrail policy ([`guardrails`]), if any.
+    pub policy_file: Option<PathBuf>,
 }
 
 /// Enrolls if needed, then keeps a session up until `shutdown` resolves. Returns an error
@@ -174,6 +177,24 @@ pub async fn run(
     let compute_plane_id = compute_plane_of(&creds)?;
     let desired = DesiredStore::open(&config.state_dir, &compute_plane_id)
         .map_err(|e| AgentError::Config(e.to_string()))?;
+    // With a policy, everything that acts on the desired state follows the guarded one.
+    let (guard, applied) = match &config.policy_file {
+        Some(path) => {
+            let (guard, guarded) = guardrails::Guard::start(
+                path,
+                &config.state_dir,
+                &compute_plane_id,
+                desired.subscribe(),
+            )
+            .map_err(|e| AgentError::Config(e.to_string()))?;
+            (Some(guard), Some(guarded))
+        }
+        None => (None, None),
+    };
+    let effective = || match &applied {
+        Some(g) => g.desired.clone(),
+        None => desired.subscribe(),
+    };
     // The sender lives as long as `run`, reconciler or not, so sessions never see the
     // report channel closed.
     let (report_tx, mut report_rx) = watch::channel(Report::default());
@@ -193,7 +214,7 @@ pub async fn run(
             .or_else(|| std::env::var("AWS_REGION").ok())
             .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
             .unwrap_or_else(|| "us-east-1".to_owned()),
-        desired.subscribe(),
+        effective(),
         catalog_reach_tx,
         halt_rx.clone(),
     ));
@@ -247,12 +268,13 @@ pub async fn run(
         ))),
         _ => None,
     };
+    let guard = guard.map(|g| tokio::spawn(g.run(halt_rx.clone())));
     let reconciler = kube.as_ref().map(|k| {
         start_reconciler(
             &config,
             &compute_plane_id,
             k.clone(),
-            &desired,
+            (effective(), applied.as_ref().map(|g| g.conditions.clone())),
             report_tx.clone(),
             (reach_rx, catalog_reach_rx),
             halt_rx.clone(),
@@ -266,7 +288,7 @@ pub async fn run(
         },
         kube,
         telemetry.clone(),
-        desired.subscribe(),
+        effective(),
         report_rx.clone(),
         reach_tx,
     );
@@ -306,6 +328,9 @@ pub async fn run(
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), collector).await;
     catalog_checks.abort();
+    if let Some(g) = guard {
+        g.abort();
+    }
     if let Some(p) = pod_logs {
         let _ = tokio::time::timeout(Duration::from_secs(10), p).await;
     }
@@ -328,7 +353,10 @@ fn start_reconciler(
     config: &Config,
     compute_plane_id: &str,
     kube: reconcile::kube_ops::Kube,
-    desired: &DesiredStore,
+    (desired, guardrails): (
+        watch::Receiver<desired::Desired>,
+        Option<watch::Receiver<Vec<tether_proto::v1::ClusterCondition>>>,
+    ),
     report: watch::Sender<Report>,
     reach: (
         watch::Receiver<collect::Reachability>,
@@ -347,7 +375,10 @@ fn start_reconciler(
         metastore_db: config.metastore_db.clone(),
         presto_tls: config.presto_tls.clone(),
     };
-    let reconciler = reconcile::Reconciler::new(kube, settings, desired.subscribe(), report, reach);
+    let mut reconciler = reconcile::Reconciler::new(kube, settings, desired, report, reach);
+    if let Some(g) = guardrails {
+        reconciler = reconciler.with_guardrails(g);
+    }
     tokio::spawn(reconciler.run(stop))
 }
 

@@ -36,6 +36,24 @@ enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Approve, in the VPC, a change the guardrail policy holds for local approval.
+    Approve {
+        #[command(subcommand)]
+        what: Approve,
+    },
+}
+
+#[derive(Subcommand)]
+enum Approve {
+    /// Let the agent delete a cluster the control plane deleted (with `deletes =
+    /// "local-approval"` in the policy file).
+    Delete {
+        /// The cluster.
+        cluster: String,
+        /// The agent's state directory.
+        #[arg(long, env = "TETHER_STATE_DIR")]
+        state_dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -188,6 +206,10 @@ struct RunArgs {
     /// AWS region of the log group (default: from the environment).
     #[arg(long, env = "TETHER_CLOUDWATCH_REGION")]
     cloudwatch_region: Option<String>,
+    /// The customer's guardrail policy (TOML): limits on what the control plane may ask
+    /// for, read at start and whenever it changes. See docs/security.md.
+    #[arg(long, env = "TETHER_POLICY_FILE")]
+    policy_file: Option<PathBuf>,
     /// Serve Prometheus /metrics on this address (e.g. 0.0.0.0:9464).
     #[arg(long, env = "TETHER_METRICS_LISTEN")]
     metrics_listen: Option<std::net::SocketAddr>,
@@ -233,6 +255,18 @@ async fn main() {
     let args = match Cli::parse().command {
         Command::Run(args) => *args,
         Command::EgressManifest { markdown } => std::process::exit(egress_manifest(markdown)),
+        Command::Approve {
+            what: Approve::Delete { cluster, state_dir },
+        } => match tether_agent::guardrails::approve_delete(&state_dir, &cluster) {
+            Ok(()) => {
+                println!("approved: the agent deletes cluster {cluster} within a few seconds");
+                std::process::exit(0)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(1)
+            }
+        },
     };
     let shipper = match &args.cloudwatch_log_group {
         Some(group) => {
@@ -333,6 +367,7 @@ async fn main() {
         endpoint: args.endpoint_template,
         account_binding: args.account_binding.then_some(sts),
         eks,
+        policy_file: args.policy_file,
     };
     let result = tether_agent::run(config, shutdown_signal()).await;
     if let Err(e) = &result {

@@ -198,6 +198,8 @@ pub struct Reconciler {
     metastore_db_version: Option<String>,
     /// Catalogs left out of the clusters until their credentials resolve.
     withheld_catalogs: BTreeSet<String>,
+    /// What the customer's guardrails refused, reported with every apply.
+    guardrails: Option<watch::Receiver<Vec<pb::ClusterCondition>>>,
     /// Per password-protected cluster, the version of its coordinator certificate.
     tls_versions: BTreeMap<String, String>,
     /// The `<cluster>-tls` Secrets this process wrote, deleted by name when not needed.
@@ -250,9 +252,17 @@ impl Reconciler {
             synced_secrets: BTreeSet::new(),
             metastore_db_version: None,
             withheld_catalogs: BTreeSet::new(),
+            guardrails: None,
             tls_versions: BTreeMap::new(),
             tls_secrets: BTreeSet::new(),
         }
+    }
+
+    /// Reports the guardrails' refusals (`GuardrailRefused`) with every apply; `desired`
+    /// is then the guarded, effective state.
+    pub fn with_guardrails(mut self, refusals: watch::Receiver<Vec<pb::ClusterCondition>>) -> Self {
+        self.guardrails = Some(refusals);
+        self
     }
 
     fn selector(&self) -> String {
@@ -519,6 +529,9 @@ impl Reconciler {
         if !pruned.is_empty() {
             tracing::info!(objects = pruned.len(), "pruned objects no longer desired");
         }
+        if let Some(g) = &self.guardrails {
+            conditions.extend(g.borrow().iter().cloned());
+        }
         // The generation was processed: every cluster tried (failures are in the
         // conditions) and everything no longer desired deleted.
         keep_transition_times(&mut conditions, &self.conditions);
@@ -541,6 +554,13 @@ impl Reconciler {
             let observed = self.observed.get(name).copied().unwrap_or(0);
             let error = self.errors.get(name).cloned();
             statuses.push(self.observe(name, spec, observed, error).await);
+        }
+        if let Some(g) = &self.guardrails {
+            let refusals = g.borrow();
+            for st in &mut statuses {
+                st.conditions
+                    .extend(refusals.iter().filter(|c| c.cluster == st.name).cloned());
+            }
         }
         let previous = self.report.borrow().clusters.clone();
         for st in &mut statuses {

@@ -313,6 +313,20 @@ pub fn render_cluster(
     }
 }
 
+/// The image of Presto `version` (every Presto container and init container runs it).
+pub fn presto_image(version: &str) -> String {
+    format!("prestodb/presto:{version}")
+}
+
+/// Every image the pods of a cluster run (what `allowed_image_registries` checks).
+pub fn cluster_images(spec: &ClusterSpec) -> Vec<String> {
+    let mut images = vec![presto_image(&spec.presto_version)];
+    if metastore_enabled(spec) {
+        images.push(workloads::METASTORE_IMAGE.to_owned());
+    }
+    images
+}
+
 /// Whether the cluster runs its built-in Hive metastore.
 pub(crate) fn metastore_enabled(spec: &ClusterSpec) -> bool {
     spec.hive_metastore.as_ref().is_some_and(|h| h.enabled)

@@ -197,9 +197,8 @@ impl PrestoPods<'_> {
             );
             pod.insert(
                 "initContainers".into(),
-                json!([tls::truststore_init_container(&format!(
-                    "prestodb/presto:{}",
-                    self.spec.presto_version
+                json!([tls::truststore_init_container(&super::presto_image(
+                    &self.spec.presto_version
                 ))]),
             );
         }
@@ -265,7 +264,7 @@ impl PrestoPods<'_> {
             .collect();
         let mut container = json!({
             "name": "presto",
-            "image": format!("prestodb/presto:{}", self.spec.presto_version),
+            "image": super::presto_image(&self.spec.presto_version),
             "ports": [{"name": "http", "containerPort": PRESTO_PORT, "protocol": "TCP"}],
             "resources": requests_and_limits(resources),
             "volumeMounts": [
@@ -372,7 +371,7 @@ pub fn metastore_deployment(
         // the cluster) carries one in its PostgreSQL connector: copied in at start.
         init.push(json!({
             "name": "jdbc-driver",
-            "image": format!("prestodb/presto:{}", spec.presto_version),
+            "image": super::presto_image(&spec.presto_version),
             "command": ["/bin/sh", "-c",
                 "cp \"$(ls /opt/presto-server/plugin/postgresql/postgresql-*.jar | head -n 1)\" /jdbc/postgresql.jar"],
             "volumeMounts": [{"name": "jdbc", "mountPath": "/jdbc"}],

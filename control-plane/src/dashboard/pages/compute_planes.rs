@@ -56,15 +56,17 @@ async fn overview_page(
                     dt { "Telemetry records dropped by the agent" } dd { (v.telemetry_dropped_records) }
                 }
                 // What the agent reports about the compute plane as a whole (a refused
-                // desired-state document, for one); per-cluster ones are on the cluster pages.
+                // desired-state document, for one), and every change the customer's
+                // guardrails refused (also of clusters deleted here and held in the VPC);
+                // other per-cluster ones are on the cluster pages.
                 @let plane: Vec<&tether_shared::status::Condition> = v.applied_conditions.iter()
-                    .filter(|c| c.cluster.is_empty()).collect();
+                    .filter(|c| c.cluster.is_empty() || c.kind == "GuardrailRefused").collect();
                 @if !plane.is_empty() {
                     h3 { "Agent conditions" }
                     table.list #agent-conditions {
-                        tr { th { "Type" } th { "Status" } th { "Reason" } th { "Message" } }
+                        tr { th { "Cluster" } th { "Type" } th { "Status" } th { "Reason" } th { "Message" } }
                         @for c in plane {
-                            tr { td { (c.kind) } td { (c.status) } td { (c.reason) } td { (c.message) } }
+                            tr { td { (c.cluster) } td { (c.kind) } td { (c.status) } td { (c.reason) } td { (c.message) } }
                         }
                     }
                 }
