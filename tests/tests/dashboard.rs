@@ -585,6 +585,7 @@ async fn usage_counts_reported_ready_pods_over_a_simulated_hour() {
         .map(|c| TelemetryBatch {
             records: c.to_vec(),
             dropped_records_total: 0,
+            dropped_by_class: None,
         })
         .collect();
     let mut acks = client

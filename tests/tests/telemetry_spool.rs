@@ -157,5 +157,17 @@ async fn full_spool_drops_are_counted_and_memory_stays_bounded() {
         Some(d1),
         "drops are shown in the API"
     );
+    // Per class: the lowest class (query records) went first; the few metric samples and
+    // events of the outage were kept.
+    let cp = env
+        .api()
+        .ok_get(&format!("/compute-planes/{}", env.fx.cp_id))
+        .await;
+    let by = &cp["telemetry_dropped_by_class"];
+    assert_eq!(by["total"].as_u64(), Some(d1), "{cp}");
+    assert!(by["query_records"].as_u64() > Some(0), "{cp}");
+    assert_eq!(by["events"].as_u64(), Some(0), "{cp}");
+    assert_eq!(by["metrics"].as_u64(), Some(0), "{cp}");
+    assert_eq!(by["query_records"].as_u64(), Some(d1), "{cp}");
     drop(agent);
 }

@@ -108,7 +108,7 @@ impl Telemetry {
                     let recs = s
                         .read_from(next, BATCH_RECORDS, BATCH_BYTES)
                         .map_err(|e| tonic::Status::internal(e.to_string()))?;
-                    (recs, s.dropped_total())
+                    (recs, s.dropped())
                 };
                 let Some(last) = records.last().map(|r| r.seq) else {
                     break;
@@ -117,7 +117,12 @@ impl Telemetry {
                 if tx
                     .send(TelemetryBatch {
                         records,
-                        dropped_records_total: dropped,
+                        dropped_records_total: dropped.total(),
+                        dropped_by_class: Some(tether_proto::v1::DroppedByClass {
+                            events: dropped.events,
+                            metrics: dropped.metrics,
+                            query_records: dropped.query_records,
+                        }),
                     })
                     .await
                     .is_err()

@@ -1,14 +1,19 @@
 //! The telemetry spool: every record gets the next per-agent sequence number and is
 //! appended to a segment file under `STATE_DIR/spool/` before anything is sent, so records
 //! survive lost connections and agent restarts. The control plane's acks let whole
-//! segments go. The spool is bounded in bytes: when full, the oldest segment goes and the
-//! records in it that were never acked are counted as dropped — never silently lost.
+//! segments go. The spool is bounded in bytes: when full, it drops the oldest segment of
+//! the lowest class that has one — query records before metrics before events ([`Class`])
+//! — and counts the records in it that were never acked, per class: never silently lost.
 //!
-//! Only segment metadata lives in memory; records are read back from disk when sent, so
-//! memory stays flat however far the control plane falls behind.
+//! Each class has its own lane of segments (`spool/events/`, `spool/metrics/`,
+//! `spool/queries/`), all numbered from one sequence; reading merges them in sequence
+//! order, and a dropped segment leaves a gap the control plane never asks for (acks are a
+//! high-water mark). Only segment metadata lives in memory; records are read back from disk
+//! when sent, so memory stays flat however far the control plane falls behind.
 //!
 //! On disk a record is `u32 length (LE) | u64 seq (LE) | protobuf TelemetryRecord`. A torn
-//! tail (crash mid-write) is cut off when the spool is opened.
+//! tail (crash mid-write) is cut off when the spool is opened. A spool of an earlier
+//! version (one lane, `spool/seg-*.log`) is sorted into the lanes when opened.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -23,6 +28,62 @@ const FRAME: u64 = 12;
 /// Largest record accepted (a query record with a long text is far below this).
 const MAX_RECORD: usize = 1 << 20;
 
+/// Telemetry classes, lowest priority first: a full spool drops query records before
+/// metrics, and metrics before events. (Cluster status is not spooled: each session sends
+/// the latest whole; logs go to the customer's CloudWatch, never upstream.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Class {
+    /// Query records.
+    QueryRecords = 0,
+    /// Metric samples.
+    Metrics = 1,
+    /// Events.
+    Events = 2,
+}
+
+impl Class {
+    /// Every class, lowest priority first.
+    pub const ALL: [Class; 3] = [Class::QueryRecords, Class::Metrics, Class::Events];
+
+    /// The class of a record.
+    pub fn of(kind: &telemetry_record::Kind) -> Self {
+        match kind {
+            telemetry_record::Kind::Query(_) => Self::QueryRecords,
+            telemetry_record::Kind::Metric(_) => Self::Metrics,
+            telemetry_record::Kind::Event(_) => Self::Events,
+        }
+    }
+
+    /// Its lane's directory under the spool.
+    fn dir_name(self) -> &'static str {
+        match self {
+            Self::QueryRecords => "queries",
+            Self::Metrics => "metrics",
+            Self::Events => "events",
+        }
+    }
+}
+
+/// Records dropped because the spool was full, per class, ever.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Query records.
+    pub query_records: u64,
+    /// Metric samples.
+    pub metrics: u64,
+    /// Events.
+    pub events: u64,
+    /// Dropped by a spool of an earlier version, which did not count per class.
+    pub unclassified: u64,
+}
+
+impl Dropped {
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.query_records + self.metrics + self.events + self.unclassified
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Segment {
     path: PathBuf,
@@ -31,17 +92,213 @@ struct Segment {
     bytes: u64,
 }
 
+/// The segments of one class.
+#[derive(Debug)]
+struct Lane {
+    dir: PathBuf,
+    segments: VecDeque<Segment>,
+    writer: Option<BufWriter<File>>,
+    dropped: u64,
+}
+
+impl Lane {
+    fn open(dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let segments = open_segments(&dir)?;
+        let dropped = read_u64(&dir.join("dropped"));
+        Ok(Self {
+            dir,
+            segments,
+            writer: None,
+            dropped,
+        })
+    }
+
+    fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.segments.back().map_or(0, |s| s.last_seq)
+    }
+
+    fn write(&mut self, seq: u64, payload: &[u8], segment_bytes: u64) -> std::io::Result<()> {
+        let size = FRAME + payload.len() as u64;
+        let rotate = self.writer.is_none()
+            || self
+                .segments
+                .back()
+                .is_none_or(|s| s.bytes + size > segment_bytes);
+        if rotate {
+            if let Some(mut w) = self.writer.take() {
+                w.flush()?;
+            }
+            let path = self.dir.join(format!("seg-{seq:020}.log"));
+            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            self.writer = Some(BufWriter::new(file));
+            self.segments.push_back(Segment {
+                path,
+                first_seq: seq,
+                last_seq: seq.saturating_sub(1),
+                bytes: 0,
+            });
+        }
+        let w = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no spool segment"))?;
+        w.write_all(&(payload.len() as u32).to_le_bytes())?;
+        w.write_all(&seq.to_le_bytes())?;
+        w.write_all(payload)?;
+        if let Some(seg) = self.segments.back_mut() {
+            seg.last_seq = seq;
+            seg.bytes += size;
+        }
+        Ok(())
+    }
+
+    /// Drops the oldest segment; returns the records in it that were not acked.
+    fn drop_oldest(&mut self, acked: u64) -> std::io::Result<u64> {
+        let Some(old) = self.segments.pop_front() else {
+            return Ok(0);
+        };
+        if self.segments.is_empty()
+            && let Some(mut w) = self.writer.take()
+        {
+            w.flush()?;
+        }
+        let lost = if old.last_seq <= acked {
+            0
+        } else if old.first_seq > acked {
+            count_records(&old.path, 0)?
+        } else {
+            count_records(&old.path, acked)?
+        };
+        std::fs::remove_file(&old.path)?;
+        self.dropped += lost;
+        write_u64(&self.dir.join("dropped"), self.dropped)?;
+        Ok(lost)
+    }
+
+    /// Forgets segments wholly acked (never the one being written).
+    fn forget_acked(&mut self, acked: u64) -> std::io::Result<()> {
+        while self.segments.len() > 1 && self.segments.front().is_some_and(|s| s.last_seq <= acked)
+        {
+            if let Some(s) = self.segments.pop_front() {
+                std::fs::remove_file(&s.path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(w) = self.writer.as_mut() {
+            w.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Up to `max` records from `from_seq` on, in order.
+    fn read_from(&mut self, from_seq: u64, max: usize) -> std::io::Result<Vec<TelemetryRecord>> {
+        self.flush()?;
+        let mut out = Vec::new();
+        for seg in self
+            .segments
+            .iter()
+            .filter(|s| s.last_seq >= from_seq && s.bytes > 0)
+        {
+            let mut r = BufReader::new(File::open(&seg.path)?);
+            let mut read = 0u64;
+            while read < seg.bytes {
+                let (len, seq) = read_head(&mut r)?;
+                read += FRAME + len as u64;
+                if seq < from_seq {
+                    r.seek_relative(len as i64)?;
+                    continue;
+                }
+                let mut buf = vec![0u8; len];
+                r.read_exact(&mut buf)?;
+                out.push(TelemetryRecord::decode(buf.as_slice()).map_err(std::io::Error::other)?);
+                if out.len() >= max {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn read_head(r: &mut impl Read) -> std::io::Result<(usize, u64)> {
+    let mut head = [0u8; FRAME as usize];
+    r.read_exact(&mut head)?;
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let seq = u64::from_le_bytes([
+        head[4], head[5], head[6], head[7], head[8], head[9], head[10], head[11],
+    ]);
+    Ok((len, seq))
+}
+
+/// The records of a segment above `acked`.
+fn count_records(path: &Path, acked: u64) -> std::io::Result<u64> {
+    let mut r = BufReader::new(File::open(path)?);
+    let mut n = 0;
+    while let Ok((len, seq)) = read_head(&mut r) {
+        if seq > acked {
+            n += 1;
+        }
+        r.seek_relative(len as i64)?;
+    }
+    Ok(n)
+}
+
+/// The segments of a directory, torn tails cut off, empty ones removed.
+fn open_segments(dir: &Path) -> std::io::Result<VecDeque<Segment>> {
+    let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n = name
+                .strip_prefix("seg-")?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    files.sort();
+    let mut segments = VecDeque::new();
+    for (_, path) in files {
+        let (range, good) = scan(&path)?;
+        let len = std::fs::metadata(&path)?.len();
+        if good < len {
+            tracing::warn!(segment = %path.display(), kept = good, "cutting a torn record off the spool");
+            OpenOptions::new().write(true).open(&path)?.set_len(good)?;
+        }
+        match range {
+            Some((first_seq, last_seq)) => segments.push_back(Segment {
+                path,
+                first_seq,
+                last_seq,
+                bytes: good,
+            }),
+            None => std::fs::remove_file(&path)?,
+        }
+    }
+    Ok(segments)
+}
+
 /// The spool.
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
     segment_bytes: u64,
-    segments: VecDeque<Segment>,
-    writer: Option<BufWriter<File>>,
+    /// One per [`Class`], indexed by it.
+    lanes: [Lane; 3],
     next_seq: u64,
     acked: u64,
-    dropped_total: u64,
+    /// Dropped before drops were counted per class.
+    unclassified_dropped: u64,
 }
 
 fn read_u64(path: &Path) -> u64 {
@@ -60,16 +317,8 @@ fn scan(path: &Path) -> std::io::Result<(Option<(u64, u64)>, u64)> {
     let mut r = BufReader::new(File::open(path)?);
     let mut good = 0u64;
     let mut range: Option<(u64, u64)> = None;
-    loop {
-        let mut head = [0u8; FRAME as usize];
-        if r.read_exact(&mut head).is_err() {
-            break;
-        }
-        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as u64;
-        let seq = u64::from_le_bytes([
-            head[4], head[5], head[6], head[7], head[8], head[9], head[10], head[11],
-        ]);
-        if len as usize > MAX_RECORD || r.seek_relative(len as i64).is_err() {
+    while let Ok((len, seq)) = read_head(&mut r) {
+        if len > MAX_RECORD || r.seek_relative(len as i64).is_err() {
             break;
         }
         // seek_relative may go past the end without error; check the file length.
@@ -87,56 +336,71 @@ impl Spool {
     /// Opens (creating) the spool in `dir`, bounded to `max_bytes`.
     pub fn open(dir: &Path, max_bytes: u64) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)?
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let n = name
-                    .strip_prefix("seg-")?
-                    .strip_suffix(".log")?
-                    .parse()
-                    .ok()?;
-                Some((n, e.path()))
-            })
-            .collect();
-        files.sort();
-        let mut segments = VecDeque::new();
-        for (_, path) in files {
-            let (range, good) = scan(&path)?;
-            let len = std::fs::metadata(&path)?.len();
-            if good < len {
-                tracing::warn!(segment = %path.display(), kept = good, "cutting a torn record off the spool");
-                OpenOptions::new().write(true).open(&path)?.set_len(good)?;
-            }
-            match range {
-                Some((first_seq, last_seq)) => segments.push_back(Segment {
-                    path,
-                    first_seq,
-                    last_seq,
-                    bytes: good,
-                }),
-                None => std::fs::remove_file(&path)?,
-            }
-        }
+        let lanes = [
+            Lane::open(dir.join(Class::QueryRecords.dir_name()))?,
+            Lane::open(dir.join(Class::Metrics.dir_name()))?,
+            Lane::open(dir.join(Class::Events.dir_name()))?,
+        ];
         let acked = read_u64(&dir.join("acked"));
-        let dropped_total = read_u64(&dir.join("dropped"));
-        let last = segments
-            .back()
-            .map_or(0, |s| s.last_seq)
+        let counted: u64 = lanes.iter().map(|l| l.dropped).sum();
+        let unclassified_dropped = read_u64(&dir.join("dropped")).saturating_sub(counted);
+        let last = lanes
+            .iter()
+            .map(Lane::last_seq)
+            .max()
+            .unwrap_or(0)
             .max(acked)
             .max(read_u64(&dir.join("next")).saturating_sub(1));
         let mut spool = Self {
             dir: dir.to_owned(),
             max_bytes: max_bytes.max(4096),
             segment_bytes: (max_bytes / 8).clamp(4096, 16 << 20),
-            segments,
-            writer: None,
+            lanes,
             next_seq: last + 1,
             acked,
-            dropped_total,
+            unclassified_dropped,
         };
+        spool.sort_legacy_segments()?;
         spool.forget_acked()?;
         Ok(spool)
+    }
+
+    /// Moves the records of a one-lane spool (`spool/seg-*.log`) into the lanes, keeping
+    /// their sequence numbers.
+    fn sort_legacy_segments(&mut self) -> std::io::Result<()> {
+        let legacy = open_segments(&self.dir)?;
+        if legacy.is_empty() {
+            return Ok(());
+        }
+        let mut last = 0;
+        for seg in &legacy {
+            let mut r = BufReader::new(File::open(&seg.path)?);
+            let mut read = 0u64;
+            while read < seg.bytes {
+                let (len, seq) = read_head(&mut r)?;
+                read += FRAME + len as u64;
+                let mut buf = vec![0u8; len];
+                r.read_exact(&mut buf)?;
+                last = last.max(seq);
+                if seq <= self.acked {
+                    continue;
+                }
+                let Ok(rec) = TelemetryRecord::decode(buf.as_slice()) else {
+                    continue;
+                };
+                if let Some(kind) = &rec.kind {
+                    let lane = &mut self.lanes[Class::of(kind) as usize];
+                    lane.write(seq, &buf, self.segment_bytes)?;
+                }
+            }
+        }
+        self.sync()?;
+        for seg in legacy {
+            std::fs::remove_file(&seg.path)?;
+        }
+        self.next_seq = self.next_seq.max(last + 1);
+        tracing::info!("sorted the telemetry spool into classes");
+        Ok(())
     }
 
     /// The sequence number the next record gets.
@@ -151,12 +415,22 @@ impl Spool {
 
     /// Records dropped because the spool was full, ever.
     pub fn dropped_total(&self) -> u64 {
-        self.dropped_total
+        self.dropped().total()
+    }
+
+    /// Records dropped because the spool was full, per class, ever.
+    pub fn dropped(&self) -> Dropped {
+        Dropped {
+            query_records: self.lanes[Class::QueryRecords as usize].dropped,
+            metrics: self.lanes[Class::Metrics as usize].dropped,
+            events: self.lanes[Class::Events as usize].dropped,
+            unclassified: self.unclassified_dropped,
+        }
     }
 
     /// Bytes on disk.
     pub fn bytes(&self) -> u64 {
-        self.segments.iter().map(|s| s.bytes).sum()
+        self.lanes.iter().map(Lane::bytes).sum()
     }
 
     /// Records not yet acked (an upper bound when segments hold acked records too).
@@ -167,6 +441,7 @@ impl Spool {
     /// Appends a record; returns its sequence number.
     pub fn append(&mut self, kind: telemetry_record::Kind) -> std::io::Result<u64> {
         let seq = self.next_seq;
+        let class = Class::of(&kind);
         let payload = TelemetryRecord {
             seq,
             kind: Some(kind),
@@ -175,83 +450,56 @@ impl Spool {
         if payload.len() > MAX_RECORD {
             return Err(std::io::Error::other("telemetry record larger than 1 MiB"));
         }
-        let size = FRAME + payload.len() as u64;
-        let rotate = self
-            .segments
-            .back()
-            .is_none_or(|s| s.bytes + size > self.segment_bytes)
-            || self.writer.is_none();
-        if rotate {
-            self.rotate(seq)?;
-        }
-        let w = self
-            .writer
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("no spool segment"))?;
-        w.write_all(&(payload.len() as u32).to_le_bytes())?;
-        w.write_all(&seq.to_le_bytes())?;
-        w.write_all(&payload)?;
-        if let Some(seg) = self.segments.back_mut() {
-            seg.last_seq = seq;
-            seg.bytes += size;
+        let lane = &mut self.lanes[class as usize];
+        let new_segment = lane.writer.is_none()
+            || lane
+                .segments
+                .back()
+                .is_none_or(|s| s.bytes + FRAME + payload.len() as u64 > self.segment_bytes);
+        lane.write(seq, &payload, self.segment_bytes)?;
+        if new_segment {
+            write_u64(&self.dir.join("next"), seq)?;
         }
         self.next_seq += 1;
         self.enforce_bound()?;
         Ok(seq)
     }
 
-    fn rotate(&mut self, first_seq: u64) -> std::io::Result<()> {
-        if let Some(mut w) = self.writer.take() {
-            w.flush()?;
-        }
-        let path = self.dir.join(format!("seg-{first_seq:020}.log"));
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        self.writer = Some(BufWriter::new(file));
-        // A new segment starts empty; its range is filled by the first append.
-        self.segments.push_back(Segment {
-            path,
-            first_seq,
-            last_seq: first_seq.saturating_sub(1),
-            bytes: 0,
-        });
-        write_u64(&self.dir.join("next"), first_seq)?;
-        Ok(())
-    }
-
-    /// Drops the oldest segments while over the bound, counting unacked records.
+    /// While over the bound, drops the oldest segment of the lowest class that has one,
+    /// counting the records in it that were never acked. The segment just written stays.
     fn enforce_bound(&mut self) -> std::io::Result<()> {
-        while self.bytes() > self.max_bytes && self.segments.len() > 1 {
-            let Some(old) = self.segments.pop_front() else {
-                break;
+        loop {
+            let segments: usize = self.lanes.iter().map(|l| l.segments.len()).sum();
+            if self.bytes() <= self.max_bytes || segments <= 1 {
+                return Ok(());
+            }
+            let newest = self.next_seq - 1;
+            let Some(class) = Class::ALL.into_iter().find(|c| {
+                let lane = &self.lanes[*c as usize];
+                lane.segments
+                    .front()
+                    .is_some_and(|s| lane.segments.len() > 1 || s.last_seq != newest)
+            }) else {
+                return Ok(());
             };
-            let unacked = old
-                .last_seq
-                .saturating_sub(old.first_seq.max(self.acked + 1).saturating_sub(1));
-            let lost = if old.last_seq > self.acked {
-                unacked
-            } else {
-                0
-            };
-            self.dropped_total += lost;
-            std::fs::remove_file(&old.path)?;
-            // Dropped records will never be sent: move the ack point past them.
-            self.acked = self.acked.max(old.last_seq);
-            write_u64(&self.dir.join("acked"), self.acked)?;
-            write_u64(&self.dir.join("dropped"), self.dropped_total)?;
+            let lost = self.lanes[class as usize].drop_oldest(self.acked)?;
+            write_u64(&self.dir.join("dropped"), self.dropped_total())?;
             tracing::warn!(
+                class = class.dir_name(),
                 dropped = lost,
-                total = self.dropped_total,
-                "telemetry spool full: dropped the oldest records"
+                total = self.dropped_total(),
+                "telemetry spool full: dropped the oldest records of the lowest class"
             );
         }
-        Ok(())
     }
 
-    /// Makes appended records durable (flush and fsync the current segment).
+    /// Makes appended records durable (flush and fsync the current segments).
     pub fn sync(&mut self) -> std::io::Result<()> {
-        if let Some(w) = self.writer.as_mut() {
-            w.flush()?;
-            w.get_ref().sync_data()?;
+        for lane in &mut self.lanes {
+            if let Some(w) = lane.writer.as_mut() {
+                w.flush()?;
+                w.get_ref().sync_data()?;
+            }
         }
         Ok(())
     }
@@ -267,59 +515,33 @@ impl Spool {
     }
 
     fn forget_acked(&mut self) -> std::io::Result<()> {
-        while self.segments.len() > 1
-            && self
-                .segments
-                .front()
-                .is_some_and(|s| s.last_seq <= self.acked)
-        {
-            if let Some(s) = self.segments.pop_front() {
-                std::fs::remove_file(&s.path)?;
-            }
+        for lane in &mut self.lanes {
+            lane.forget_acked(self.acked)?;
         }
         Ok(())
     }
 
-    /// Up to `max_records` records from `from_seq` on (and at most about `max_bytes`).
+    /// Up to `max_records` records from `from_seq` on (and at most about `max_bytes`), in
+    /// sequence order across the classes.
     pub fn read_from(
         &mut self,
         from_seq: u64,
         max_records: usize,
         max_bytes: usize,
     ) -> std::io::Result<Vec<TelemetryRecord>> {
-        if let Some(w) = self.writer.as_mut() {
-            w.flush()?;
+        let mut all = Vec::new();
+        for lane in &mut self.lanes {
+            all.extend(lane.read_from(from_seq, max_records)?);
         }
-        let mut out = Vec::new();
+        all.sort_by_key(|r| r.seq);
         let mut bytes = 0usize;
-        for seg in self
-            .segments
-            .iter()
-            .filter(|s| s.last_seq >= from_seq && s.bytes > 0)
-        {
-            let mut r = BufReader::new(File::open(&seg.path)?);
-            let mut read = 0u64;
-            while read < seg.bytes {
-                let mut head = [0u8; FRAME as usize];
-                r.read_exact(&mut head)?;
-                let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-                let seq = u64::from_le_bytes([
-                    head[4], head[5], head[6], head[7], head[8], head[9], head[10], head[11],
-                ]);
-                read += FRAME + len as u64;
-                if seq < from_seq {
-                    r.seek_relative(len as i64)?;
-                    continue;
-                }
-                let mut buf = vec![0u8; len];
-                r.read_exact(&mut buf)?;
-                let rec = TelemetryRecord::decode(buf.as_slice()).map_err(std::io::Error::other)?;
-                bytes += len;
-                out.push(rec);
-                if out.len() >= max_records || bytes >= max_bytes {
-                    return Ok(out);
-                }
+        let mut out = Vec::new();
+        for rec in all {
+            if out.len() >= max_records || bytes >= max_bytes {
+                break;
             }
+            bytes += rec.encoded_len();
+            out.push(rec);
         }
         Ok(out)
     }
@@ -389,6 +611,110 @@ mod tests {
         );
     }
 
+    fn event(i: u64) -> telemetry_record::Kind {
+        telemetry_record::Kind::Event(tether_proto::v1::Event {
+            cluster: "c".into(),
+            r#type: "Warning".into(),
+            reason: "Test".into(),
+            message: format!("event {i:08}"),
+            timestamp_unix_ms: i as i64,
+        })
+    }
+
+    fn metric(i: u64) -> telemetry_record::Kind {
+        telemetry_record::Kind::Metric(tether_proto::v1::MetricSample {
+            cluster: "c".into(),
+            name: "presto_running_queries".into(),
+            value: i as f64,
+            timestamp_unix_ms: i as i64,
+        })
+    }
+
+    #[test]
+    fn a_full_spool_drops_query_records_first_then_metrics_and_keeps_events() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Spool::open(dir.path(), 64 * 1024).expect("open");
+        let (mut events, mut metrics, mut queries) = (0u64, 0u64, 0u64);
+        for i in 0..6_000u64 {
+            match i % 6 {
+                0 => {
+                    s.append(event(i)).expect("append");
+                    events += 1;
+                }
+                1 | 2 => {
+                    s.append(metric(i)).expect("append");
+                    metrics += 1;
+                }
+                _ => {
+                    s.append(query(&format!("query-{i:08}"))).expect("append");
+                    queries += 1;
+                }
+            }
+        }
+        let d = s.dropped();
+        assert!(d.query_records > 0, "{d:?}");
+        assert_eq!(d.events, 0, "events are the last to go: {d:?}");
+        let mut got = (0u64, 0u64, 0u64);
+        let mut from = 1;
+        let mut last_seq = 0;
+        loop {
+            let recs = s.read_from(from, 500, 1 << 20).expect("read");
+            let Some(last) = recs.last() else { break };
+            for r in &recs {
+                assert!(r.seq > last_seq, "in sequence order");
+                last_seq = r.seq;
+                match Class::of(r.kind.as_ref().expect("kind")) {
+                    Class::Events => got.0 += 1,
+                    Class::Metrics => got.1 += 1,
+                    Class::QueryRecords => got.2 += 1,
+                }
+            }
+            from = last.seq + 1;
+            s.ack(last.seq).expect("ack");
+        }
+        assert_eq!(got.0, events, "every event delivered");
+        assert_eq!(got.1 + d.metrics, metrics, "metrics delivered or counted");
+        assert_eq!(
+            got.2 + d.query_records,
+            queries,
+            "queries delivered or counted"
+        );
+        drop(s);
+        let s = Spool::open(dir.path(), 64 * 1024).expect("reopen");
+        assert_eq!(s.dropped(), d, "the counts survive a restart");
+    }
+
+    #[test]
+    fn a_one_lane_spool_of_an_earlier_version_is_sorted_into_classes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The earlier layout: one segment, records of every class.
+        let mut seg = Vec::new();
+        for (seq, kind) in [(5u64, query("q5")), (6, event(6)), (7, metric(7))] {
+            let payload = TelemetryRecord {
+                seq,
+                kind: Some(kind),
+            }
+            .encode_to_vec();
+            seg.extend((payload.len() as u32).to_le_bytes());
+            seg.extend(seq.to_le_bytes());
+            seg.extend(payload);
+        }
+        std::fs::write(dir.path().join("seg-00000000000000000005.log"), seg).expect("seg");
+        std::fs::write(dir.path().join("acked"), "4").expect("acked");
+        std::fs::write(dir.path().join("dropped"), "3").expect("dropped");
+        let mut s = Spool::open(dir.path(), 1 << 20).expect("open");
+        assert_eq!(s.next_seq(), 8);
+        let seqs: Vec<u64> = s
+            .read_from(5, 10, 1 << 20)
+            .expect("read")
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, [5, 6, 7]);
+        assert_eq!(s.dropped().unclassified, 3);
+        assert!(!dir.path().join("seg-00000000000000000005.log").exists());
+    }
+
     #[test]
     fn torn_tail_is_cut_off() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -398,7 +724,7 @@ mod tests {
         }
         s.sync().expect("sync");
         drop(s);
-        let seg = std::fs::read_dir(dir.path())
+        let seg = std::fs::read_dir(dir.path().join("queries"))
             .expect("dir")
             .filter_map(Result::ok)
             .find(|e| e.file_name().to_string_lossy().starts_with("seg-"))

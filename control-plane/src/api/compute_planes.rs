@@ -86,6 +86,9 @@ pub struct ComputePlaneView {
     pub applied_conditions: Vec<tether_shared::status::Condition>,
     /// Telemetry records the agent had to drop (its spool was full).
     pub telemetry_dropped_records: u64,
+    /// The same per class: a full spool drops query records first, then metrics, then
+    /// events (cluster status is never spooled, so never dropped).
+    pub telemetry_dropped_by_class: crate::store::DroppedRecords,
     /// The agent.
     pub agent: AgentView,
 }
@@ -161,6 +164,7 @@ pub fn compute_plane_view(cp: &ComputePlane) -> ComputePlaneView {
         applied_generation: cp.applied_generation,
         applied_conditions: cp.applied_conditions.clone(),
         telemetry_dropped_records: cp.telemetry_dropped,
+        telemetry_dropped_by_class: cp.telemetry_dropped_by_class,
         agent: AgentView {
             connected: a.connected,
             connected_since: if a.connected {

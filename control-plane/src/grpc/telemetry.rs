@@ -7,7 +7,18 @@ use tokio::sync::mpsc;
 use tonic::Streaming;
 
 use crate::state::AppState;
-use crate::store::{QueryRow, TelemetryItem};
+use crate::store::{DroppedRecords, QueryRow, TelemetryItem};
+
+/// What a batch says the agent dropped: the total, and per class when the agent counts so.
+fn dropped(batch: &TelemetryBatch) -> DroppedRecords {
+    let by = batch.dropped_by_class.unwrap_or_default();
+    DroppedRecords {
+        total: batch.dropped_records_total,
+        events: by.events,
+        metrics: by.metrics,
+        query_records: by.query_records,
+    }
+}
 
 /// Longest text kept from any telemetry field (query texts included).
 const MAX_TEXT: usize = 64 * 1024;
@@ -87,15 +98,13 @@ pub async fn serve(
                 return;
             }
         };
+        let dropped = dropped(&batch);
         let items: Vec<(u64, TelemetryItem)> = batch
             .records
             .into_iter()
             .filter_map(|r| r.kind.and_then(item).map(|i| (r.seq, i)))
             .collect();
-        let stored = state
-            .store
-            .ingest(&cp, items, batch.dropped_records_total)
-            .await;
+        let stored = state.store.ingest(&cp, items, dropped).await;
         match stored {
             Ok((through, new)) => {
                 let m = &*crate::metrics::METRICS;

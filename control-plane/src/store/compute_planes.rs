@@ -29,6 +29,8 @@ pub struct ComputePlane {
     pub applied_conditions: Vec<Condition>,
     /// Telemetry records the agent reported dropped (spool full).
     pub telemetry_dropped: u64,
+    /// The same, per class.
+    pub telemetry_dropped_by_class: super::DroppedRecords,
 }
 
 /// What the control plane knows of a compute plane's agent.

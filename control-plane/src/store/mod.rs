@@ -34,7 +34,7 @@ pub use identity::{IdentityStore, PendingLogin, Scope, User};
 pub use presence::{PresenceStore, PresenceUpdate, SessionStart, Superseded};
 pub use replicas::{HeldSession, Replica, ReplicaStore};
 pub use secrets::SecretStore;
-pub use telemetry::{QueryFilter, QueryRow, TelemetryItem, TelemetryStore};
+pub use telemetry::{DroppedRecords, QueryFilter, QueryRow, TelemetryItem, TelemetryStore};
 pub use tenants::{ApiToken, Tenant, TenantStore};
 pub use usage::{UsageRow, UsageStore};
 

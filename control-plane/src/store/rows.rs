@@ -130,6 +130,12 @@ pub(crate) fn compute_plane(row: &impl StoreRow) -> Result<ComputePlane, StoreEr
         generation: row.int("generation")?,
         applied_generation: row.int("applied_generation")?,
         telemetry_dropped: row.int("telemetry_dropped")?.max(0) as u64,
+        telemetry_dropped_by_class: super::DroppedRecords {
+            total: row.int("telemetry_dropped")?.max(0) as u64,
+            events: row.int("telemetry_dropped_events")?.max(0) as u64,
+            metrics: row.int("telemetry_dropped_metrics")?.max(0) as u64,
+            query_records: row.int("telemetry_dropped_query_records")?.max(0) as u64,
+        },
     })
 }
 

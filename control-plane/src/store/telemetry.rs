@@ -105,6 +105,30 @@ pub struct QueryFilter {
     pub cursor: Option<i64>,
 }
 
+/// Telemetry records an agent dropped (its spool was full): running totals, in all and
+/// per class (a full spool drops query records first, then metrics, then events).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct DroppedRecords {
+    /// All of them (also those an agent that did not count per class dropped).
+    pub total: u64,
+    /// Events.
+    pub events: u64,
+    /// Metric samples.
+    pub metrics: u64,
+    /// Query records.
+    pub query_records: u64,
+}
+
+impl From<u64> for DroppedRecords {
+    /// A total without classes (an agent that did not count per class).
+    fn from(total: u64) -> Self {
+        Self {
+            total,
+            ..Self::default()
+        }
+    }
+}
+
 /// Telemetry storage.
 #[async_trait]
 pub trait TelemetryStore: Send + Sync + std::fmt::Debug + 'static {
@@ -115,7 +139,7 @@ pub trait TelemetryStore: Send + Sync + std::fmt::Debug + 'static {
         &self,
         cp: &str,
         items: Vec<(u64, TelemetryItem)>,
-        dropped_total: u64,
+        dropped: DroppedRecords,
     ) -> Result<(u64, u64), StoreError>;
     /// (high-water mark, records the agent reported dropped).
     async fn telemetry_state(&self, cp: &str) -> Result<(u64, u64), StoreError>;

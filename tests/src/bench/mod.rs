@@ -375,6 +375,7 @@ fn next_batch(seq: &mut u64, batch: usize, base: u64) -> pb::TelemetryBatch {
     pb::TelemetryBatch {
         records,
         dropped_records_total: 0,
+        dropped_by_class: None,
     }
 }
 

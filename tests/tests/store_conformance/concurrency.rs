@@ -147,7 +147,7 @@ pub async fn concurrent_ingests_for_many_compute_planes_all_land(store: Arc<dyn 
                         })
                         .collect();
                     let (high, new) = store
-                        .ingest(&cp, batch, 0)
+                        .ingest(&cp, batch, 0.into())
                         .await
                         .unwrap_or_else(|e| panic!("cp {n} batch {b}: {e}"));
                     assert_eq!(high, start + (b + 1) * PER_BATCH, "cp {n} batch {b}");

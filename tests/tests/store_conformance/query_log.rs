@@ -42,7 +42,7 @@ pub async fn query_log_filters_and_pages(store: Arc<dyn Store>) {
         .enumerate()
         .map(|(i, r)| (i as u64 + 1, q(r.clone())))
         .collect();
-    store.ingest(&cp.id, batch, 0).await.expect("ingest");
+    store.ingest(&cp.id, batch, 0.into()).await.expect("ingest");
 
     let f = |g: fn(&mut QueryFilter)| {
         let mut f = filter();
@@ -189,9 +189,13 @@ pub async fn metric_samples_filter_by_name_cluster_and_window(store: Arc<dyn Sto
         (4, metric("etl", "heap_bytes", 1_000, 1.5e10)),
         (5, metric("etl", "cpu", 2_999, -0.25)),
     ];
-    store.ingest(&cp.id, batch, 0).await.expect("ingest");
+    store.ingest(&cp.id, batch, 0.into()).await.expect("ingest");
     store
-        .ingest(&other.id, vec![(1, metric("etl", "cpu", 1_000, 7.0))], 0)
+        .ingest(
+            &other.id,
+            vec![(1, metric("etl", "cpu", 1_000, 7.0))],
+            0.into(),
+        )
         .await
         .expect("ingest other");
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use tether_control_plane::store::{QueryFilter, QueryRow, Store, TelemetryItem};
+use tether_control_plane::store::{DroppedRecords, QueryFilter, QueryRow, Store, TelemetryItem};
 
 use crate::{assert_not_found, compute_plane, cp_now, tenant_with_cp};
 
@@ -126,14 +126,17 @@ pub async fn ingest_is_idempotent_by_sequence_and_query_id(store: Arc<dyn Store>
     ];
     assert_eq!(
         store
-            .ingest(&cp.id, batch.clone(), 0)
+            .ingest(&cp.id, batch.clone(), 0.into())
             .await
             .expect("ingest"),
         (3, 3)
     );
     assert_eq!(store.telemetry_state(&cp.id).await.expect("state"), (3, 0));
     // The same batch again (the ack was lost): nothing new.
-    assert_eq!(store.ingest(&cp.id, batch, 0).await.expect("again"), (3, 0));
+    assert_eq!(
+        store.ingest(&cp.id, batch, 0.into()).await.expect("again"),
+        (3, 0)
+    );
     assert_eq!(matching(&*store, &cp.id, filter()).await, ["q1"]);
     assert_eq!(samples(&*store, &cp.id).await.len(), 1);
 
@@ -148,7 +151,10 @@ pub async fn ingest_is_idempotent_by_sequence_and_query_id(store: Arc<dyn Store>
         (5, metric("etl", "cpu_seconds", 2_000, 0.75)),
     ];
     assert_eq!(
-        store.ingest(&cp.id, resend, 0).await.expect("resend"),
+        store
+            .ingest(&cp.id, resend, 0.into())
+            .await
+            .expect("resend"),
         (5, 2)
     );
     assert_eq!(matching(&*store, &cp.id, filter()).await, ["q2", "q1"]);
@@ -173,7 +179,10 @@ pub async fn ingest_is_idempotent_by_sequence_and_query_id(store: Arc<dyn Store>
             q(query_row("q1", "etl", "alice", 10_000, "SELECT 1 again")),
         ),
     ];
-    assert_eq!(store.ingest(&cp.id, dup, 0).await.expect("dup"), (8, 3));
+    assert_eq!(
+        store.ingest(&cp.id, dup, 0.into()).await.expect("dup"),
+        (8, 3)
+    );
     let rows = all_queries(&*store, &cp.id, &filter()).await;
     assert_eq!(ids(&rows), ["q3", "q2", "q1"]);
     let text_of = |id: &str| {
@@ -194,18 +203,54 @@ pub async fn ingest_is_idempotent_by_sequence_and_query_id(store: Arc<dyn Store>
         (21, metric("etl", "cpu_seconds", 3_000, 1.0)),
         (20, metric("etl", "cpu_seconds", 2_500, 1.0)),
     ];
-    assert_eq!(store.ingest(&cp.id, gap, 0).await.expect("gap"), (21, 2));
+    assert_eq!(
+        store.ingest(&cp.id, gap, 0.into()).await.expect("gap"),
+        (21, 2)
+    );
     let late = vec![(15, metric("etl", "cpu_seconds", 2_200, 9.0))];
-    assert_eq!(store.ingest(&cp.id, late, 0).await.expect("late"), (21, 0));
+    assert_eq!(
+        store.ingest(&cp.id, late, 0.into()).await.expect("late"),
+        (21, 0)
+    );
     assert_eq!(samples(&*store, &cp.id).await.len(), 4);
 
     // What the agent reports dropped.
     assert_eq!(
-        store.ingest(&cp.id, vec![], 7).await.expect("empty"),
+        store.ingest(&cp.id, vec![], 7.into()).await.expect("empty"),
         (21, 0)
     );
     assert_eq!(store.telemetry_state(&cp.id).await.expect("state"), (21, 7));
     assert_eq!(cp_now(&*store, &cp.id).await.telemetry_dropped, 7);
+    // Per class, running totals: a late batch with smaller counts lowers nothing.
+    let by_class = DroppedRecords {
+        total: 16,
+        events: 1,
+        metrics: 3,
+        query_records: 12,
+    };
+    store
+        .ingest(&cp.id, vec![], by_class)
+        .await
+        .expect("classes");
+    let late = DroppedRecords {
+        total: 9,
+        events: 0,
+        metrics: 4,
+        query_records: 5,
+    };
+    store
+        .ingest(&cp.id, vec![], late)
+        .await
+        .expect("late counts");
+    let now = cp_now(&*store, &cp.id).await;
+    assert_eq!(
+        now.telemetry_dropped_by_class,
+        DroppedRecords {
+            metrics: 4,
+            ..by_class
+        }
+    );
+    assert_eq!(now.telemetry_dropped, 16);
 
     // Another compute plane has its own mark and its own query ids.
     assert_eq!(
@@ -217,7 +262,10 @@ pub async fn ingest_is_idempotent_by_sequence_and_query_id(store: Arc<dyn Store>
         q(query_row("q1", "adhoc", "carol", 20_000, "SELECT 'theirs'")),
     )];
     assert_eq!(
-        store.ingest(&other.id, theirs, 0).await.expect("other"),
+        store
+            .ingest(&other.id, theirs, 0.into())
+            .await
+            .expect("other"),
         (1, 1)
     );
     let rows = all_queries(&*store, &other.id, &filter()).await;
@@ -265,7 +313,7 @@ pub async fn large_batch_lands_exactly_once(store: Arc<dyn Store>) {
     assert!(total > 3_000);
     assert_eq!(
         store
-            .ingest(&cp.id, batch.clone(), 0)
+            .ingest(&cp.id, batch.clone(), 0.into())
             .await
             .expect("big batch"),
         (total, total)
@@ -293,7 +341,7 @@ pub async fn large_batch_lands_exactly_once(store: Arc<dyn Store>) {
 
     // The whole batch again: nothing new, nothing doubled.
     assert_eq!(
-        store.ingest(&cp.id, batch, 0).await.expect("again"),
+        store.ingest(&cp.id, batch, 0.into()).await.expect("again"),
         (total, 0)
     );
     assert_eq!(all_queries(&*store, &cp.id, &f).await.len(), QUERIES);
@@ -326,10 +374,16 @@ pub async fn purge_deletes_only_older_telemetry(store: Arc<dyn Store>) {
         (4, event("adhoc", cut)),
     ];
     assert_eq!(
-        store.ingest(&a.id, batch_a.clone(), 0).await.expect("a"),
+        store
+            .ingest(&a.id, batch_a.clone(), 0.into())
+            .await
+            .expect("a"),
         (10, 10)
     );
-    assert_eq!(store.ingest(&b.id, batch_b, 0).await.expect("b"), (4, 4));
+    assert_eq!(
+        store.ingest(&b.id, batch_b, 0.into()).await.expect("b"),
+        (4, 4)
+    );
     let usage_before = store.usage(&t.id, 0, 3_600_000).await.expect("usage");
     assert_eq!(usage_before.iter().map(|u| u.node_ms).sum::<i64>(), 120_000);
 
@@ -345,7 +399,10 @@ pub async fn purge_deletes_only_older_telemetry(store: Arc<dyn Store>) {
     // The marks stay: a resend of purged records stores nothing again.
     assert_eq!(store.telemetry_state(&a.id).await.expect("state").0, 10);
     assert_eq!(
-        store.ingest(&a.id, batch_a, 0).await.expect("resend"),
+        store
+            .ingest(&a.id, batch_a, 0.into())
+            .await
+            .expect("resend"),
         (10, 0)
     );
     assert_eq!(matching(&*store, &a.id, filter()).await, ["new", "edge"]);
@@ -378,7 +435,7 @@ pub async fn purge_of_many_rows_deletes_them_all(store: Arc<dyn Store>) {
         q(query_row("new", "etl", "alice", cut + 1, "SELECT 2")),
     ));
     assert_eq!(
-        store.ingest(&cp.id, batch, 0).await.expect("ingest"),
+        store.ingest(&cp.id, batch, 0.into()).await.expect("ingest"),
         (n + 2, n + 2)
     );
 
@@ -398,7 +455,11 @@ pub async fn purge_of_many_rows_deletes_them_all(store: Arc<dyn Store>) {
 pub async fn telemetry_of_missing_compute_plane_is_not_found(store: Arc<dyn Store>) {
     assert_not_found(
         store
-            .ingest("no-such-cp", vec![(1, metric("etl", "cpu", 1, 1.0))], 0)
+            .ingest(
+                "no-such-cp",
+                vec![(1, metric("etl", "cpu", 1, 1.0))],
+                0.into(),
+            )
             .await,
         "ingest",
     );

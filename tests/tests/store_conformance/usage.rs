@@ -60,9 +60,12 @@ pub async fn usage_is_node_time_per_cluster_and_hour(store: Arc<dyn Store>) {
         (9, metric("adhoc", "coordinator_ready", h + 10 * MIN, 1.0)),
         (10, metric("adhoc", "ready_workers", h + 15 * MIN, 1.0)),
     ];
-    store.ingest(&cp.id, first.clone(), 0).await.expect("first");
     store
-        .ingest(&cp.id, second.clone(), 0)
+        .ingest(&cp.id, first.clone(), 0.into())
+        .await
+        .expect("first");
+    store
+        .ingest(&cp.id, second.clone(), 0.into())
         .await
         .expect("second");
     store
@@ -72,7 +75,7 @@ pub async fn usage_is_node_time_per_cluster_and_hour(store: Arc<dyn Store>) {
                 (1, metric("etl", "ready_workers", h, 1.0)),
                 (2, metric("etl", "ready_workers", h + MIN, 1.0)),
             ],
-            0,
+            0.into(),
         )
         .await
         .expect("cp2");
@@ -84,7 +87,7 @@ pub async fn usage_is_node_time_per_cluster_and_hour(store: Arc<dyn Store>) {
                 (1, metric("etl", "ready_workers", h, 4.0)),
                 (2, metric("etl", "ready_workers", h + 3 * MIN, 4.0)),
             ],
-            0,
+            0.into(),
         )
         .await
         .expect("other tenant");
@@ -105,14 +108,20 @@ pub async fn usage_is_node_time_per_cluster_and_hour(store: Arc<dyn Store>) {
     assert_eq!(usage(&*store, &t.id, h - HOUR, h + HOUR).await, expected);
 
     // Resent batches and replayed samples (new numbers, old times) add nothing.
-    store.ingest(&cp.id, first, 0).await.expect("resend");
-    store.ingest(&cp.id, second, 0).await.expect("resend");
+    store.ingest(&cp.id, first, 0.into()).await.expect("resend");
+    store
+        .ingest(&cp.id, second, 0.into())
+        .await
+        .expect("resend");
     let replay = vec![
         (11, metric("etl", "ready_workers", h + 2 * MIN, 3.0)),
         (12, metric("etl", "coordinator_ready", h - 2 * MIN, 1.0)),
     ];
     assert_eq!(
-        store.ingest(&cp.id, replay, 0).await.expect("replay"),
+        store
+            .ingest(&cp.id, replay, 0.into())
+            .await
+            .expect("replay"),
         (12, 2)
     );
     assert_eq!(usage(&*store, &t.id, h - HOUR, h + HOUR).await, expected);

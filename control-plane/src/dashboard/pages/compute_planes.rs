@@ -53,7 +53,13 @@ async fn overview_page(
                     dt { "Certificate serial" } dd.mono { (a.certificate_serial.as_deref().unwrap_or("")) }
                     dt { "Certificate expires" } dd { (a.certificate_expires_at.as_deref().unwrap_or("")) }
                     dt { "Desired generation" } dd { (v.generation) " (applied " (v.applied_generation) ")" }
-                    dt { "Telemetry records dropped by the agent" } dd { (v.telemetry_dropped_records) }
+                    dt { "Telemetry records dropped by the agent" } dd #telemetry-dropped {
+                        (v.telemetry_dropped_records)
+                        @let d = &v.telemetry_dropped_by_class;
+                        " (query records " span data-field="dropped-query-records" { (d.query_records) }
+                        ", metrics " span data-field="dropped-metrics" { (d.metrics) }
+                        ", events " span data-field="dropped-events" { (d.events) } ")"
+                    }
                 }
                 // What the agent reports about the compute plane as a whole (a refused
                 // desired-state document, for one), and every change the customer's

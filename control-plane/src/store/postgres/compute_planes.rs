@@ -14,7 +14,8 @@ use crate::store::{
 pub(super) const CP_COLUMNS: &str = "id, tenant_id, name, region, created_at, agent_connected, \
      agent_session_id, agent_connected_since, agent_version, agent_last_heartbeat, \
      agent_remote_addr, agent_cert_serial, agent_cert_expires_at, agent_revoked, agent_replica, generation, \
-     applied_generation, applied_conditions::text AS applied_conditions, telemetry_dropped";
+     applied_generation, applied_conditions::text AS applied_conditions, telemetry_dropped, \
+     telemetry_dropped_events, telemetry_dropped_metrics, telemetry_dropped_query_records";
 
 #[async_trait]
 impl ComputePlaneStore for PgStore {

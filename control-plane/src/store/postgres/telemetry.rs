@@ -9,7 +9,9 @@ use sqlx::Row;
 
 use super::{PgStore, Tx};
 use crate::store::rows;
-use crate::store::{QueryFilter, QueryRow, StoreError, TelemetryItem, TelemetryStore, page_of};
+use crate::store::{
+    DroppedRecords, QueryFilter, QueryRow, StoreError, TelemetryItem, TelemetryStore, page_of,
+};
 
 /// Rows per retention `DELETE`, so no delete holds its locks for long or bloats one
 /// transaction; between batches other writers go on.
@@ -96,7 +98,7 @@ async fn ingest_in(
     tx: &mut Tx<'_>,
     cp: &str,
     items: Vec<(u64, TelemetryItem)>,
-    dropped_total: u64,
+    dropped: DroppedRecords,
 ) -> Result<(u64, u64), StoreError> {
     let acked: Option<(i64,)> =
         sqlx::query_as("SELECT telemetry_acked_seq FROM compute_planes WHERE id = $1 FOR UPDATE")
@@ -181,10 +183,17 @@ async fn ingest_in(
     }
     sqlx::query(
         "UPDATE compute_planes SET telemetry_acked_seq = $1, \
-         telemetry_dropped = GREATEST(telemetry_dropped, $2) WHERE id = $3",
+         telemetry_dropped = GREATEST(telemetry_dropped, $2), \
+         telemetry_dropped_events = GREATEST(telemetry_dropped_events, $3), \
+         telemetry_dropped_metrics = GREATEST(telemetry_dropped_metrics, $4), \
+         telemetry_dropped_query_records = GREATEST(telemetry_dropped_query_records, $5) \
+         WHERE id = $6",
     )
     .bind(i64::try_from(high).unwrap_or(i64::MAX))
-    .bind(i64::try_from(dropped_total).unwrap_or(i64::MAX))
+    .bind(i64::try_from(dropped.total).unwrap_or(i64::MAX))
+    .bind(i64::try_from(dropped.events).unwrap_or(i64::MAX))
+    .bind(i64::try_from(dropped.metrics).unwrap_or(i64::MAX))
+    .bind(i64::try_from(dropped.query_records).unwrap_or(i64::MAX))
     .bind(cp)
     .execute(&mut **tx)
     .await?;
@@ -197,10 +206,10 @@ impl TelemetryStore for PgStore {
         &self,
         cp: &str,
         items: Vec<(u64, TelemetryItem)>,
-        dropped_total: u64,
+        dropped: DroppedRecords,
     ) -> Result<(u64, u64), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let r = ingest_in(&mut tx, cp, items, dropped_total).await?;
+        let r = ingest_in(&mut tx, cp, items, dropped).await?;
         tx.commit().await?;
         Ok(r)
     }

@@ -6,7 +6,9 @@ use sqlx::Row;
 
 use super::{SqliteStore, Tx};
 use crate::store::rows;
-use crate::store::{QueryFilter, QueryRow, StoreError, TelemetryItem, TelemetryStore, page_of};
+use crate::store::{
+    DroppedRecords, QueryFilter, QueryRow, StoreError, TelemetryItem, TelemetryStore, page_of,
+};
 
 /// Query records per `INSERT` statement: each statement is one round trip to SQLite's
 /// worker thread, so many rows per statement make ingest several times faster than one row
@@ -64,7 +66,7 @@ async fn ingest_in(
     tx: &mut Tx<'_>,
     cp: &str,
     items: Vec<(u64, TelemetryItem)>,
-    dropped_total: u64,
+    dropped: DroppedRecords,
 ) -> Result<(u64, u64), StoreError> {
     let acked: i64 = sqlx::query("SELECT telemetry_acked_seq FROM compute_planes WHERE id = ?")
         .bind(cp)
@@ -122,10 +124,16 @@ async fn ingest_in(
         insert_queries(tx, cp, std::mem::replace(&mut queries, rest)).await?;
     }
     sqlx::query(
-        "UPDATE compute_planes SET telemetry_acked_seq = ?, telemetry_dropped = MAX(telemetry_dropped, ?) WHERE id = ?",
+        "UPDATE compute_planes SET telemetry_acked_seq = ?, telemetry_dropped = MAX(telemetry_dropped, ?), \
+         telemetry_dropped_events = MAX(telemetry_dropped_events, ?), \
+         telemetry_dropped_metrics = MAX(telemetry_dropped_metrics, ?), \
+         telemetry_dropped_query_records = MAX(telemetry_dropped_query_records, ?) WHERE id = ?",
     )
     .bind(high as i64)
-    .bind(dropped_total as i64)
+    .bind(i64::try_from(dropped.total).unwrap_or(i64::MAX))
+    .bind(i64::try_from(dropped.events).unwrap_or(i64::MAX))
+    .bind(i64::try_from(dropped.metrics).unwrap_or(i64::MAX))
+    .bind(i64::try_from(dropped.query_records).unwrap_or(i64::MAX))
     .bind(cp)
     .execute(&mut **tx)
     .await?;
@@ -138,10 +146,10 @@ impl TelemetryStore for SqliteStore {
         &self,
         cp: &str,
         items: Vec<(u64, TelemetryItem)>,
-        dropped_total: u64,
+        dropped: DroppedRecords,
     ) -> Result<(u64, u64), StoreError> {
         let (_turn, mut tx) = self.write_tx().await?;
-        let r = ingest_in(&mut tx, cp, items, dropped_total).await?;
+        let r = ingest_in(&mut tx, cp, items, dropped).await?;
         tx.commit().await?;
         Ok(r)
     }

@@ -1,0 +1,6 @@
+-- Telemetry records the agent dropped (spool full), per class: query records go first,
+-- then metrics, then events. Running totals, as the agent reports them.
+ALTER TABLE compute_planes
+    ADD COLUMN telemetry_dropped_events BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN telemetry_dropped_metrics BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN telemetry_dropped_query_records BIGINT NOT NULL DEFAULT 0;
