@@ -158,6 +158,24 @@ impl Intercept for Capture {
     }
 }
 
+/// `sts:GetCallerIdentity` sent (for `tether-agent doctor`): the account and the ARN.
+pub async fn caller_identity(s: &StsSettings) -> Result<(String, String), String> {
+    let sdk = sdk_config(s).await;
+    let mut b = aws_sdk_sts::config::Builder::from(&sdk);
+    if let Some(e) = &s.endpoint {
+        b = b.endpoint_url(e);
+    }
+    let out = aws_sdk_sts::Client::from_conf(b.build())
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| aws_sdk_sts::error::DisplayErrorContext(&e).to_string())?;
+    Ok((
+        out.account().unwrap_or_default().to_owned(),
+        out.arn().unwrap_or_default().to_owned(),
+    ))
+}
+
 /// A signed `sts:GetCallerIdentity` request with the agent's own credentials (never sent
 /// by the agent itself), bound to the enrollment token `token` ([`ENROLLMENT_HEADER`]).
 pub async fn signed_identity(

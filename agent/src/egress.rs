@@ -77,6 +77,7 @@ const CLASSES: &[(&str, Class)] = &[
     ("CommandResult.ok", Class::Status),
     ("CommandResult.message", Class::Status),
     ("AgentGoodbye.reason", Class::Status),
+    ("Hello.probe", Class::Status),
     ("TelemetryBatch.records", Class::Framing),
     ("TelemetryBatch.dropped_records_total", Class::Metrics),
     ("TelemetryBatch.dropped_by_class", Class::Framing),

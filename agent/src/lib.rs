@@ -11,6 +11,7 @@ pub mod aws_identity;
 pub mod cloudwatch;
 pub mod collect;
 pub mod desired;
+pub mod doctor;
 pub mod egress;
 pub mod eks;
 pub mod enroll;

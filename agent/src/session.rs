@@ -107,6 +107,7 @@ pub async fn run(
         applied_generation: report.borrow().applied_generation,
         telemetry_next_seq: 0,
         certificate_serial: creds.info.serial.clone(),
+        probe: false,
     };
     let _ = tx.send(msg(agent_message::Kind::Hello(hello))).await;
     let mut inbound = client

@@ -27,6 +27,8 @@ pub mod reason {
     pub const DRAINING: &str = "draining";
     /// The session reached its maximum age: reconnect, so agents spread over replicas.
     pub const REBALANCE: &str = "rebalance";
+    /// A doctor's probe was answered (`Hello.probe`).
+    pub const PROBE: &str = "probe";
 }
 
 /// The queue of messages to one session's agent. Boxed: the queue's first block of 32

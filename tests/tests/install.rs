@@ -853,6 +853,27 @@ async fn install_artefacts_set_only_what_the_agent_reads() {
             "the Role must grant {verb} on {resource}"
         );
     }
+    // What `tether-agent doctor` checks by SelfSubjectAccessReview is exactly what the Role
+    // grants: every permission it asks for is granted, by group and object name.
+    let has =
+        |a: &serde_json::Value, x: &str| a.as_array().is_some_and(|a| a.iter().any(|v| v == x));
+    for (group, resource, verbs, name) in tether_agent::doctor::PERMISSIONS {
+        for verb in *verbs {
+            let granted = role["rules"].as_array().into_iter().flatten().any(|r| {
+                has(&r["apiGroups"], group)
+                    && has(&r["resources"], resource)
+                    && has(&r["verbs"], verb)
+                    && match name {
+                        Some(n) => r["resourceNames"].is_null() || has(&r["resourceNames"], n),
+                        None => r["resourceNames"].is_null(),
+                    }
+            });
+            assert!(
+                granted,
+                "doctor checks {verb} {resource} ({group:?}, {name:?}), which the Role does not grant"
+            );
+        }
+    }
     // The agent reads one Secret, its own Presto CA, by name; no other.
     let secret_reads: Vec<&serde_json::Value> = role["rules"]
         .as_array()

@@ -36,6 +36,11 @@ enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Check, with the flags of `run`, each step the agent depends on (DNS, TCP or the
+    /// proxy, TLS, its certificate, a session round trip, the clock, the Kubernetes API and
+    /// each permission, CloudWatch and STS when configured): one line each, PASS, FAIL or
+    /// SKIP, with what to do. Exits 0 when nothing failed, 1 otherwise.
+    Doctor(Box<DoctorArgs>),
     /// Approve, in the VPC, a change the guardrail policy holds for local approval.
     Approve {
         #[command(subcommand)]
@@ -54,6 +59,15 @@ enum Approve {
         #[arg(long, env = "TETHER_STATE_DIR")]
         state_dir: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct DoctorArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// The report as JSON (`{"ok": bool, "checks": [{"name", "status", "detail", "fix"}]}`).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -252,8 +266,12 @@ fn egress_manifest(markdown: bool) -> i32 {
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let args = match Cli::parse().command {
-        Command::Run(args) => *args,
+    let (args, doctor) = match Cli::parse().command {
+        Command::Run(args) => (*args, None),
+        Command::Doctor(d) => {
+            let d = *d;
+            (d.run, Some(d.json))
+        }
         Command::EgressManifest { markdown } => std::process::exit(egress_manifest(markdown)),
         Command::Approve {
             what: Approve::Delete { cluster, state_dir },
@@ -268,32 +286,72 @@ async fn main() {
             }
         },
     };
-    let shipper = match &args.cloudwatch_log_group {
-        Some(group) => {
-            let config = tether_agent::cloudwatch::CloudWatchConfig {
-                log_group: group.clone(),
-                log_stream: args
-                    .cloudwatch_log_stream
-                    .clone()
-                    .unwrap_or_else(default_stream),
-                endpoint_url: args.cloudwatch_endpoint.clone(),
-                region: args.cloudwatch_region.clone(),
-                ..Default::default()
-            };
-            match tether_agent::cloudwatch::LogShipper::start(config).await {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    std::process::exit(2);
-                }
-            }
+    let cloudwatch = args.cloudwatch_log_group.as_ref().map(|group| {
+        tether_agent::cloudwatch::CloudWatchConfig {
+            log_group: group.clone(),
+            log_stream: args
+                .cloudwatch_log_stream
+                .clone()
+                .unwrap_or_else(default_stream),
+            endpoint_url: args.cloudwatch_endpoint.clone(),
+            region: args.cloudwatch_region.clone(),
+            ..Default::default()
         }
+    });
+    if let Some(json) = doctor {
+        // The report is the output; logs only for what goes wrong.
+        tether_shared::logging::init_with(&args.log_format, None);
+        let config = match build_config(args, None) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        };
+        let report = tether_agent::doctor::run(&config, cloudwatch.as_ref()).await;
+        std::process::exit(tether_agent::doctor::print(&report, json));
+    }
+    let shipper = match cloudwatch {
+        Some(config) => match tether_agent::cloudwatch::LogShipper::start(config).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        },
         None => None,
     };
     let extra: Option<tether_shared::logging::ExtraLayer> = shipper.clone().map(|s| {
         Box::new(tether_agent::cloudwatch::layer(s)) as tether_shared::logging::ExtraLayer
     });
     tether_shared::logging::init_with(&args.log_format, extra);
+    let config = match build_config(args, shipper.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result = tether_agent::run(config, shutdown_signal()).await;
+    if let Err(e) = &result {
+        tracing::error!("{e}");
+        eprintln!("error: {e}");
+    }
+    if let Some(s) = shipper
+        && let Err(e) = s.flush(std::time::Duration::from_secs(5)).await
+    {
+        eprintln!("warning: not every log line reached CloudWatch Logs: {e}");
+    }
+    if let Err(e) = result {
+        std::process::exit(e.exit_code());
+    }
+}
+
+/// The library's configuration from the flags of `run` (and `doctor`).
+fn build_config(
+    args: RunArgs,
+    shipper: Option<tether_agent::cloudwatch::LogShipper>,
+) -> Result<Config, String> {
     let ca_file = match (args.ca_file, &args.ca_pem) {
         (Some(f), _) => f,
         (None, Some(pem)) => {
@@ -301,15 +359,11 @@ async fn main() {
             let written = std::fs::create_dir_all(&args.state_dir)
                 .and_then(|()| tether_shared::files::write_public(&path, pem.as_bytes()));
             if let Err(e) = written {
-                eprintln!("error: writing --ca-pem to {}: {e}", path.display());
-                std::process::exit(2);
+                return Err(format!("writing --ca-pem to {}: {e}", path.display()));
             }
             path
         }
-        (None, None) => {
-            eprintln!("error: --ca-file or --ca-pem is required");
-            std::process::exit(2);
-        }
+        (None, None) => return Err("--ca-file or --ca-pem is required".into()),
     };
     let sts = tether_agent::aws_identity::StsSettings {
         endpoint: Some(args.sts_endpoint.clone()),
@@ -328,7 +382,7 @@ async fn main() {
                 ..sts.clone()
             },
         });
-    let config = Config {
+    Ok(Config {
         control_plane: args.control_plane,
         ca_file,
         state_dir: args.state_dir,
@@ -363,25 +417,12 @@ async fn main() {
         scrape_interval: args.scrape_interval,
         spool_max_bytes: args.spool_max,
         metrics_listen: args.metrics_listen,
-        pod_logs: shipper.clone(),
+        pod_logs: shipper,
         endpoint: args.endpoint_template,
         account_binding: args.account_binding.then_some(sts),
         eks,
         policy_file: args.policy_file,
-    };
-    let result = tether_agent::run(config, shutdown_signal()).await;
-    if let Err(e) = &result {
-        tracing::error!("{e}");
-        eprintln!("error: {e}");
-    }
-    if let Some(s) = shipper
-        && let Err(e) = s.flush(std::time::Duration::from_secs(5)).await
-    {
-        eprintln!("warning: not every log line reached CloudWatch Logs: {e}");
-    }
-    if let Err(e) = result {
-        std::process::exit(e.exit_code());
-    }
+    })
 }
 
 fn default_stream() -> String {

@@ -21,7 +21,7 @@
 //! counted in [`LogShipper::rejected`]; see [`batch`].
 
 pub mod batch;
-mod client;
+pub(crate) mod client;
 mod error;
 pub mod layer;
 mod queue;

@@ -377,6 +377,14 @@ impl AgentControl for AgentControlService {
                 signing_key_statements: self.state.signer.chain().to_vec(),
             })),
         };
+        if hello.probe {
+            tracing::info!(identity = %peer.identity, %remote, "answered a doctor's probe");
+            let bye = crate::sessions::goodbye(reason::PROBE, "probe answered", 0);
+            return Ok(Response::new(Box::pin(tokio_stream::iter([
+                Ok(welcome),
+                Ok(bye),
+            ]))));
+        }
         tx.try_send(Box::new(welcome))
             .map_err(|_| Status::internal("session channel"))?;
         let reg = self

@@ -16,7 +16,7 @@ pub mod web;
 pub mod webdriver;
 
 pub use api::Api;
-pub use procs::{AgentOptions, AgentProc, ControlPlaneOptions, ControlPlaneProc, bin_path};
+pub use procs::{AgentOptions, AgentProc, ControlPlaneOptions, ControlPlaneProc, bin_path, doctor};
 pub use tinyproxy::Tinyproxy;
 
 use std::future::Future;

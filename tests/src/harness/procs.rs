@@ -294,6 +294,53 @@ impl AgentOptions {
     }
 }
 
+/// `tether-agent doctor --json` with the flags `opts` would start `run` with (proxy
+/// variables of the test's own environment removed, `opts.env` set), behind `wrapper`
+/// (e.g. `["faketime", "-f", "+600s"]`) if given. Returns the exit code and the report.
+pub fn doctor(opts: &AgentOptions, wrapper: &[&str]) -> (Option<i32>, Value) {
+    let mut cmd = match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(bin_path("tether-agent"));
+            c
+        }
+        None => Command::new(bin_path("tether-agent")),
+    };
+    cmd.arg("doctor")
+        .arg("--json")
+        .args(["--control-plane", &opts.control_plane])
+        .arg("--ca-file")
+        .arg(&opts.ca_file)
+        .arg("--state-dir")
+        .arg(&opts.state_dir)
+        .args(&opts.extra_args)
+        .stdin(Stdio::null());
+    for var in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in &opts.env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run tether-agent doctor");
+    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor printed no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), report)
+}
+
 /// A running `tether-agent run`.
 #[derive(Debug)]
 pub struct AgentProc {

@@ -8,7 +8,8 @@
 //! a Presto worker for graceful shutdown). A simulated controller runs Deployments' Pods by
 //! their strategy (rolling or recreate), ready after a delay, and ends them gracefully
 //! (`preStop`, Presto's shutdown, the grace period) with the tasks placed on them. Faults (errors, conflicts, latency) are
-//! injected through [`Faults`].
+//! injected through [`Faults`]; permissions are denied through [`Rbac`] (403, and the
+//! answer of a `SelfSubjectAccessReview`).
 //!
 //! Writes that change nothing (compared without `resourceVersion`, `generation` and
 //! `managedFields`) bump nothing and are not counted, so tests can assert that reconciling
@@ -24,6 +25,7 @@
 //! the proxies (`proxy`, `drain`); `controller` (with `hpa`) runs alongside; `faults` is consulted first.
 
 mod apply;
+mod authz;
 mod controller;
 mod discovery;
 mod drain;
@@ -61,6 +63,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
+pub use authz::Rbac;
 pub use controller::PodEvent;
 pub use drain::DrainEvent;
 pub use faults::Faults;
@@ -176,6 +179,11 @@ impl KubeStandIn {
     /// The fault-injection handle.
     pub fn faults(&self) -> Faults {
         self.shared.faults.clone()
+    }
+
+    /// The permissions of the (one) user: everything until denied.
+    pub fn rbac(&self) -> Rbac {
+        self.shared.rbac.clone()
     }
 
     /// Every `PUT /v1/info/state` that reached a pod through the pod proxy, in order.

@@ -52,6 +52,8 @@ pub(crate) enum Route {
     PodProxy(ProxyPath),
     /// A pod's log: (namespace, pod).
     PodLog(String, String),
+    /// `POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`.
+    AccessReview,
     /// Anything else.
     Unknown,
 }
@@ -99,6 +101,12 @@ impl Route {
             ["apis", g] => Route::Group((*g).to_owned()),
             ["apis", g, v] => Route::Resources(format!("{g}/{v}")),
             ["api", "v1", rest @ ..] => Self::resource("v1", rest, &raw[2..]),
+            [
+                "apis",
+                "authorization.k8s.io",
+                "v1",
+                "selfsubjectaccessreviews",
+            ] => Route::AccessReview,
             ["apis", g, v, rest @ ..] => Self::resource(&format!("{g}/{v}"), rest, &raw[3..]),
             _ => Route::Unknown,
         }

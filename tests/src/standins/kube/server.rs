@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub store: Store,
     /// Injected faults.
     pub faults: Faults,
+    /// Permissions.
+    pub rbac: super::authz::Rbac,
     /// Becomes `true` when the stand-in shuts down.
     pub shutdown: watch::Receiver<bool>,
     /// `127.0.0.1:PORT`, for `/api`'s `serverAddressByClientCIDRs`.
@@ -69,6 +71,7 @@ impl Shared {
         Self {
             store,
             faults: Faults::default(),
+            rbac: super::authz::Rbac::default(),
             shutdown,
             server_address,
             // Never through an environment proxy: backends are on loopback.
@@ -112,7 +115,24 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    match Route::parse(req.uri().path()) {
+    let route = Route::parse(req.uri().path());
+    let sub_resource = match &route {
+        Route::ServiceProxy(p) => Some(("services/proxy", p.namespace.clone(), p.name.clone())),
+        Route::PodLog(ns, pod) => Some(("pods/log", ns.clone(), pod.clone())),
+        _ => None,
+    };
+    if let Some((resource, ns, name)) = sub_resource
+        && let Err(e) = shared.rbac.check(
+            super::authz::verb(req.method(), true, None),
+            "",
+            resource,
+            Some(&name),
+            Some(&ns),
+        )
+    {
+        return e.into_response();
+    }
+    match route {
         Route::ServiceProxy(p) => proxy::service(&shared, p, req).await,
         Route::PodProxy(p) => drain::pod(&shared, p, req).await,
         Route::PodLog(ns, pod) => logs::serve(&shared, &ns, &pod, req.uri().query())
@@ -147,8 +167,27 @@ async fn api(shared: &Arc<Shared>, route: Route, req: Request) -> ApiResult {
         Route::Resources(v) => {
             discovery::resource_list(&v).map_or_else(|| Err(ApiError::no_route()), ok)
         }
+        Route::AccessReview => {
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, BODY_LIMIT)
+                .await
+                .map_err(|_| ApiError::new(413, "RequestEntityTooLarge", "too large"))?;
+            super::authz::self_subject_access_review(&shared.rbac, &parts.method, &body)
+        }
         Route::Resource(path) => {
             let (parts, body) = req.into_parts();
+            let resource = match path.sub {
+                Some(super::resources::Subresource::Status) => format!("{}/status", path.rt.plural),
+                Some(super::resources::Subresource::Scale) => format!("{}/scale", path.rt.plural),
+                _ => path.rt.plural.to_owned(),
+            };
+            shared.rbac.check(
+                super::authz::verb(&parts.method, path.name.is_some(), parts.uri.query()),
+                path.rt.group,
+                &resource,
+                path.name.as_deref(),
+                path.namespace.as_deref(),
+            )?;
             if is_write(&parts.method) && shared.faults.take_conflict() {
                 return Err(ApiError::conflict(
                     path.rt,

@@ -1,6 +1,7 @@
 //! End-to-end tests of the stand-in: the real `kube` client, the real `kubectl`, raw HTTP for
 //! the proxies and faults. Every test is bounded by [`bounded`].
 
+mod authz;
 mod client;
 mod faults;
 mod kubectl;
