@@ -5,6 +5,9 @@
 //! `audit.log.5`, so it never fills the disk and the newest record is always in
 //! `audit.log`.
 //!
+//! With CloudWatch configured, every record also goes to the stream `audit/<agent stream>`
+//! of the customer's log group ([`ship_to`]), in the customer's own account.
+//!
 //! One log per process, set up by [`init`]; [`record`] before that (or in unit tests) writes
 //! nothing. A failed write is logged and never stops the agent.
 
@@ -20,6 +23,13 @@ pub const DEFAULT_MAX_BYTES: u64 = 10 * 1024 * 1024;
 pub const KEEP: usize = 5;
 
 static LOG: OnceLock<AuditLog> = OnceLock::new();
+/// The CloudWatch stream records also go to, if any.
+static STREAM: OnceLock<crate::cloudwatch::LogShipper> = OnceLock::new();
+
+/// The CloudWatch stream of the audit records beside the agent's own `stream`.
+pub fn stream_name(agent_stream: &str) -> String {
+    format!("audit/{agent_stream}")
+}
 
 /// An append-only JSON-lines file, rotated by size.
 #[derive(Debug)]
@@ -53,6 +63,9 @@ impl AuditLog {
             line.extend(f);
         }
         let mut text = serde_json::Value::Object(line).to_string();
+        if let Some(stream) = STREAM.get() {
+            stream.push(tether_shared::timestamps::now_unix_ms(), text.clone());
+        }
         text.push('\n');
         if let Err(e) = self.write(text.as_bytes()) {
             tracing::error!(file = %self.path.display(), "cannot write the audit log: {e}");
@@ -107,6 +120,32 @@ fn rotate(path: &Path) -> std::io::Result<()> {
 pub fn init(state_dir: &Path, max_bytes: u64) {
     let _ = LOG.set(AuditLog::new(state_dir, max_bytes));
 }
+
+/// Sends every later record to the audit stream beside `agent` (the agent's own CloudWatch
+/// shipper): `audit/<its stream>` in the same log group, with its own buffer (once).
+pub fn ship_to(agent: &crate::cloudwatch::LogShipper) {
+    if STREAM.get().is_some() {
+        return;
+    }
+    match agent.for_stream(stream_name(agent.log_stream()), AUDIT_STREAM_BUFFER) {
+        Ok(s) => {
+            let _ = STREAM.set(s);
+        }
+        Err(e) => tracing::error!("cannot ship the audit log to CloudWatch: {e}"),
+    }
+}
+
+/// Waits until the audit stream holds every record (at most `timeout`).
+pub async fn flush(timeout: std::time::Duration) {
+    if let Some(s) = STREAM.get()
+        && let Err(e) = s.flush(timeout).await
+    {
+        tracing::warn!("not every audit record reached CloudWatch Logs: {e}");
+    }
+}
+
+/// Most bytes of audit records buffered for CloudWatch (the file has them all).
+const AUDIT_STREAM_BUFFER: usize = 4 * 1024 * 1024;
 
 /// Records `action` with `fields` (a JSON object) in the process's audit log.
 pub fn record(action: &str, fields: serde_json::Value) {

@@ -124,6 +124,9 @@ pub async fn run(
         .map_err(|e| AgentError::Config(format!("--ca-file {}: {e}", config.ca_file.display())))?;
     let state = StateDir::open(&config.state_dir)?;
     audit::init(&config.state_dir, audit::DEFAULT_MAX_BYTES);
+    if let Some(shipper) = &config.pod_logs {
+        audit::ship_to(shipper);
+    }
     let (stop_tx, mut stop) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -336,6 +339,7 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(10), p).await;
     }
     telemetry.sync();
+    audit::flush(Duration::from_secs(5)).await;
     result
 }
 

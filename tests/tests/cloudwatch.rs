@@ -33,7 +33,7 @@ async fn agent_logs_reach_cloudwatch() {
         ("AWS_ACCESS_KEY_ID".into(), "test".into()),
         ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
     ];
-    let mut agent = AgentProc::start(opts);
+    let mut agent = AgentProc::start(opts.clone());
     fx.connected(&api, 10).await;
     let lines = eventually(
         Duration::from_secs(20),
@@ -52,6 +52,60 @@ async fn agent_logs_reach_cloudwatch() {
         first["level"].is_string() && first["message"].is_string(),
         "{first}"
     );
+    // The customer's audit trail has a stream of its own in the same log group.
+    let audit = eventually(
+        Duration::from_secs(20),
+        "audit records in CloudWatch",
+        || async {
+            let m = moto
+                .log_messages("/tether/acme-prod", "audit/agent-test")
+                .await;
+            let actions: Vec<String> = m
+                .iter()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter_map(|r| r["action"].as_str().map(str::to_owned))
+                .collect();
+            (actions.iter().any(|a| a == "enrolled")
+                && actions.iter().any(|a| a == "session.opened"))
+            .then_some(actions)
+        },
+    )
+    .await;
+    assert!(!audit.is_empty());
+
+    // The doctor checks the log group, and STS, the way the agent reaches them.
+    let mut doc = opts.clone();
+    doc.enrollment_token = None;
+    doc.extra_args.extend([
+        "--account-binding".to_owned(),
+        "--sts-endpoint".to_owned(),
+        moto.url.clone(),
+        "--aws-region".to_owned(),
+        "us-east-1".to_owned(),
+    ]);
+    let (code, report) = tether_tests::harness::doctor(&doc, &[]);
+    let by_name = |n: &str| {
+        report["checks"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == n).cloned())
+            .unwrap_or_default()
+    };
+    assert_eq!(by_name("cloudwatch")["status"], "PASS", "{report:#}");
+    assert!(
+        by_name("cloudwatch")["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("/tether/acme-prod exists")),
+        "{report:#}"
+    );
+    assert_eq!(by_name("sts")["status"], "PASS", "{report:#}");
+    assert!(
+        by_name("sts")["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("account ")),
+        "{report:#}"
+    );
+    assert_eq!(code, Some(0), "{report:#}");
+
     // A clean stop flushes what is buffered.
     agent.terminate();
     agent.wait_exit(Duration::from_secs(15)).await;
@@ -59,6 +113,13 @@ async fn agent_logs_reach_cloudwatch() {
     assert!(
         after.iter().any(|l| l.contains("agent stopped")),
         "final lines flushed: {after:#?}"
+    );
+    let audit = moto
+        .log_messages("/tether/acme-prod", "audit/agent-test")
+        .await;
+    assert!(
+        audit.iter().any(|l| l.contains("\"session.ended\"")),
+        "the last audit records flushed: {audit:#?}"
     );
 }
 

@@ -337,6 +337,7 @@ async fn main() {
         tracing::error!("{e}");
         eprintln!("error: {e}");
     }
+    tether_agent::audit::flush(std::time::Duration::from_secs(5)).await;
     if let Some(s) = shipper
         && let Err(e) = s.flush(std::time::Duration::from_secs(5)).await
     {
