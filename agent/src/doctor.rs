@@ -131,12 +131,8 @@ impl Report {
     }
 }
 
-/// Runs every check with the configuration `run` would use; `cloudwatch` when the agent
-/// ships its logs there.
-pub async fn run(
-    config: &Config,
-    cloudwatch: Option<&crate::cloudwatch::CloudWatchConfig>,
-) -> Report {
+/// Runs every check with the configuration `run` would use.
+pub async fn run(config: &Config) -> Report {
     let mut r = Report {
         ok: true,
         checks: Vec::new(),
@@ -201,7 +197,7 @@ pub async fn run(
         }
     }
     kubernetes(&mut r, config).await;
-    match cloudwatch {
+    match &config.cloudwatch {
         Some(cw) => cloudwatch_check(&mut r, cw).await,
         None => r.skip("cloudwatch", "not configured (--cloudwatch-log-group)"),
     }

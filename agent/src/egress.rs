@@ -27,6 +27,10 @@ pub enum Class {
     RedactedText,
     /// Message framing only (a oneof wrapper, a sequence number).
     Framing,
+    /// A diagnostic bundle (the agent's log lines, the objects it manages, pod summaries,
+    /// a doctor report), redacted in the agent, sent only after the customer approved it
+    /// in the VPC.
+    SupportBundle,
 }
 
 /// The class of every upstream field, by `Message.field`.
@@ -118,6 +122,10 @@ const CLASSES: &[(&str, Class)] = &[
     ("Event.reason", Class::Status),
     ("Event.message", Class::RedactedText),
     ("Event.timestamp_unix_ms", Class::Status),
+    ("SupportBundle.request_id", Class::Status),
+    ("SupportBundle.files", Class::Framing),
+    ("SupportFile.name", Class::SupportBundle),
+    ("SupportFile.content", Class::SupportBundle),
 ];
 
 /// One field the agent can send.

@@ -28,6 +28,7 @@ pub mod report;
 pub mod retry;
 pub mod secrets;
 pub mod session;
+pub mod support;
 pub mod telemetry;
 pub mod transport;
 
@@ -104,6 +105,8 @@ pub struct Config {
     pub eks: Option<eks::EksSettings>,
     /// The customer's guardrail policy ([`guardrails`]), if any.
     pub policy_file: Option<PathBuf>,
+    /// Where the agent's logs go in CloudWatch, if anywhere (for `doctor`).
+    pub cloudwatch: Option<cloudwatch::CloudWatchConfig>,
 }
 
 /// Enrolls if needed, then keeps a session up until `shutdown` resolves. Returns an error
@@ -284,6 +287,7 @@ pub async fn run(
             halt_rx.clone(),
         )
     });
+    let kube_for_support = kube.clone();
     let collector = collect::Collector::new(
         collect::CollectSettings {
             interval: config.scrape_interval,
@@ -297,6 +301,15 @@ pub async fn run(
         reach_tx,
     );
     let collector = tokio::spawn(collector.run(halt_rx.clone()));
+    let support = tokio::spawn(
+        support::Desk {
+            config: config.clone(),
+            compute_plane_id: compute_plane_id.clone(),
+            kube: kube_for_support,
+            report: report_rx.clone(),
+        }
+        .run(halt_rx.clone()),
+    );
     if let Some(addr) = config.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -332,6 +345,7 @@ pub async fn run(
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), collector).await;
     catalog_checks.abort();
+    support.abort();
     if let Some(g) = guard {
         g.abort();
     }

@@ -232,6 +232,7 @@ pub async fn run(
                     control_message::Kind::Command(c) => {
                         tracing::info!(command = %c.name, "command received; not supported by this agent version");
                     }
+                    control_message::Kind::SupportRequest(r) => crate::support::deliver(r),
                     control_message::Kind::Welcome(_) => {}
                 },
                 Ok(Some(ControlMessage { kind: None })) => {}

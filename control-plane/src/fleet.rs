@@ -72,6 +72,11 @@ pub enum Event {
         /// Tenant.
         tenant: String,
     },
+    /// A support request was made: its session's holder sends the open requests.
+    SupportRequested {
+        /// Compute plane.
+        cp: String,
+    },
     /// End the compute plane's session (all of them, or only `session_id`).
     EndSession {
         /// Compute plane.
@@ -313,6 +318,7 @@ impl Fleet {
                 tracing::debug!(compute_plane = %cp, generation, from = %envelope.from, "desired state changed elsewhere");
                 crate::desired::push_local(state, &cp).await;
             }
+            Event::SupportRequested { cp } => crate::support::push_local(state, &cp).await,
             Event::TenantChanged { tenant } => {
                 if let Err(e) = crate::desired::push_tenant_local(state, &tenant).await {
                     tracing::warn!(%tenant, error = %e, "pushing tenant settings failed");

@@ -26,6 +26,7 @@ pub mod signing;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod support;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

@@ -183,6 +183,7 @@ pub async fn run(
         account_binding: None,
         eks: None,
         policy_file: None,
+        cloudwatch: None,
     };
     let (agent_stop_tx, agent_stop_rx) = tokio::sync::watch::channel(false);
     let agent_task = tokio::spawn(tether_agent::run(agent_config, wait_stop(agent_stop_rx)));

@@ -29,6 +29,8 @@ mod query_log;
 mod replicas;
 #[path = "store_conformance/secrets.rs"]
 mod secrets;
+#[path = "store_conformance/support.rs"]
+mod support;
 #[path = "store_conformance/telemetry.rs"]
 mod telemetry;
 #[path = "store_conformance/tenant_wide.rs"]
@@ -74,6 +76,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    support::support_bundles_are_kept_once_and_only_in_time,
     tenants::tenants_are_unique_by_name_and_listed_by_name,
     tenants::api_tokens_are_found_by_hash_and_id,
     tenants::bootstrap_creates_the_first_platform_admin_once,

@@ -41,10 +41,42 @@ enum Command {
     /// each permission, CloudWatch and STS when configured): one line each, PASS, FAIL or
     /// SKIP, with what to do. Exits 0 when nothing failed, 1 otherwise.
     Doctor(Box<DoctorArgs>),
+    /// Diagnostic bundles the control plane asked for: list them, read one exactly as it
+    /// would be sent, and send it (nothing is sent before `approve`).
+    Support {
+        #[command(subcommand)]
+        what: Support,
+    },
     /// Approve, in the VPC, a change the guardrail policy holds for local approval.
     Approve {
         #[command(subcommand)]
         what: Approve,
+    },
+}
+
+#[derive(Subcommand)]
+enum Support {
+    /// The requests, with their status, expiry, reason and the bundle's files.
+    List {
+        /// The agent's state directory.
+        #[arg(long, env = "TETHER_STATE_DIR")]
+        state_dir: PathBuf,
+    },
+    /// The bundle of a request, exactly as it would be sent (JSON).
+    Show {
+        /// The request id (`sr-…`).
+        id: String,
+        /// The agent's state directory.
+        #[arg(long, env = "TETHER_STATE_DIR")]
+        state_dir: PathBuf,
+    },
+    /// Let the running agent send the bundle of a request, before it expires.
+    Approve {
+        /// The request id (`sr-…`).
+        id: String,
+        /// The agent's state directory.
+        #[arg(long, env = "TETHER_STATE_DIR")]
+        state_dir: PathBuf,
     },
 }
 
@@ -273,6 +305,31 @@ async fn main() {
             (d.run, Some(d.json))
         }
         Command::EgressManifest { markdown } => std::process::exit(egress_manifest(markdown)),
+        Command::Support { what } => {
+            let (out, code) = match what {
+                Support::List { state_dir } => {
+                    (Ok(tether_agent::support::list_text(&state_dir)), 0)
+                }
+                Support::Show { id, state_dir } => {
+                    (tether_agent::support::show(&state_dir, &id), 0)
+                }
+                Support::Approve { id, state_dir } => (
+                    tether_agent::support::approve(&state_dir, &id).map(|t| t + "\n"),
+                    0,
+                ),
+            };
+            match out {
+                Ok(text) => {
+                    use std::io::Write;
+                    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+                    std::process::exit(code)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::exit(1)
+                }
+            }
+        }
         Command::Approve {
             what: Approve::Delete { cluster, state_dir },
         } => match tether_agent::guardrails::approve_delete(&state_dir, &cluster) {
@@ -301,17 +358,17 @@ async fn main() {
     if let Some(json) = doctor {
         // The report is the output; logs only for what goes wrong.
         tether_shared::logging::init_with(&args.log_format, None);
-        let config = match build_config(args, None) {
+        let config = match build_config(args, None, cloudwatch) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");
                 std::process::exit(2);
             }
         };
-        let report = tether_agent::doctor::run(&config, cloudwatch.as_ref()).await;
+        let report = tether_agent::doctor::run(&config).await;
         std::process::exit(tether_agent::doctor::print(&report, json));
     }
-    let shipper = match cloudwatch {
+    let shipper = match cloudwatch.clone() {
         Some(config) => match tether_agent::cloudwatch::LogShipper::start(config).await {
             Ok(s) => Some(s),
             Err(e) => {
@@ -321,11 +378,17 @@ async fn main() {
         },
         None => None,
     };
-    let extra: Option<tether_shared::logging::ExtraLayer> = shipper.clone().map(|s| {
-        Box::new(tether_agent::cloudwatch::layer(s)) as tether_shared::logging::ExtraLayer
-    });
+    // The recent log lines a support bundle carries, and CloudWatch when configured.
+    let extra: tether_shared::logging::ExtraLayer = match shipper.clone() {
+        Some(s) => Box::new(tracing_subscriber::Layer::and_then(
+            tether_agent::support::log_layer(),
+            tether_agent::cloudwatch::layer(s),
+        )),
+        None => Box::new(tether_agent::support::log_layer()),
+    };
+    let extra = Some(extra);
     tether_shared::logging::init_with(&args.log_format, extra);
-    let config = match build_config(args, shipper.clone()) {
+    let config = match build_config(args, shipper.clone(), cloudwatch) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
@@ -352,6 +415,7 @@ async fn main() {
 fn build_config(
     args: RunArgs,
     shipper: Option<tether_agent::cloudwatch::LogShipper>,
+    cloudwatch: Option<tether_agent::cloudwatch::CloudWatchConfig>,
 ) -> Result<Config, String> {
     let ca_file = match (args.ca_file, &args.ca_pem) {
         (Some(f), _) => f,
@@ -423,6 +487,7 @@ fn build_config(
         account_binding: args.account_binding.then_some(sts),
         eks,
         policy_file: args.policy_file,
+        cloudwatch,
     })
 }
 

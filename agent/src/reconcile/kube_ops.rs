@@ -185,6 +185,22 @@ impl Kube {
         }
     }
 
+    /// The objects of a managed kind that carry `selector`.
+    pub async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        selector: &str,
+    ) -> Result<Vec<DynamicObject>, KubeError> {
+        let api = self
+            .api(api_version, kind)
+            .ok_or_else(|| KubeError::UnknownKind(kind.to_owned()))?;
+        api.list(&ListParams::default().labels(selector))
+            .await
+            .map(|l| l.items)
+            .map_err(|source| KubeError::call("list", kind, selector, source))
+    }
+
     /// Reads one object.
     pub async fn get(
         &self,

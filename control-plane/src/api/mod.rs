@@ -14,6 +14,7 @@ pub mod identity;
 pub mod json;
 pub mod presto_access;
 pub mod replicas;
+pub mod support;
 pub mod telemetry;
 pub mod tenants;
 pub mod usage;
@@ -96,6 +97,8 @@ fn api_routes(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) 
         .routes(routes!(compute_planes::get))
         .routes(routes!(compute_planes::create_enrollment_token))
         .routes(routes!(compute_planes::revoke_agent))
+        .routes(routes!(support::create, support::list))
+        .routes(routes!(support::bundle))
         .routes(routes!(crate::install::cloudformation))
         .routes(routes!(clusters::list))
         .routes(routes!(clusters::get, clusters::put, clusters::delete))

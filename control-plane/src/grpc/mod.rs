@@ -411,6 +411,7 @@ impl AgentControl for AgentControlService {
         // Registered first, then pushed: a change racing this start is pushed again by its
         // writer, and the agent ignores generations older than the one it has.
         crate::desired::push_local(&self.state, &cp_id).await;
+        crate::support::push_local(&self.state, &cp_id).await;
         tokio::spawn(read_session(
             self.state.clone(),
             cp_id,
@@ -438,6 +439,22 @@ impl AgentControl for AgentControlService {
             tx,
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    #[tracing::instrument(skip_all, fields(remote = ?req.remote_addr()))]
+    async fn send_support_bundle(
+        &self,
+        req: Request<pb::SupportBundle>,
+    ) -> Result<Response<pb::SupportBundleAck>, Status> {
+        let peer = self.authenticate(&req).await?;
+        crate::support::receive(
+            &self.state,
+            &peer.identity.tenant_id,
+            &peer.identity.compute_plane_id,
+            req.into_inner(),
+        )
+        .await?;
+        Ok(Response::new(pb::SupportBundleAck {}))
     }
 
     #[tracing::instrument(skip_all, fields(remote = ?req.remote_addr()))]

@@ -17,6 +17,7 @@ pub mod replicas;
 mod rows;
 pub mod secrets;
 pub mod sqlite;
+pub mod support;
 pub mod telemetry;
 pub mod tenants;
 pub mod usage;
@@ -34,6 +35,7 @@ pub use identity::{IdentityStore, PendingLogin, Scope, User};
 pub use presence::{PresenceStore, PresenceUpdate, SessionStart, Superseded};
 pub use replicas::{HeldSession, Replica, ReplicaStore};
 pub use secrets::SecretStore;
+pub use support::{SupportRequestRow, SupportStore};
 pub use telemetry::{DroppedRecords, QueryFilter, QueryRow, TelemetryItem, TelemetryStore};
 pub use tenants::{ApiToken, Tenant, TenantStore};
 pub use usage::{UsageRow, UsageStore};
@@ -155,6 +157,7 @@ pub trait Store:
     + SecretStore
     + ReplicaStore
     + IdentityStore
+    + SupportStore
 {
 }
 
@@ -169,5 +172,6 @@ impl<T> Store for T where
         + SecretStore
         + ReplicaStore
         + IdentityStore
+        + SupportStore
 {
 }

@@ -533,6 +533,12 @@ mod raw {
         ) -> Result<Response<pb::RenewCertificateResponse>, Status> {
             Err(Status::unimplemented("raw baseline"))
         }
+        async fn send_support_bundle(
+            &self,
+            _: Request<pb::SupportBundle>,
+        ) -> Result<Response<pb::SupportBundleAck>, Status> {
+            Err(Status::unimplemented("raw baseline"))
+        }
     }
 
     fn async_stream<F, Fut>(f: F) -> Out<pb::TelemetryAck>

@@ -22,6 +22,7 @@ mod identity;
 mod presence;
 mod replicas;
 mod secrets;
+mod support;
 mod telemetry;
 mod tenants;
 mod usage;

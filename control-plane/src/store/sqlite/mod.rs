@@ -19,6 +19,7 @@ mod identity;
 mod presence;
 mod replicas;
 mod secrets;
+mod support;
 mod telemetry;
 mod tenants;
 mod usage;
