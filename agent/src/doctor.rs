@@ -339,24 +339,22 @@ fn one_line(text: &str) -> String {
         .join(": ")
 }
 
+/// The host of a URL, without an IPv6 address's brackets.
+fn host_of(uri: &Uri) -> String {
+    let host = uri.host().unwrap_or("");
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned()
+}
+
 fn authority(uri: &Uri) -> String {
-    let host = uri
-        .host()
-        .unwrap_or("")
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    format!("{host}:{}", uri.port_u16().unwrap_or(443))
+    format!("{}:{}", host_of(uri), uri.port_u16().unwrap_or(443))
 }
 
 /// DNS and TCP, or the proxy's CONNECT. True when a TLS handshake can follow.
 async fn network(r: &mut Report, uri: &Uri, matcher: &Matcher, suffix: &str) -> bool {
     let target = authority(uri);
-    let host = uri
-        .host()
-        .unwrap_or("")
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    let host = host_of(uri);
     if let Some(proxy) = matcher.intercept(uri) {
         let p = proxy.uri();
         let proxy_name = format!("{}:{}", p.host().unwrap_or(""), p.port_u16().unwrap_or(80));
@@ -466,12 +464,7 @@ async fn tls(
             return false;
         }
     };
-    let host = uri
-        .host()
-        .unwrap_or("")
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    let host = host_of(uri);
     let Ok(server_name) = rustls_pki_types::ServerName::try_from(host.clone()) else {
         r.fail(
             name,

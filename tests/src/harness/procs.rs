@@ -294,6 +294,18 @@ impl AgentOptions {
     }
 }
 
+/// The proxy variables of the test's own environment, never passed to an agent.
+const PROXY_VARS: [&str; 8] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
 /// `tether-agent doctor --json` with the flags `opts` would start `run` with (proxy
 /// variables of the test's own environment removed, `opts.env` set), behind `wrapper`
 /// (e.g. `["faketime", "-f", "+600s"]`) if given. Returns the exit code and the report.
@@ -315,16 +327,7 @@ pub fn doctor(opts: &AgentOptions, wrapper: &[&str]) -> (Option<i32>, Value) {
         .arg(&opts.state_dir)
         .args(&opts.extra_args)
         .stdin(Stdio::null());
-    for var in [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-        "NO_PROXY",
-        "no_proxy",
-    ] {
+    for var in PROXY_VARS {
         cmd.env_remove(var);
     }
     for (k, v) in &opts.env {
@@ -376,16 +379,7 @@ impl AgentProc {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).expect("log file"));
-        for var in [
-            "HTTPS_PROXY",
-            "https_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-            "NO_PROXY",
-            "no_proxy",
-        ] {
+        for var in PROXY_VARS {
             cmd.env_remove(var);
         }
         if let Some(t) = &opts.enrollment_token {
