@@ -196,7 +196,12 @@ pub async fn run(
             .map_err(|e| AgentError::Config(e.to_string()))?;
             (Some(guard), Some(guarded))
         }
-        None => (None, None),
+        None => {
+            // Without a policy the effective state is the document itself: a kept one
+            // would be stale the next time a policy is given.
+            let _ = std::fs::remove_file(config.state_dir.join(guardrails::GUARDED_STATE_FILE));
+            (None, None)
+        }
     };
     let effective = || match &applied {
         Some(g) => g.desired.clone(),
@@ -307,6 +312,7 @@ pub async fn run(
             compute_plane_id: compute_plane_id.clone(),
             kube: kube_for_support,
             report: report_rx.clone(),
+            sent: Default::default(),
         }
         .run(halt_rx.clone()),
     );

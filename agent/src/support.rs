@@ -32,6 +32,46 @@ const RETRY: Duration = Duration::from_secs(15);
 const LOG_LINES: usize = 2000;
 /// Bytes of log lines kept for a bundle.
 const LOG_BYTES: usize = 1 << 20;
+/// Most bytes of a bundle (the control plane takes up to 3 MiB): the log is shortened
+/// first, then the objects, so that what the customer reviews is what can be sent.
+const MAX_BUNDLE: usize = 5 << 19;
+
+/// Shortens the largest parts until the bundle fits [`MAX_BUNDLE`]: the oldest log lines
+/// go first, then the end of the object listing.
+fn fit(files: &mut [File]) {
+    let total = |f: &[File]| {
+        f.iter()
+            .map(|x| x.name.len() + x.content.len())
+            .sum::<usize>()
+    };
+    for name in ["agent.log", "objects.json", "pods.json"] {
+        let over = total(files).saturating_sub(MAX_BUNDLE);
+        if over == 0 {
+            return;
+        }
+        if let Some(f) = files.iter_mut().find(|f| f.name == name) {
+            let mut cut = over.min(f.content.len()) + 64;
+            cut = cut.min(f.content.len());
+            if name == "agent.log" {
+                while !f.content.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                f.content = format!(
+                    "[{cut} bytes of older lines left out]\n{}",
+                    &f.content[cut..]
+                );
+            } else {
+                let mut keep = f.content.len() - cut;
+                while !f.content.is_char_boundary(keep) {
+                    keep -= 1;
+                }
+                f.content.truncate(keep);
+                f.content
+                    .push_str("\n[the rest left out: the bundle's size limit]");
+            }
+        }
+    }
+}
 
 /// A request as kept in `ID.request.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -175,6 +215,8 @@ pub struct Desk {
     pub kube: Option<Kube>,
     /// The reconciler's latest report.
     pub report: watch::Receiver<Report>,
+    /// Bundles sent whose `ID.sent` could not be written (not sent twice).
+    pub sent: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Desk {
@@ -297,6 +339,7 @@ impl Desk {
                 content: "the agent has no Kubernetes API (no --kubeconfig, not in a pod)".into(),
             }),
         }
+        fit(&mut files);
         Bundle {
             request_id: request.id.clone(),
             files,
@@ -309,6 +352,15 @@ impl Desk {
         let now = tether_shared::timestamps::now_unix_ms();
         for (request, state) in list(dir) {
             match state {
+                State::Approved
+                    if self
+                        .sent
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains(&request.id) =>
+                {
+                    continue;
+                }
                 State::Approved if request.expires_at_unix_ms <= now => {}
                 State::Approved => {
                     if next_try
@@ -319,12 +371,19 @@ impl Desk {
                     }
                     match self.send(&request).await {
                         Ok(bytes) => {
-                            let _ = tether_shared::files::write_private(
+                            let marked = tether_shared::files::write_private(
                                 &path(dir, &request.id, "sent"),
                                 tether_shared::timestamps::rfc3339_from_ms(now)
                                     .unwrap_or_default()
                                     .as_bytes(),
                             );
+                            if let Err(e) = marked {
+                                tracing::error!(request = %request.id, "the bundle was sent, but its .sent marker cannot be written: {e}");
+                                self.sent
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .insert(request.id.clone());
+                            }
                             crate::audit::record(
                                 "support.bundle_sent",
                                 serde_json::json!({"id": request.id, "bytes": bytes}),
@@ -721,6 +780,39 @@ mod tests {
         for bad in ["", "sr-", "../x", "sr-../../identity", "sr-12/34", "x-12"] {
             assert!(!valid_id(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_large_bundle_is_cut_to_what_can_be_sent_oldest_log_lines_first() {
+        let line = "2026-12-03T14:00:00Z INFO tether_agent: reconciled é\n";
+        let mut files = vec![
+            File {
+                name: "doctor.txt".into(),
+                content: "PASS  dns".into(),
+            },
+            File {
+                name: "agent.log".into(),
+                content: line.repeat(2 * MAX_BUNDLE / line.len()),
+            },
+            File {
+                name: "objects.json".into(),
+                content: "x".repeat(MAX_BUNDLE / 2),
+            },
+        ];
+        fit(&mut files);
+        let total: usize = files.iter().map(|f| f.name.len() + f.content.len()).sum();
+        assert!(total <= MAX_BUNDLE + 200, "{total}");
+        assert_eq!(files[0].content, "PASS  dns", "small parts stay whole");
+        assert!(files[1].content.starts_with('['), "the oldest lines went");
+        assert!(
+            files[1].content.ends_with("reconciled é\n"),
+            "the newest stayed"
+        );
+        assert_eq!(
+            files[2].content.len(),
+            MAX_BUNDLE / 2,
+            "enough was cut from the log"
+        );
     }
 
     #[test]

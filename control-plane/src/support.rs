@@ -9,6 +9,8 @@ use tether_proto::v1 as pb;
 use crate::state::AppState;
 use crate::store::{AuditEntry, AuditResult, StoreError, SupportRequestRow};
 
+/// Most open requests per compute plane (each makes the agent gather a bundle).
+pub const MAX_OPEN: usize = 5;
 /// Most files in one bundle.
 pub const MAX_FILES: usize = 64;
 /// Most bytes of all files of one bundle (within one gRPC message).
@@ -41,14 +43,25 @@ pub async fn push_local(state: &AppState, cp: &str) {
             return;
         }
     };
-    for r in open
+    let messages: Vec<pb::ControlMessage> = open
         .iter()
         .filter(|r| r.received_at_ms.is_none() && r.expires_at_ms > now)
-    {
-        if tx.send(Box::new(message(r))).await.is_err() {
-            return;
+        .map(message)
+        .collect();
+    // Never wait for room in the session's queue here: a session start calls this before
+    // it hands the agent the stream that drains the queue.
+    tokio::spawn(async move {
+        for m in messages {
+            if tx.send(Box::new(m)).await.is_err() {
+                return;
+            }
         }
-    }
+    });
+}
+
+/// Whether `row` is open: neither answered nor expired at `now_ms`.
+pub fn is_open(row: &SupportRequestRow, now_ms: i64) -> bool {
+    row.received_at_ms.is_none() && row.expires_at_ms > now_ms
 }
 
 /// After a new request: sends it here, and tells the other replicas.

@@ -34,6 +34,11 @@ checks.positive_data_acceptance.enabled = false
 [[operations]]
 include-operation-id = "put_identity_provider"
 checks.positive_data_acceptance.enabled = false
+# A support request's reason must not be blank or hold control characters; at most 5 may be
+# open per compute plane.
+[[operations]]
+include-operation-id = "create_support_request"
+checks.positive_data_acceptance.enabled = false
 # since must be before until, and the range over step at most 10000 points.
 [[operations]]
 include-operation-id = ["metrics", "get_usage"]

@@ -222,24 +222,90 @@ fn catalog_violation(p: &Policy, name: &str, c: &CatalogSpec) -> Option<(&'stati
         ));
     }
     if let Some(rules) = &p.allowed_catalog_hosts {
-        // AWS endpoints (Glue, S3) are the region's own; the rule is about where the
-        // vendor may point a catalog.
-        for e in crate::reach::endpoints(c, "")
-            .into_iter()
-            .filter(|e| !e.aws)
-        {
-            if !rules.iter().any(|r| r.allows(&e.host)) {
+        let hosts = match catalog_hosts(c) {
+            Ok(h) => h,
+            Err(why) => {
                 return Some((
                     "allowed_catalog_hosts",
-                    format!(
-                        "catalog {name} points at {} {}, not an allowed catalog host",
-                        e.what, e.host
-                    ),
+                    format!("catalog {name}: {why}, so its host cannot be checked"),
+                ));
+            }
+        };
+        for (what, host) in hosts {
+            if !rules.iter().any(|r| r.allows(&host)) {
+                return Some((
+                    "allowed_catalog_hosts",
+                    format!("catalog {name} points at {what} {host}, not an allowed catalog host"),
                 ));
             }
         }
     }
     None
+}
+
+/// Every host a catalog's properties point at: the JDBC URL's, an external metastore's,
+/// a custom S3 endpoint's (Glue and the region's own S3, named by no property, are not
+/// checked). A property that names a host this cannot read is an error: the check must
+/// not pass what it could not see.
+fn catalog_hosts(c: &CatalogSpec) -> Result<Vec<(&'static str, String)>, String> {
+    use tether_shared::spec::Connector;
+    let p = &c.properties;
+    let mut out = Vec::new();
+    // `host`, `host:port`, `[v6]:port`, one or a comma-separated list.
+    let authorities = |what: &'static str, list: &str, out: &mut Vec<(&'static str, String)>| {
+        for a in list.split(',').map(str::trim) {
+            let host = match a.strip_prefix('[') {
+                Some(rest) => rest.split_once(']').map(|(h, _)| h),
+                None => Some(a.rsplit_once(':').map_or(a, |(h, _)| h)),
+            };
+            match host {
+                Some(h) if !h.is_empty() && !h.contains(['/', '@', '?', '#']) => {
+                    out.push((what, h.to_owned()))
+                }
+                _ => return Err(format!("cannot read a host from {what} address {a:?}")),
+            }
+        }
+        Ok(())
+    };
+    let strip_scheme = |v: &str, scheme: &str| -> Option<String> {
+        let lower = v.to_ascii_lowercase();
+        lower
+            .starts_with(scheme)
+            .then(|| v[scheme.len()..].to_owned())
+    };
+    match c.connector {
+        Connector::Mysql | Connector::Postgresql => {
+            let scheme = match c.connector {
+                Connector::Mysql => "jdbc:mysql://",
+                _ => "jdbc:postgresql://",
+            };
+            if let Some(url) = p.get("connection-url") {
+                let rest = strip_scheme(url, scheme)
+                    .ok_or_else(|| format!("connection-url does not start with {scheme}"))?;
+                let authority = rest.split(['/', '?']).next().unwrap_or("");
+                authorities("JDBC", authority, &mut out)?;
+            }
+        }
+        Connector::Hive => {
+            if let Some(uris) = p.get("hive.metastore.uri") {
+                for u in uris.split(',').map(str::trim) {
+                    let rest = strip_scheme(u, "thrift://")
+                        .ok_or_else(|| format!("metastore URI {u:?} is not thrift://"))?;
+                    let authority = rest.split('/').next().unwrap_or("");
+                    authorities("metastore", authority, &mut out)?;
+                }
+            }
+            if let Some(endpoint) = p.get("hive.s3.endpoint") {
+                let rest = match endpoint.split_once("://") {
+                    Some((_, r)) => r,
+                    None => endpoint.as_str(),
+                };
+                let authority = rest.split('/').next().unwrap_or("");
+                authorities("S3 endpoint", authority, &mut out)?;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Turns `doc` into what may be applied, given the `previous` effective state and the
@@ -349,42 +415,7 @@ pub fn evaluate(
             _ => changed.push((name.clone(), spec.clone())),
         }
     }
-    if let Some(max) = p.max_workers_total {
-        let mut total: u64 = chosen
-            .values()
-            .map(|s| u64::from(max_workers(&s.workers)))
-            .sum();
-        for (name, spec) in changed {
-            let wants = u64::from(max_workers(&spec.workers));
-            if total + wants <= u64::from(max) {
-                total += wants;
-                chosen.insert(name, spec);
-                continue;
-            }
-            let before = previous.clusters.get(&name);
-            refusals.push(Refusal {
-                cluster: name.clone(),
-                rule: "max_workers_total",
-                value: (total + wants).to_string(),
-                message: format!(
-                    "all clusters together would run up to {} workers, above the limit of {max}; {}",
-                    total + wants,
-                    match before {
-                        Some(_) => "the cluster keeps its current spec",
-                        None => "the cluster is not created",
-                    }
-                ),
-            });
-            if let Some(b) = before {
-                total += u64::from(max_workers(&b.workers));
-                chosen.insert(name, b.clone());
-            }
-        }
-    } else {
-        chosen.extend(changed);
-    }
-
-    // Deletes.
+    // Deletes first: a cluster that waits for its approval keeps running, and counts.
     let mut pending_deletes = Vec::new();
     let mut approved_deletes = Vec::new();
     for (name, b) in &previous.clusters {
@@ -407,6 +438,47 @@ pub fn evaluate(
             Deletes::LocalApproval => approved_deletes.push(name.clone()),
             Deletes::Allow => {}
         }
+    }
+
+    // The total: what runs and stays (unchanged, refused, waiting for a delete) and the
+    // current size of each changed cluster; then each change, in name order, by what it
+    // adds. A change that would pass the limit is refused, so the limit holds.
+    if let Some(max) = p.max_workers_total {
+        let size = |s: &ClusterSpec| u64::from(max_workers(&s.workers));
+        let mut total: u64 = chosen.values().map(size).sum::<u64>()
+            + changed
+                .iter()
+                .filter_map(|(name, _)| previous.clusters.get(name))
+                .map(size)
+                .sum::<u64>();
+        for (name, spec) in changed {
+            let before = previous.clusters.get(&name);
+            let now = before.map_or(0, size);
+            let wants = size(&spec);
+            let after = total - now + wants;
+            if wants <= now || after <= u64::from(max) {
+                total = after;
+                chosen.insert(name, spec);
+                continue;
+            }
+            refusals.push(Refusal {
+                cluster: name.clone(),
+                rule: "max_workers_total",
+                value: after.to_string(),
+                message: format!(
+                    "all clusters together would run up to {after} workers, above the limit of {max}; {}",
+                    match before {
+                        Some(_) => "the cluster keeps its current spec",
+                        None => "the cluster is not created",
+                    }
+                ),
+            });
+            if let Some(b) = before {
+                chosen.insert(name, b.clone());
+            }
+        }
+    } else {
+        chosen.extend(changed);
     }
 
     // A cluster kept as it was may attach a catalog the document no longer has.
@@ -740,7 +812,12 @@ impl Guard {
         // Approvals are used once: a cluster created again and deleted again waits again.
         for name in approved {
             if !outcome.pending_deletes.contains(&name) {
-                let _ = std::fs::remove_file(approval_path(&self.state_dir, &name));
+                let file = approval_path(&self.state_dir, &name);
+                if let Err(e) = std::fs::remove_file(&file)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::error!(file = %file.display(), "cannot remove a used approval ({e}): remove it by hand, or a later delete of {name} is approved by it; run `tether-agent approve` as the agent's user");
+                }
             }
         }
         self.previous = outcome.effective.clone();

@@ -299,3 +299,77 @@ fn an_empty_policy_applies_the_document_as_sent() {
     assert_eq!(o.effective, doc);
     assert!(o.refusals.is_empty());
 }
+
+#[test]
+fn the_total_is_a_hard_bound_and_refuses_the_change_that_grows() {
+    let p = policy("max_workers_total = 10\ndeletes = \"local-approval\"\n");
+    // a grows; b keeps its size but upgrades: a is refused, b applies.
+    let before = state(1, &[("a", workers(5)), ("b", workers(5))]);
+    let mut upgraded = workers(5);
+    upgraded.presto_version = "0.290".into();
+    let doc = state(2, &[("a", workers(8)), ("b", upgraded.clone())]);
+    let o = evaluate(&p, &doc, &before, &BTreeSet::new(), NOW);
+    assert_eq!(rules(&o), [("a", "max_workers_total", "13")]);
+    assert_eq!(o.effective.clusters["a"], workers(5));
+    assert_eq!(o.effective.clusters["b"], upgraded);
+    // A cluster waiting for its delete's approval still runs, so still counts.
+    let before = state(1, &[("x", workers(8))]);
+    let doc = state(2, &[("y", workers(8))]);
+    let o = evaluate(&p, &doc, &before, &BTreeSet::new(), NOW);
+    assert_eq!(
+        rules(&o),
+        [
+            ("x", "deletes", "local-approval"),
+            ("y", "max_workers_total", "16")
+        ]
+    );
+    assert!(!o.effective.clusters.contains_key("y"));
+    let total: u32 = o
+        .effective
+        .clusters
+        .values()
+        .map(|c| max_workers(&c.workers))
+        .sum();
+    assert!(total <= 10, "{total}");
+}
+
+#[test]
+fn every_host_a_catalog_names_is_checked_and_an_unreadable_one_refused() {
+    let p = policy("allowed_catalog_hosts = [\"*.internal\"]\n");
+    let check = |v: serde_json::Value| catalog_violation(&p, "c", &catalog(v)).map(|(r, _)| r);
+    let creds = serde_json::json!({"secret_ref": "k8s:pg"});
+    assert_eq!(
+        check(serde_json::json!({"connector": "postgresql",
+        "properties": {"connection-url": "JDBC:PostgreSQL://evil.example.com:5432/x"}, "credentials": creds})),
+        Some("allowed_catalog_hosts"),
+        "the scheme in any case"
+    );
+    assert_eq!(
+        check(serde_json::json!({"connector": "postgresql",
+        "properties": {"connection-url": "jdbc:postgresql://db.internal:5432/x"}, "credentials": creds})),
+        None
+    );
+    assert_eq!(
+        check(serde_json::json!({"connector": "hive",
+        "properties": {"hive.metastore": "glue", "hive.s3.endpoint": "https://s3.evil.example.com"}})),
+        Some("allowed_catalog_hosts"),
+        "a custom S3 endpoint"
+    );
+    assert_eq!(
+        check(serde_json::json!({"connector": "hive",
+        "properties": {"hive.metastore": "glue", "hive.s3.endpoint": "https://minio.internal:9000"}})),
+        None
+    );
+    assert_eq!(
+        check(serde_json::json!({"connector": "hive",
+        "properties": {"hive.metastore.uri": "thrift://ms.internal:9083,thrift://ms2.evil.com:9083"}})),
+        Some("allowed_catalog_hosts"),
+        "every URI of a list"
+    );
+    assert_eq!(
+        check(serde_json::json!({"connector": "hive",
+        "properties": {"hive.metastore": "glue"}})),
+        None,
+        "Glue names no host"
+    );
+}

@@ -103,7 +103,8 @@ impl Telemetry {
             while in_flight < WINDOW {
                 let (records, dropped) = {
                     let mut s = self.lock();
-                    // Dropped records move the ack point: never ask for what is gone.
+                    // Never ask again for what the control plane holds; dropped records leave gaps
+                    // that reading passes over.
                     next = next.max(s.acked() + 1);
                     let recs = s
                         .read_from(next, BATCH_RECORDS, BATCH_BYTES)

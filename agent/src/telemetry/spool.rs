@@ -90,6 +90,8 @@ struct Segment {
     first_seq: u64,
     last_seq: u64,
     bytes: u64,
+    /// Records in it.
+    records: u64,
 }
 
 /// The segments of one class.
@@ -141,6 +143,7 @@ impl Lane {
                 first_seq: seq,
                 last_seq: seq.saturating_sub(1),
                 bytes: 0,
+                records: 0,
             });
         }
         let w = self
@@ -153,6 +156,7 @@ impl Lane {
         if let Some(seg) = self.segments.back_mut() {
             seg.last_seq = seq;
             seg.bytes += size;
+            seg.records += 1;
         }
         Ok(())
     }
@@ -167,10 +171,11 @@ impl Lane {
         {
             w.flush()?;
         }
+        // Only a segment the ack point falls inside is read to count.
         let lost = if old.last_seq <= acked {
             0
         } else if old.first_seq > acked {
-            count_records(&old.path, 0)?
+            old.records
         } else {
             count_records(&old.path, acked)?
         };
@@ -198,10 +203,16 @@ impl Lane {
         Ok(())
     }
 
-    /// Up to `max` records from `from_seq` on, in order.
-    fn read_from(&mut self, from_seq: u64, max: usize) -> std::io::Result<Vec<TelemetryRecord>> {
+    /// Up to `max` records (and about `max_bytes`) from `from_seq` on, in order.
+    fn read_from(
+        &mut self,
+        from_seq: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> std::io::Result<Vec<TelemetryRecord>> {
         self.flush()?;
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         for seg in self
             .segments
             .iter()
@@ -219,7 +230,8 @@ impl Lane {
                 let mut buf = vec![0u8; len];
                 r.read_exact(&mut buf)?;
                 out.push(TelemetryRecord::decode(buf.as_slice()).map_err(std::io::Error::other)?);
-                if out.len() >= max {
+                bytes += len;
+                if out.len() >= max || bytes >= max_bytes {
                     return Ok(out);
                 }
             }
@@ -268,7 +280,7 @@ fn open_segments(dir: &Path) -> std::io::Result<VecDeque<Segment>> {
     files.sort();
     let mut segments = VecDeque::new();
     for (_, path) in files {
-        let (range, good) = scan(&path)?;
+        let (range, good, records) = scan(&path)?;
         let len = std::fs::metadata(&path)?.len();
         if good < len {
             tracing::warn!(segment = %path.display(), kept = good, "cutting a torn record off the spool");
@@ -280,6 +292,7 @@ fn open_segments(dir: &Path) -> std::io::Result<VecDeque<Segment>> {
                 first_seq,
                 last_seq,
                 bytes: good,
+                records,
             }),
             None => std::fs::remove_file(&path)?,
         }
@@ -312,10 +325,14 @@ fn write_u64(path: &Path, v: u64) -> std::io::Result<()> {
     tether_shared::files::write_private(path, v.to_string().as_bytes())
 }
 
-/// Scans a segment: its sequence range and the length of its intact prefix.
-fn scan(path: &Path) -> std::io::Result<(Option<(u64, u64)>, u64)> {
+/// What [`scan`] finds: the sequence range, the length of the intact prefix, the records.
+type Scanned = (Option<(u64, u64)>, u64, u64);
+
+/// Scans a segment: its sequence range, the length of its intact prefix and its records.
+fn scan(path: &Path) -> std::io::Result<Scanned> {
     let mut r = BufReader::new(File::open(path)?);
     let mut good = 0u64;
+    let mut records = 0u64;
     let mut range: Option<(u64, u64)> = None;
     while let Ok((len, seq)) = read_head(&mut r) {
         if len > MAX_RECORD || r.seek_relative(len as i64).is_err() {
@@ -327,9 +344,10 @@ fn scan(path: &Path) -> std::io::Result<(Option<(u64, u64)>, u64)> {
             break;
         }
         good = pos;
+        records += 1;
         range = Some(range.map_or((seq, seq), |(first, _)| (first, seq)));
     }
-    Ok((range, good))
+    Ok((range, good, records))
 }
 
 impl Spool {
@@ -373,6 +391,9 @@ impl Spool {
             return Ok(());
         }
         let mut last = 0;
+        // After a crash mid-way, each lane already holds a prefix of its records: what
+        // it has is not copied again (a lane is written in sequence order).
+        let had: Vec<u64> = self.lanes.iter().map(Lane::last_seq).collect();
         for seg in &legacy {
             let mut r = BufReader::new(File::open(&seg.path)?);
             let mut read = 0u64;
@@ -389,8 +410,10 @@ impl Spool {
                     continue;
                 };
                 if let Some(kind) = &rec.kind {
-                    let lane = &mut self.lanes[Class::of(kind) as usize];
-                    lane.write(seq, &buf, self.segment_bytes)?;
+                    let class = Class::of(kind) as usize;
+                    if seq > had[class] {
+                        self.lanes[class].write(seq, &buf, self.segment_bytes)?;
+                    }
                 }
             }
         }
@@ -433,7 +456,7 @@ impl Spool {
         self.lanes.iter().map(Lane::bytes).sum()
     }
 
-    /// Records not yet acked (an upper bound when segments hold acked records too).
+    /// Records not yet acked (an upper bound: dropped records count too).
     pub fn pending(&self) -> u64 {
         self.next_seq - 1 - self.acked.min(self.next_seq - 1)
     }
@@ -531,7 +554,8 @@ impl Spool {
     ) -> std::io::Result<Vec<TelemetryRecord>> {
         let mut all = Vec::new();
         for lane in &mut self.lanes {
-            all.extend(lane.read_from(from_seq, max_records)?);
+            // Each lane's first records up to the budget hold every record the merge keeps.
+            all.extend(lane.read_from(from_seq, max_records, max_bytes)?);
         }
         all.sort_by_key(|r| r.seq);
         let mut bytes = 0usize;
@@ -699,7 +723,15 @@ mod tests {
             seg.extend(seq.to_le_bytes());
             seg.extend(payload);
         }
-        std::fs::write(dir.path().join("seg-00000000000000000005.log"), seg).expect("seg");
+        std::fs::write(dir.path().join("seg-00000000000000000005.log"), &seg).expect("seg");
+        // A crash mid-way had copied the first record into its lane already.
+        std::fs::create_dir_all(dir.path().join("queries")).expect("lane");
+        let first = u32::from_le_bytes([seg[0], seg[1], seg[2], seg[3]]) as usize + 12;
+        std::fs::write(
+            dir.path().join("queries/seg-00000000000000000005.log"),
+            &seg[..first],
+        )
+        .expect("partial lane");
         std::fs::write(dir.path().join("acked"), "4").expect("acked");
         std::fs::write(dir.path().join("dropped"), "3").expect("dropped");
         let mut s = Spool::open(dir.path(), 1 << 20).expect("open");
@@ -710,7 +742,7 @@ mod tests {
             .iter()
             .map(|r| r.seq)
             .collect();
-        assert_eq!(seqs, [5, 6, 7]);
+        assert_eq!(seqs, [5, 6, 7], "each record once");
         assert_eq!(s.dropped().unclassified, 3);
         assert!(!dir.path().join("seg-00000000000000000005.log").exists());
     }

@@ -45,7 +45,9 @@ pub struct CreateEnrollmentToken {
 
 /// Reads a whole number of seconds as JSON Schema's `integer` means it: `1219` and `1219.0`
 /// alike (serde's `u64` takes only the first); a fraction or a negative is refused.
-fn integral_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(crate) fn integral_seconds<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
     let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
         return Ok(None);
     };

@@ -29,6 +29,7 @@ pub struct CreateSupportRequest {
     #[schema(min_length = 1, max_length = 500)]
     pub reason: String,
     /// How long the agent may send it: 10 to 604800 seconds (default 86400).
+    #[serde(default, deserialize_with = "super::compute_planes::integral_seconds")]
     #[schema(minimum = 10, maximum = 604800)]
     pub expires_in_seconds: Option<u64>,
 }
@@ -110,6 +111,7 @@ fn view(r: &SupportRequestRow, now_ms: i64) -> SupportRequestView {
         (status = 401, description = "No or unknown API token", body = crate::api::error::ErrorBody),
         (status = 403, description = "Role below admin", body = crate::api::error::ErrorBody),
         (status = 404, description = "No such compute plane visible to the caller", body = crate::api::error::ErrorBody),
+        (status = 409, description = "Too many open requests (5) for this compute plane", body = crate::api::error::ErrorBody),
     )
 )]
 pub async fn create(
@@ -141,6 +143,19 @@ pub async fn create(
         ));
     }
     let now = s.clock.now_ms();
+    let open = s
+        .store
+        .support_requests(&cp.id)
+        .await?
+        .iter()
+        .filter(|r| crate::support::is_open(r, now))
+        .count();
+    if open >= crate::support::MAX_OPEN {
+        return Err(ApiError::Conflict(format!(
+            "{open} support requests of this compute plane are open (at most {}): wait until one is answered or expires",
+            crate::support::MAX_OPEN
+        )));
+    }
     let row = SupportRequestRow {
         id: format!("sr-{}", uuid::Uuid::new_v4().simple()),
         compute_plane_id: cp.id.clone(),
