@@ -1,5 +1,6 @@
 //! `tether-agent egress-manifest`, as a security reviewer runs it: every field the agent
-//! can send, each with a class, and the query text among them only as redacted text.
+//! can send, each with a class, the query text among them only as redacted text and a
+//! support bundle only as its own class.
 
 use serde_json::Value;
 use tether_tests::harness::bin_path;
@@ -24,6 +25,7 @@ fn the_agent_prints_every_upstream_field_with_its_class() {
         "metrics",
         "query_metadata",
         "redacted_text",
+        "support_bundle",
         "framing",
     ];
     for f in fields {
@@ -39,6 +41,11 @@ fn the_agent_prints_every_upstream_field_with_its_class() {
             .map(|f| f["class"].clone())
     };
     assert_eq!(class_of("QueryRecord.query"), Some("redacted_text".into()));
+    // A support bundle's content is a class of its own: sent only after local approval.
+    assert_eq!(
+        class_of("SupportFile.content"),
+        Some("support_bundle".into())
+    );
     assert_eq!(
         class_of("QueryRecord.error_message"),
         Some("redacted_text".into())
