@@ -824,30 +824,36 @@ async fn kubernetes(r: &mut Report, config: &Config) {
     }
 }
 
+/// CloudWatch Logs with the call the agent's role is granted: creating the agent's own
+/// stream, which exists once the agent ran (then the answer proves the permission and
+/// changes nothing) and which `run` would create anyway.
 async fn cloudwatch_check(r: &mut Report, cw: &crate::cloudwatch::CloudWatchConfig) {
     let (client, endpoint) = crate::cloudwatch::client::connect(cw).await;
+    let (group, stream) = (&cw.log_group, &cw.log_stream);
     let call = client
-        .describe_log_groups()
-        .log_group_name_prefix(&cw.log_group)
+        .create_log_stream()
+        .log_group_name(group)
+        .log_stream_name(stream)
         .send();
+    let fix = "check the agent's AWS credentials (task or pod role) and that it may call logs:CreateLogStream and logs:PutLogEvents on its log group; behind a proxy set HTTPS_PROXY";
     match tokio::time::timeout(STEP_TIMEOUT, call).await {
-        Ok(Ok(out)) => {
-            let exists = out
-                .log_groups()
-                .iter()
-                .any(|g| g.log_group_name() == Some(cw.log_group.as_str()));
-            r.pass(
-                "cloudwatch",
-                match exists {
-                    true => format!("log group {} exists ({endpoint})", cw.log_group),
-                    false => format!("log group {} does not exist yet: the agent creates it ({endpoint})", cw.log_group),
-                },
-            );
-        }
+        Ok(Ok(_)) => r.pass(
+            "cloudwatch",
+            format!("log group {group} exists and the agent may write it: created its stream {stream} ({endpoint})"),
+        ),
+        Ok(Err(e)) if e.as_service_error().is_some_and(|s| s.is_resource_already_exists_exception()) => r.pass(
+            "cloudwatch",
+            format!("log group {group} exists and the agent may write its stream {stream} ({endpoint})"),
+        ),
+        Ok(Err(e)) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => r.fail(
+            "cloudwatch",
+            format!("log group {group} does not exist ({endpoint})"),
+            "create it (the CloudFormation install does), or let the agent create it with logs:CreateLogGroup",
+        ),
         Ok(Err(e)) => r.fail(
             "cloudwatch",
             format!("{endpoint}: {}", crate::transport::chain_to_string(&e)),
-            "check the agent's AWS credentials (task or pod role) and that it may call logs:DescribeLogGroups, logs:CreateLogStream and logs:PutLogEvents; behind a proxy set HTTPS_PROXY",
+            fix,
         ),
         Err(_) => r.fail("cloudwatch", format!("no answer from {endpoint} within {STEP_TIMEOUT:?}"), "allow HTTPS to CloudWatch Logs (a VPC endpoint, or through HTTPS_PROXY)"),
     }
