@@ -361,7 +361,7 @@ impl Desk {
                 {
                     continue;
                 }
-                State::Approved if request.expires_at_unix_ms <= now => {}
+                State::Approved | State::Waiting if request.expires_at_unix_ms <= now => {}
                 State::Approved => {
                     if next_try
                         .get(&request.id)
@@ -417,17 +417,7 @@ impl Desk {
             let _ =
                 tether_shared::files::write_private(&path(dir, &request.id, "expired"), b"expired");
             crate::audit::record("support.expired", serde_json::json!({"id": request.id}));
-        }
-        for (request, state) in list(dir) {
-            if state == State::Waiting && request.expires_at_unix_ms <= now {
-                let _ = std::fs::remove_file(path(dir, &request.id, "bundle.json"));
-                let _ = tether_shared::files::write_private(
-                    &path(dir, &request.id, "expired"),
-                    b"expired",
-                );
-                crate::audit::record("support.expired", serde_json::json!({"id": request.id}));
-                tracing::info!(request = %request.id, "support request expired unapproved; its bundle is deleted");
-            }
+            tracing::info!(request = %request.id, "support request expired before it was sent; its bundle is deleted");
         }
     }
 

@@ -27,6 +27,25 @@ pub struct SupportRequestRow {
     pub bundle_bytes: Option<i64>,
 }
 
+/// Whether a request found as `(expires_at_ms, received_at_ms)` may take its bundle at
+/// `now_ms` (the rule both backends apply inside their transaction).
+pub(crate) fn may_take_bundle(
+    found: Option<(i64, Option<i64>)>,
+    id: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    match found {
+        None => Err(StoreError::NotFound("support request")),
+        Some((_, Some(_))) => Err(StoreError::Conflict(format!(
+            "support request {id} already has its bundle"
+        ))),
+        Some((expires, None)) if expires <= now_ms => Err(StoreError::Conflict(format!(
+            "support request {id} expired"
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Support requests and their bundles.
 #[async_trait]
 pub trait SupportStore: Send + Sync + std::fmt::Debug + 'static {

@@ -68,20 +68,7 @@ impl SupportStore for SqliteStore {
         .bind(cp)
         .fetch_optional(&mut *tx)
         .await?;
-        match found {
-            None => return Err(StoreError::NotFound("support request")),
-            Some((_, Some(_))) => {
-                return Err(StoreError::Conflict(format!(
-                    "support request {id} already has its bundle"
-                )));
-            }
-            Some((expires, None)) if expires <= now_ms => {
-                return Err(StoreError::Conflict(format!(
-                    "support request {id} expired"
-                )));
-            }
-            Some(_) => {}
-        }
+        crate::store::support::may_take_bundle(found, id, now_ms)?;
         sqlx::query("UPDATE support_requests SET bundle = ?, received_at_ms = ? WHERE id = ?")
             .bind(bundle)
             .bind(now_ms)
