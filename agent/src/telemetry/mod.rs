@@ -75,7 +75,7 @@ impl Telemetry {
         mut client: AgentControlClient<Channel>,
         acked: u64,
     ) -> Result<(), tonic::Status> {
-        if let Err(e) = self.lock().ack(acked) {
+        if let Err(e) = self.lock().start_session(acked) {
             tracing::warn!("telemetry spool ack failed: {e}");
         }
         let (tx, rx) = mpsc::channel::<TelemetryBatch>(WINDOW);
@@ -109,6 +109,9 @@ impl Telemetry {
                     let recs = s
                         .read_from(next, BATCH_RECORDS, BATCH_BYTES)
                         .map_err(|e| tonic::Status::internal(e.to_string()))?;
+                    if let Some(last) = recs.last() {
+                        s.mark_sent(last.seq);
+                    }
                     (recs, s.dropped())
                 };
                 let Some(last) = records.last().map(|r| r.seq) else {

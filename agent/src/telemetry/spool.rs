@@ -4,6 +4,8 @@
 //! segments go. The spool is bounded in bytes: when full, it drops the oldest segment of
 //! the lowest class that has one — query records before metrics before events ([`Class`])
 //! — and counts the records in it that were never acked, per class: never silently lost.
+//! A record dropped while in flight (sent, not yet acked) is counted only if no ack covers
+//! it before the session ends, so each record is either delivered or counted dropped, once.
 //!
 //! Each class has its own lane of segments (`spool/events/`, `spool/metrics/`,
 //! `spool/queries/`), all numbered from one sequence; reading merges them in sequence
@@ -161,28 +163,40 @@ impl Lane {
         Ok(())
     }
 
-    /// Drops the oldest segment; returns the records in it that were not acked.
-    fn drop_oldest(&mut self, acked: u64) -> std::io::Result<u64> {
+    /// Drops the oldest segment. Returns the records in it that were not acked and not
+    /// sent (lost), and the sequence numbers of those sent but not yet acked (in flight:
+    /// the control plane may still hold them, so the next ack decides).
+    fn drop_oldest(&mut self, acked: u64, sent: u64) -> std::io::Result<(u64, Vec<u64>)> {
         let Some(old) = self.segments.pop_front() else {
-            return Ok(0);
+            return Ok((0, Vec::new()));
         };
         if self.segments.is_empty()
             && let Some(mut w) = self.writer.take()
         {
             w.flush()?;
         }
-        // Only a segment the ack point falls inside is read to count.
-        let lost = if old.last_seq <= acked {
-            0
-        } else if old.first_seq > acked {
-            old.records
+        // Only a segment the ack or the send point falls inside is read.
+        let (lost, in_flight) = if old.last_seq <= acked {
+            (0, Vec::new())
+        } else if old.first_seq > sent.max(acked) {
+            (old.records, Vec::new())
         } else {
-            count_records(&old.path, acked)?
+            let unacked = unacked_seqs(&old.path, acked)?;
+            let (in_flight, lost): (Vec<u64>, Vec<u64>) =
+                unacked.into_iter().partition(|seq| *seq <= sent);
+            (lost.len() as u64, in_flight)
         };
         std::fs::remove_file(&old.path)?;
-        self.dropped += lost;
-        write_u64(&self.dir.join("dropped"), self.dropped)?;
-        Ok(lost)
+        self.count_dropped(lost)?;
+        Ok((lost, in_flight))
+    }
+
+    fn count_dropped(&mut self, n: u64) -> std::io::Result<()> {
+        if n > 0 {
+            self.dropped += n;
+            write_u64(&self.dir.join("dropped"), self.dropped)?;
+        }
+        Ok(())
     }
 
     /// Forgets segments wholly acked (never the one being written).
@@ -250,17 +264,17 @@ fn read_head(r: &mut impl Read) -> std::io::Result<(usize, u64)> {
     Ok((len, seq))
 }
 
-/// The records of a segment above `acked`.
-fn count_records(path: &Path, acked: u64) -> std::io::Result<u64> {
+/// The sequence numbers of a segment's records above `acked`.
+fn unacked_seqs(path: &Path, acked: u64) -> std::io::Result<Vec<u64>> {
     let mut r = BufReader::new(File::open(path)?);
-    let mut n = 0;
+    let mut seqs = Vec::new();
     while let Ok((len, seq)) = read_head(&mut r) {
         if seq > acked {
-            n += 1;
+            seqs.push(seq);
         }
         r.seek_relative(len as i64)?;
     }
-    Ok(n)
+    Ok(seqs)
 }
 
 /// The segments of a directory, torn tails cut off, empty ones removed.
@@ -310,8 +324,30 @@ pub struct Spool {
     lanes: [Lane; 3],
     next_seq: u64,
     acked: u64,
+    /// The highest sequence number handed to the uplink in this session.
+    sent: u64,
+    /// Records dropped while in flight (sent, not yet acked): delivered if an ack covers
+    /// them, dropped if the session ends first. Counting them at once would count a record
+    /// the control plane did receive twice, once delivered and once dropped.
+    in_flight_dropped: Vec<(Class, u64)>,
     /// Dropped before drops were counted per class.
     unclassified_dropped: u64,
+}
+
+/// The file holding [`Spool::in_flight_dropped`] across restarts, a line `class seq` each.
+const IN_FLIGHT_DROPPED: &str = "in-flight-dropped";
+
+fn read_in_flight_dropped(path: &Path) -> Vec<(Class, u64)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let (class, seq) = line.split_once(' ')?;
+            let class = Class::ALL.into_iter().find(|c| c.dir_name() == class)?;
+            Some((class, seq.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 fn read_u64(path: &Path) -> u64 {
@@ -376,6 +412,8 @@ impl Spool {
             lanes,
             next_seq: last + 1,
             acked,
+            sent: acked,
+            in_flight_dropped: read_in_flight_dropped(&dir.join(IN_FLIGHT_DROPPED)),
             unclassified_dropped,
         };
         spool.sort_legacy_segments()?;
@@ -505,7 +543,13 @@ impl Spool {
             }) else {
                 return Ok(());
             };
-            let lost = self.lanes[class as usize].drop_oldest(self.acked)?;
+            let (lost, in_flight) =
+                self.lanes[class as usize].drop_oldest(self.acked, self.sent)?;
+            if !in_flight.is_empty() {
+                self.in_flight_dropped
+                    .extend(in_flight.into_iter().map(|seq| (class, seq)));
+                self.write_in_flight_dropped()?;
+            }
             write_u64(&self.dir.join("dropped"), self.dropped_total())?;
             tracing::warn!(
                 class = class.dir_name(),
@@ -533,8 +577,48 @@ impl Spool {
             return Ok(());
         }
         self.acked = seq.min(self.next_seq - 1);
+        self.sent = self.sent.max(self.acked);
         write_u64(&self.dir.join("acked"), self.acked)?;
+        if !self.in_flight_dropped.is_empty() {
+            // Dropped while in flight, and the control plane has them: delivered.
+            let before = self.in_flight_dropped.len();
+            let acked = self.acked;
+            self.in_flight_dropped.retain(|(_, s)| *s > acked);
+            if self.in_flight_dropped.len() != before {
+                self.write_in_flight_dropped()?;
+            }
+        }
         self.forget_acked()
+    }
+
+    /// A new uplink session begins where the control plane says it holds everything
+    /// (`acked`, from Welcome): what was in flight before and is neither acked nor in the
+    /// spool any more is lost, and counted now.
+    pub fn start_session(&mut self, acked: u64) -> std::io::Result<()> {
+        self.ack(acked)?;
+        self.sent = self.acked;
+        if self.in_flight_dropped.is_empty() {
+            return Ok(());
+        }
+        for (class, _) in std::mem::take(&mut self.in_flight_dropped) {
+            self.lanes[class as usize].count_dropped(1)?;
+        }
+        self.write_in_flight_dropped()?;
+        write_u64(&self.dir.join("dropped"), self.dropped_total())
+    }
+
+    /// `seq` and everything before it has been handed to the uplink.
+    pub fn mark_sent(&mut self, seq: u64) {
+        self.sent = self.sent.max(seq);
+    }
+
+    fn write_in_flight_dropped(&self) -> std::io::Result<()> {
+        let text: String = self
+            .in_flight_dropped
+            .iter()
+            .map(|(class, seq)| format!("{} {seq}\n", class.dir_name()))
+            .collect();
+        tether_shared::files::write_private(&self.dir.join(IN_FLIGHT_DROPPED), text.as_bytes())
     }
 
     fn forget_acked(&mut self) -> std::io::Result<()> {
@@ -633,6 +717,66 @@ mod tests {
             produced,
             "every record delivered or counted"
         );
+    }
+
+    /// Fills a 64 KiB spool while the first `sent` records are in flight; returns how
+    /// many were read (sent).
+    fn fill_with_records_in_flight(s: &mut Spool) -> u64 {
+        for i in 0..100 {
+            s.append(query(&format!("query-{i:08}"))).expect("append");
+        }
+        let recs = s.read_from(1, 100, 1 << 20).expect("read");
+        let sent = recs.last().expect("records").seq;
+        s.mark_sent(sent);
+        for i in 100..5_000 {
+            s.append(query(&format!("query-{i:08}"))).expect("append");
+        }
+        sent
+    }
+
+    #[test]
+    fn a_record_dropped_in_flight_counts_once_delivered_or_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Acked after the drop: the control plane has them, so they are not dropped.
+        let mut s = Spool::open(dir.path(), 64 * 1024).expect("open");
+        let sent = fill_with_records_in_flight(&mut s);
+        assert!(
+            !s.in_flight_dropped.is_empty(),
+            "the spool dropped records in flight"
+        );
+        let dropped_before_ack = s.dropped_total();
+        s.ack(sent).expect("ack");
+        assert_eq!(s.dropped_total(), dropped_before_ack, "acked, so delivered");
+        let mut delivered = sent;
+        let mut from = sent + 1;
+        loop {
+            let recs = s.read_from(from, 500, 1 << 20).expect("read");
+            let Some(last) = recs.last() else { break };
+            delivered += recs.len() as u64;
+            from = last.seq + 1;
+            s.ack(last.seq).expect("ack");
+        }
+        assert_eq!(delivered + s.dropped_total(), 5_000, "each counted once");
+
+        // The session ends before the ack: the next one counts them dropped, also after a
+        // restart in between.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Spool::open(dir.path(), 64 * 1024).expect("open");
+        fill_with_records_in_flight(&mut s);
+        drop(s);
+        let mut s = Spool::open(dir.path(), 64 * 1024).expect("reopen");
+        s.start_session(0).expect("session");
+        let mut delivered = 0;
+        let mut from = 1;
+        loop {
+            let recs = s.read_from(from, 500, 1 << 20).expect("read");
+            let Some(last) = recs.last() else { break };
+            delivered += recs.len() as u64;
+            from = last.seq + 1;
+            s.ack(last.seq).expect("ack");
+        }
+        assert!(delivered < 5_000);
+        assert_eq!(delivered + s.dropped_total(), 5_000, "each counted once");
     }
 
     fn event(i: u64) -> telemetry_record::Kind {
