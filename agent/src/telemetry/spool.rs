@@ -693,6 +693,20 @@ mod tests {
         );
     }
 
+    /// Reads and acks every record from `from` on, as an uplink would; returns how many.
+    fn deliver_all(s: &mut Spool, mut from: u64) -> u64 {
+        let mut delivered = 0;
+        loop {
+            let recs = s.read_from(from, 500, 1 << 20).expect("read");
+            let Some(last) = recs.last() else {
+                return delivered;
+            };
+            delivered += recs.len() as u64;
+            from = last.seq + 1;
+            s.ack(last.seq).expect("ack");
+        }
+    }
+
     #[test]
     fn full_spool_drops_oldest_and_counts_them() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -702,15 +716,8 @@ mod tests {
             s.append(query(&format!("query-{i:08}"))).expect("append");
         }
         assert!(s.bytes() <= 64 * 1024 + 8 * 1024, "bounded: {}", s.bytes());
-        let mut delivered = 0u64;
-        let mut from = s.acked() + 1;
-        loop {
-            let recs = s.read_from(from, 500, 1 << 20).expect("read");
-            let Some(last) = recs.last() else { break };
-            delivered += recs.len() as u64;
-            from = last.seq + 1;
-            s.ack(last.seq).expect("ack");
-        }
+        let from = s.acked() + 1;
+        let delivered = deliver_all(&mut s, from);
         assert!(s.dropped_total() > 0);
         assert_eq!(
             delivered + s.dropped_total(),
@@ -747,15 +754,7 @@ mod tests {
         let dropped_before_ack = s.dropped_total();
         s.ack(sent).expect("ack");
         assert_eq!(s.dropped_total(), dropped_before_ack, "acked, so delivered");
-        let mut delivered = sent;
-        let mut from = sent + 1;
-        loop {
-            let recs = s.read_from(from, 500, 1 << 20).expect("read");
-            let Some(last) = recs.last() else { break };
-            delivered += recs.len() as u64;
-            from = last.seq + 1;
-            s.ack(last.seq).expect("ack");
-        }
+        let delivered = sent + deliver_all(&mut s, sent + 1);
         assert_eq!(delivered + s.dropped_total(), 5_000, "each counted once");
 
         // The session ends before the ack: the next one counts them dropped, also after a
@@ -766,15 +765,7 @@ mod tests {
         drop(s);
         let mut s = Spool::open(dir.path(), 64 * 1024).expect("reopen");
         s.start_session(0).expect("session");
-        let mut delivered = 0;
-        let mut from = 1;
-        loop {
-            let recs = s.read_from(from, 500, 1 << 20).expect("read");
-            let Some(last) = recs.last() else { break };
-            delivered += recs.len() as u64;
-            from = last.seq + 1;
-            s.ack(last.seq).expect("ack");
-        }
+        let delivered = deliver_all(&mut s, 1);
         assert!(delivered < 5_000);
         assert_eq!(delivered + s.dropped_total(), 5_000, "each counted once");
     }
