@@ -50,28 +50,33 @@ pub struct Endpoint {
     pub aws: bool,
 }
 
-/// `host[:port]` pairs of a JDBC or Thrift authority list (`a:1,b:2`, `[::1]:5432`).
+/// `host[:port]` pairs of a JDBC or Thrift authority list (`a:1,b:2`, `[::1]:5432`); an
+/// entry that cannot be read is passed over.
 fn hosts(list: &str, default_port: u16) -> Vec<(String, u16)> {
     list.split(',')
-        .filter_map(|h| {
-            let h = h.trim();
-            if h.is_empty() {
-                return None;
-            }
-            if let Some(rest) = h.strip_prefix('[') {
-                let (addr, after) = rest.split_once(']')?;
-                let port = after
-                    .strip_prefix(':')
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(default_port);
-                return Some((addr.to_owned(), port));
-            }
-            match h.rsplit_once(':') {
-                Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
-                None => Some((h.to_owned(), default_port)),
-            }
-        })
+        .filter_map(|h| authority(h, default_port))
         .collect()
+}
+
+/// One entry of an authority list: `host`, `host:port` or `[v6]:port`; `None` when it is
+/// empty or its port is not a number.
+pub(crate) fn authority(entry: &str, default_port: u16) -> Option<(String, u16)> {
+    let h = entry.trim();
+    if h.is_empty() {
+        return None;
+    }
+    if let Some(rest) = h.strip_prefix('[') {
+        let (addr, after) = rest.split_once(']')?;
+        let port = after
+            .strip_prefix(':')
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(default_port);
+        return Some((addr.to_owned(), port));
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
+        None => Some((h.to_owned(), default_port)),
+    }
 }
 
 /// The endpoints of `catalog`; `region` is the agent's AWS region (for Glue without its

@@ -45,7 +45,7 @@ pub async fn push_local(state: &AppState, cp: &str) {
     };
     let messages: Vec<pb::ControlMessage> = open
         .iter()
-        .filter(|r| r.received_at_ms.is_none() && r.expires_at_ms > now)
+        .filter(|r| is_open(r, now))
         .map(message)
         .collect();
     // Never wait for room in the session's queue here: a session start calls this before

@@ -251,18 +251,20 @@ fn catalog_hosts(c: &CatalogSpec) -> Result<Vec<(&'static str, String)>, String>
     use tether_shared::spec::Connector;
     let p = &c.properties;
     let mut out = Vec::new();
-    // `host`, `host:port`, `[v6]:port`, one or a comma-separated list.
+    // `host`, `host:port`, `[v6]:port`, one or a comma-separated list, read as the
+    // reachability check reads them.
     let authorities = |what: &'static str, list: &str, out: &mut Vec<(&'static str, String)>| {
-        for a in list.split(',').map(str::trim) {
-            let host = match a.strip_prefix('[') {
-                Some(rest) => rest.split_once(']').map(|(h, _)| h),
-                None => Some(a.rsplit_once(':').map_or(a, |(h, _)| h)),
-            };
-            match host {
-                Some(h) if !h.is_empty() && !h.contains(['/', '@', '?', '#']) => {
-                    out.push((what, h.to_owned()))
+        for a in list.split(',') {
+            match crate::reach::authority(a, 0) {
+                Some((h, _)) if !h.is_empty() && !h.contains(['/', '@', '?', '#']) => {
+                    out.push((what, h))
                 }
-                _ => return Err(format!("cannot read a host from {what} address {a:?}")),
+                _ => {
+                    return Err(format!(
+                        "cannot read a host from {what} address {:?}",
+                        a.trim()
+                    ));
+                }
             }
         }
         Ok(())
